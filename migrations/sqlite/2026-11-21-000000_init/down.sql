@@ -1,0 +1,4 @@
+DROP TABLE outbox;
+DROP TABLE sessions;
+DROP TABLE email_tokens;
+DROP TABLE users;

@@ -1,0 +1,59 @@
+-- All timestamps are UTC unix seconds.
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    email TEXT NOT NULL UNIQUE,               -- normalised (lower case)
+    password_hash TEXT NOT NULL,
+    email_verified_at BIGINT,
+    approval TEXT NOT NULL,                   -- pending | approved | rejected
+    is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+CREATE TABLE email_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose TEXT NOT NULL,                    -- verify_link | verify_code | reset_link
+    secret_hash BLOB NOT NULL,                -- SHA-256 (links) or keyed SHA-256 (codes)
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX email_tokens_by_secret ON email_tokens (secret_hash);
+CREATE INDEX email_tokens_by_user ON email_tokens (user_id, purpose);
+CREATE INDEX email_tokens_by_expiry ON email_tokens (expires_at);
+
+CREATE TABLE sessions (
+    id_hash BLOB PRIMARY KEY,                 -- SHA-256 of the cookie's session id
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    state TEXT NOT NULL,
+    remember BOOLEAN NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    idle_expires_at BIGINT NOT NULL,
+    absolute_expires_at BIGINT NOT NULL,
+    user_agent TEXT NOT NULL,
+    ip TEXT NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE INDEX sessions_by_idle_expiry ON sessions (idle_expires_at);
+
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    user_id BIGINT REFERENCES users(id) ON DELETE CASCADE,
+    message_id TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'pending',    -- pending | sent | dead | expired | skipped
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    send_before BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    finished_at BIGINT
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);

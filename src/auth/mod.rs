@@ -1,0 +1,11 @@
+//! Who someone is: password hashing, server-side sessions and guards.
+
+mod guards;
+mod hasher;
+mod session;
+mod session_store;
+
+pub use guards::SignedInUser;
+pub use hasher::{HashError, PasswordHasher, hash_now, verify_now};
+pub use session::{SessionData, SessionStart};
+pub use session_store::{DbSessionStore, SessionPolicy};

@@ -1,0 +1,64 @@
+//! The typed face of the session state.
+
+use actix_session::{Session, SessionExt};
+use actix_web::HttpRequest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::domain::random_secret;
+
+pub(crate) const USER_ID: &str = "user_id";
+pub(crate) const SIGNED_IN_AT: &str = "signed_in_at";
+pub(crate) const REMEMBER: &str = "remember";
+pub(crate) const CSRF: &str = "csrf";
+pub(crate) const USER_AGENT: &str = "user_agent";
+pub(crate) const IP: &str = "ip";
+
+/// Read access to the session of a request. Anonymous visitors have an
+/// empty one, which is never stored.
+pub struct SessionData(Session);
+
+/// What a new session records at sign-in.
+pub struct SessionStart {
+    pub user_id: i64,
+    pub remember: bool,
+    pub user_agent: String,
+    pub ip: String,
+}
+
+impl SessionData {
+    pub fn of(req: &HttpRequest) -> Self {
+        Self(req.get_session())
+    }
+
+    pub fn user_id(&self) -> Option<i64> {
+        self.0.get(USER_ID).ok().flatten()
+    }
+
+    pub fn csrf_token(&self) -> Option<String> {
+        self.0.get(CSRF).ok().flatten()
+    }
+
+    /// Starts a signed-in session under a new id (the old one, if any, is
+    /// deleted), with a fresh CSRF token bound to it.
+    pub fn start(
+        req: &HttpRequest,
+        start: SessionStart,
+    ) -> Result<(), actix_session::SessionInsertError> {
+        let session = req.get_session();
+        session.renew();
+        session.clear();
+        session.insert(USER_ID, start.user_id)?;
+        session.insert(SIGNED_IN_AT, crate::db::now())?;
+        session.insert(REMEMBER, start.remember)?;
+        session.insert(CSRF, URL_SAFE_NO_PAD.encode(random_secret::<32>()))?;
+        session.insert(USER_AGENT, start.user_agent)?;
+        session.insert(IP, start.ip)?;
+        Ok(())
+    }
+
+    /// Ends the session: its row is deleted and the cookie removed.
+    pub fn end(req: &HttpRequest) {
+        req.get_session().purge();
+    }
+}

@@ -1,0 +1,209 @@
+//! actix-session's store over the database.
+//!
+//! Only a SHA-256 of the session id is stored, so a leaked table does not
+//! let anyone in. The idle timeout slides inside `load` (writing at most
+//! every few seconds) instead of actix-session's write-every-request policy,
+//! and the absolute timeout is fixed at sign-in from the state's
+//! `signed_in_at`, which survives the delete-and-save of a renewal.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration as CookieDuration;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use super::session::{IP, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID};
+use crate::db::sessions::{self, NewSession};
+use crate::db::{Db, DbConnection, now};
+use crate::domain::random_secret;
+
+type State = HashMap<String, String>;
+
+/// Timeouts and the account states a session needs to stay valid.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionPolicy {
+    pub idle_ttl: Duration,
+    pub absolute_ttl: Duration,
+    pub remember_ttl: Duration,
+    pub require_verification: bool,
+    pub require_approval: bool,
+}
+
+impl SessionPolicy {
+    fn idle_secs(&self, remember: bool) -> i64 {
+        (if remember {
+            self.remember_ttl
+        } else {
+            self.idle_ttl
+        })
+        .as_secs() as i64
+    }
+
+    fn absolute_secs(&self, remember: bool) -> i64 {
+        (if remember {
+            self.remember_ttl
+        } else {
+            self.absolute_ttl
+        })
+        .as_secs() as i64
+    }
+
+    /// How stale `last_seen_at` may get before a request writes it: at most
+    /// a minute, and a tenth of the idle timeout, so sliding stays accurate.
+    fn touch_after_secs(&self, remember: bool) -> i64 {
+        (self.idle_secs(remember) / 10).min(60)
+    }
+}
+
+#[derive(Clone)]
+pub struct DbSessionStore {
+    db: Db,
+    policy: SessionPolicy,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Db, policy: SessionPolicy) -> Self {
+        Self { db, policy }
+    }
+}
+
+fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+fn field<T: serde::de::DeserializeOwned>(state: &State, name: &str) -> Option<T> {
+    state
+        .get(name)
+        .and_then(|json| serde_json::from_str(json).ok())
+}
+
+/// Loads a live session, dropping it when its account may no longer sign in.
+fn load_state(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    policy: SessionPolicy,
+) -> diesel::QueryResult<Option<State>> {
+    let now = now();
+    let Some((session, user)) = sessions::find_live(conn, id_hash, now)? else {
+        return Ok(None);
+    };
+    if user
+        .state()
+        .sign_in_block(policy.require_verification, policy.require_approval)
+        .is_some()
+    {
+        sessions::delete(conn, id_hash)?;
+        return Ok(None);
+    }
+    if now - session.last_seen_at >= policy.touch_after_secs(session.remember) {
+        let idle_expires_at =
+            (now + policy.idle_secs(session.remember)).min(session.absolute_expires_at);
+        sessions::touch(conn, id_hash, now, idle_expires_at)?;
+    }
+    Ok(serde_json::from_str(&session.state).ok())
+}
+
+fn save_state(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    state: &State,
+    policy: SessionPolicy,
+) -> anyhow::Result<()> {
+    let user_id: i64 =
+        field(state, USER_ID).ok_or_else(|| anyhow::anyhow!("session state without a user"))?;
+    let now = now();
+    let signed_in_at: i64 = field(state, SIGNED_IN_AT).unwrap_or(now);
+    let remember: bool = field(state, REMEMBER).unwrap_or(false);
+    let user_agent: String = field(state, USER_AGENT).unwrap_or_default();
+    let ip: String = field(state, IP).unwrap_or_default();
+    let absolute_expires_at = signed_in_at + policy.absolute_secs(remember);
+    let json = serde_json::to_string(state)?;
+    sessions::insert(
+        conn,
+        &NewSession {
+            id_hash,
+            user_id,
+            state: &json,
+            remember,
+            created_at: signed_in_at,
+            last_seen_at: now,
+            idle_expires_at: (now + policy.idle_secs(remember)).min(absolute_expires_at),
+            absolute_expires_at,
+            user_agent: &user_agent,
+            ip: &ip,
+        },
+    )?;
+    Ok(())
+}
+
+fn new_session_key() -> SessionKey {
+    SessionKey::try_from(URL_SAFE_NO_PAD.encode(random_secret::<32>()))
+        .expect("43 characters is a valid key")
+}
+
+impl SessionStore for DbSessionStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let id_hash = hash_key(key.as_ref());
+        let policy = self.policy;
+        self.db
+            .run(move |conn| load_state(conn, &id_hash, policy))
+            .await
+            .map_err(|e| LoadError::Other(e.into()))
+    }
+
+    async fn save(&self, state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+        let key = new_session_key();
+        let id_hash = hash_key(key.as_ref());
+        let policy = self.policy;
+        self.db
+            .run(move |conn| Ok(save_state(conn, &id_hash, &state, policy)))
+            .await
+            .map_err(|e| SaveError::Other(e.into()))?
+            .map_err(SaveError::Other)?;
+        Ok(key)
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        let id_hash = hash_key(key.as_ref());
+        let json =
+            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let updated = self
+            .db
+            .run(move |conn| sessions::update_state(conn, &id_hash, &json))
+            .await
+            .map_err(|e| UpdateError::Other(e.into()))?;
+        if updated == 1 {
+            Ok(key)
+        } else {
+            // The row is gone (expired or revoked meanwhile): start a new one.
+            self.save(state, ttl)
+                .await
+                .map_err(|e| UpdateError::Other(anyhow::anyhow!(e.to_string())))
+        }
+    }
+
+    async fn update_ttl(
+        &self,
+        _key: &SessionKey,
+        _ttl: &CookieDuration,
+    ) -> Result<(), anyhow::Error> {
+        // Sliding happens in `load`.
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        let id_hash = hash_key(key.as_ref());
+        self.db
+            .run(move |conn| sessions::delete(conn, &id_hash))
+            .await?;
+        Ok(())
+    }
+}

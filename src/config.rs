@@ -1,0 +1,205 @@
+//! Settings from environment variables and the same-named flags, parsed once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::builder::BoolishValueParser;
+use url::Url;
+
+use crate::db::DatabaseUrl;
+use crate::domain::random_secret;
+
+const SESSION_KEY_FILE: &str = "var/session.key";
+const MIN_SESSION_KEY_BYTES: usize = 32;
+
+/// Every setting of `usher serve`: an environment variable and a flag each.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Settings {
+    /// `postgres://…` for PostgreSQL, anything else is a SQLite file path.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "var/usher.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Listen address.
+    #[arg(long, env = "USHER_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Absolute base for links in emails; https turns on Secure cookies. Default: http://<bind>.
+    #[arg(long, env = "USHER_PUBLIC_URL")]
+    pub public_url: Option<Url>,
+    /// Secret of at least 32 bytes for cookies, shared by all instances. Default: generated into var/session.key.
+    #[arg(long, env = "USHER_SESSION_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub session_key: Option<Secret>,
+    /// SMTP server, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host. Unset: mail goes to files.
+    #[arg(long, env = "USHER_SMTP_URL", hide_env_values = true, value_parser = parse_secret)]
+    pub smtp_url: Option<Secret>,
+    /// Where mail goes when there is no SMTP URL.
+    #[arg(long, env = "USHER_MAIL_DIR", default_value = "var/mail")]
+    pub mail_dir: PathBuf,
+    /// Sender of every email.
+    #[arg(long, env = "USHER_MAIL_FROM", default_value = "Usher <no-reply@localhost>", value_parser = parse_mailbox)]
+    pub mail_from: lettre::message::Mailbox,
+    /// Sign-in needs a verified address.
+    #[arg(long, env = "USHER_REQUIRE_EMAIL_VERIFICATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub require_email_verification: bool,
+    /// Sign-in needs an administrator's approval.
+    #[arg(long, env = "USHER_REQUIRE_ADMIN_APPROVAL", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub require_admin_approval: bool,
+    /// Life of a verification link.
+    #[arg(long, env = "USHER_VERIFY_TOKEN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub verify_token_ttl: Duration,
+    /// Life of a 6-digit verification code.
+    #[arg(long, env = "USHER_VERIFY_CODE_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub verify_code_ttl: Duration,
+    /// Life of a password reset link.
+    #[arg(long, env = "USHER_RESET_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub reset_token_ttl: Duration,
+    /// Idle timeout of a session (sliding).
+    #[arg(long, env = "USHER_SESSION_IDLE_TTL", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub session_idle_ttl: Duration,
+    /// Hard limit on a session's age.
+    #[arg(long, env = "USHER_SESSION_ABSOLUTE_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_absolute_ttl: Duration,
+    /// Idle and hard limit of a "remember me" session.
+    #[arg(long, env = "USHER_SESSION_REMEMBER_TTL", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub session_remember_ttl: Duration,
+    /// Shortest password accepted (8 to 64).
+    #[arg(long, env = "USHER_PASSWORD_MIN_LENGTH", default_value = "12", value_parser = clap::value_parser!(u16).range(8..=64))]
+    pub password_min_length: u16,
+    /// Accounts never verified are deleted after this.
+    #[arg(long, env = "USHER_UNVERIFIED_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub unverified_ttl: Duration,
+    /// `off` turns every rate limit and lockout off (tests and benchmarks only).
+    #[arg(long, env = "USHER_THROTTLE", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub throttle: bool,
+    /// Sign-ins that may wait for a password-hashing thread before new ones get a 503.
+    #[arg(long, env = "USHER_HASH_QUEUE", default_value = "128")]
+    pub hash_queue: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "USHER_WORKERS")]
+    pub workers: Option<usize>,
+    /// First wait before retrying a mail after a temporary failure; it doubles each time.
+    #[arg(long, env = "USHER_MAIL_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub mail_retry_base: Duration,
+    /// Attempts before a mail is marked dead.
+    #[arg(long, env = "USHER_MAIL_MAX_ATTEMPTS", default_value = "8")]
+    pub mail_max_attempts: u32,
+    /// How often the mail worker looks for mail queued by other instances.
+    #[arg(long, env = "USHER_MAIL_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub mail_poll_interval: Duration,
+}
+
+/// A setting that must never reach a log: its `Debug` is redacted.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<Secret, String> {
+    Ok(Secret(raw.to_owned()))
+}
+
+fn parse_mailbox(raw: &str) -> Result<lettre::message::Mailbox, String> {
+    raw.parse().map_err(|e| format!("not a mail address: {e}"))
+}
+
+/// Settings after defaults that depend on each other are filled in.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub settings: Settings,
+    pub database: DatabaseUrl,
+    pub public_url: Url,
+    pub session_key: Secret,
+}
+
+impl Config {
+    pub fn resolve(settings: Settings) -> anyhow::Result<Self> {
+        let database = DatabaseUrl::parse(&settings.database_url);
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{}", settings.bind))
+                .map_err(|e| anyhow::anyhow!("USHER_BIND: not a host:port ({e})"))?,
+        };
+        let session_key = match &settings.session_key {
+            Some(key) if key.0.len() < MIN_SESSION_KEY_BYTES => {
+                anyhow::bail!(
+                    "USHER_SESSION_KEY: must be at least {MIN_SESSION_KEY_BYTES} bytes long"
+                )
+            }
+            Some(key) => key.clone(),
+            None if database.is_postgres() => anyhow::bail!(
+                "USHER_SESSION_KEY: required with PostgreSQL, where every instance must share it"
+            ),
+            None => load_or_create_key_file(Path::new(SESSION_KEY_FILE))?,
+        };
+        Ok(Self {
+            settings,
+            database,
+            public_url,
+            session_key,
+        })
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// An absolute link to a path of this site.
+    pub fn link(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.public_url.as_str().trim_end_matches('/'),
+            path_and_query
+        )
+    }
+}
+
+fn load_or_create_key_file(path: &Path) -> anyhow::Result<Secret> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let key = existing.trim().to_owned();
+        anyhow::ensure!(
+            key.len() >= MIN_SESSION_KEY_BYTES,
+            "{}: too short; delete it to generate a new one",
+            path.display()
+        );
+        return Ok(Secret(key));
+    }
+    let key = URL_SAFE_NO_PAD.encode(random_secret::<48>());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private_file(path, &key)?;
+    tracing::warn!(
+        file = %path.display(),
+        "USHER_SESSION_KEY is not set: generated a session key into a file; set it for production"
+    );
+    Ok(Secret(key))
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}

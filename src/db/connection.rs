@@ -1,0 +1,154 @@
+//! One connection type for both backends, picked by the database URL at run time.
+
+use std::path::Path;
+
+use diesel::Connection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
+use diesel::result::{ConnectionError, QueryResult};
+use diesel::sqlite::SqliteConnection;
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the data lives, parsed from `DATABASE_URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    /// `postgres://` and `postgresql://` select PostgreSQL; anything else is a
+    /// SQLite file path, with a leading `sqlite://` stripped.
+    pub fn parse(raw: &str) -> Self {
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Self::Postgres(raw.to_owned())
+        } else {
+            Self::Sqlite(raw.strip_prefix("sqlite://").unwrap_or(raw).to_owned())
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// The URL without any password, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite:{path}"),
+            Self::Postgres(raw) => match url::Url::parse(raw) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    url.to_string()
+                }
+                Err(_) => "postgres://(unparsable)".to_owned(),
+            },
+        }
+    }
+
+    pub fn connect(&self) -> Result<DbConnection, ConnectionError> {
+        match self {
+            Self::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgres),
+            Self::Sqlite(path) => connect_sqlite(path).map(DbConnection::Sqlite),
+        }
+    }
+}
+
+fn connect_sqlite(path: &str) -> Result<SqliteConnection, ConnectionError> {
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ConnectionError::BadConnection(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let mut conn = SqliteConnection::establish(path)?;
+    // WAL lets readers run beside the single writer; busy_timeout makes writers
+    // queue instead of failing at once.
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+impl DbConnection {
+    /// Runs `work` in a write transaction. On SQLite it starts with
+    /// `BEGIN IMMEDIATE`: a deferred transaction that reads and then writes
+    /// fails at once under concurrent writers, whatever the busy timeout.
+    pub fn write<T, E>(&mut self, work: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        match self {
+            Self::Sqlite(conn) => {
+                AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")?
+            }
+            Self::Postgres(conn) => AnsiTransactionManager::begin_transaction(conn)?,
+        }
+        match work(self) {
+            Ok(value) => {
+                self.end_transaction(true)?;
+                Ok(value)
+            }
+            Err(error) => {
+                // The work's error is the one worth reporting.
+                let _ = self.end_transaction(false);
+                Err(error)
+            }
+        }
+    }
+
+    fn end_transaction(&mut self, commit: bool) -> QueryResult<()> {
+        match (self, commit) {
+            (Self::Sqlite(conn), true) => AnsiTransactionManager::commit_transaction(conn),
+            (Self::Sqlite(conn), false) => AnsiTransactionManager::rollback_transaction(conn),
+            (Self::Postgres(conn), true) => AnsiTransactionManager::commit_transaction(conn),
+            (Self::Postgres(conn), false) => AnsiTransactionManager::rollback_transaction(conn),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
+/// An r2d2 manager that keeps the real connection error (the derived
+/// `establish` of a multi-connection hides it).
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        self.url
+            .connect()
+            .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}

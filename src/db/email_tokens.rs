@@ -1,0 +1,120 @@
+//! The `email_tokens` table: hashes of the secrets sent by email (links and
+//! codes). The secrets themselves are never stored.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::email_tokens;
+use crate::domain::TokenHash;
+
+/// A verification code is void after this many tries, right or wrong.
+pub const MAX_CODE_ATTEMPTS: i32 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyLink,
+    VerifyCode,
+    ResetLink,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyLink => "verify_link",
+            Self::VerifyCode => "verify_code",
+            Self::ResetLink => "reset_link",
+        }
+    }
+}
+
+pub fn insert(
+    conn: &mut DbConnection,
+    user_id: i64,
+    purpose: Purpose,
+    hash: &TokenHash,
+    now: i64,
+    expires_at: i64,
+) -> QueryResult<()> {
+    diesel::insert_into(email_tokens::table)
+        .values((
+            email_tokens::user_id.eq(user_id),
+            email_tokens::purpose.eq(purpose.as_str()),
+            email_tokens::secret_hash.eq(&hash.0),
+            email_tokens::created_at.eq(now),
+            email_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Voids every live secret of these purposes for a user.
+pub fn void_all(
+    conn: &mut DbConnection,
+    user_id: i64,
+    purposes: &[Purpose],
+    now: i64,
+) -> QueryResult<usize> {
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::purpose.eq_any(purposes))
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .execute(conn)
+}
+
+/// Claims a link token in one statement, so of many concurrent claims
+/// exactly one wins. Returns the user it belongs to.
+pub fn claim_link(
+    conn: &mut DbConnection,
+    purpose: Purpose,
+    hash: &TokenHash,
+    now: i64,
+) -> QueryResult<Option<i64>> {
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::secret_hash.eq(&hash.0))
+            .filter(email_tokens::purpose.eq(purpose.as_str()))
+            .filter(email_tokens::used_at.is_null())
+            .filter(email_tokens::expires_at.gt(now)),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .returning(email_tokens::user_id)
+    .get_result(conn)
+    .optional()
+}
+
+/// Counts one try against the user's live code before it is compared, in
+/// one statement: parallel guesses cannot get more than
+/// `MAX_CODE_ATTEMPTS` comparisons. Returns the live codes' ids and hashes.
+pub fn count_code_attempt(
+    conn: &mut DbConnection,
+    user_id: i64,
+    now: i64,
+) -> QueryResult<Vec<(i64, Vec<u8>)>> {
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::purpose.eq(Purpose::VerifyCode.as_str()))
+            .filter(email_tokens::used_at.is_null())
+            .filter(email_tokens::expires_at.gt(now))
+            .filter(email_tokens::attempts.lt(MAX_CODE_ATTEMPTS)),
+    )
+    .set(email_tokens::attempts.eq(email_tokens::attempts + 1))
+    .returning((email_tokens::id, email_tokens::secret_hash))
+    .get_results(conn)
+}
+
+/// Uses a secret by id; false if another request used it first.
+pub fn claim_by_id(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
+    let changed = diesel::update(
+        email_tokens::table
+            .find(id)
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .execute(conn)?;
+    Ok(changed == 1)
+}

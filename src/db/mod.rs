@@ -1,0 +1,143 @@
+//! Storage: the connection pool, migrations, and one module per table.
+
+mod connection;
+pub mod email_tokens;
+mod migrations;
+pub mod outbox;
+pub mod schema;
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use actix_web::web;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use tracing::Instrument;
+
+pub use connection::{DatabaseUrl, DbConnection};
+pub use migrations::run_migrations;
+
+pub type Pool = r2d2::Pool<connection::ConnectionManager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database query failed: {0}")]
+    Query(#[from] DieselError),
+    #[error("database work panicked")]
+    Panicked,
+}
+
+impl DbError {
+    /// Outages (no connection, a dead server, a locked SQLite file) are
+    /// worth a 503 and a retry; anything else is a bug.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Query(DieselError::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                ) || info.message().contains("database is locked")
+                    || info.message().contains("terminating connection")
+            }
+            Self::Query(DieselError::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The handle every part of Usher uses to reach the database. Diesel is
+/// synchronous, so all work runs on actix's blocking threads, never on the
+/// async workers.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    url: DatabaseUrl,
+    pub backend: Backend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// Builds the pool without connecting, so a server can start while the
+    /// database is briefly away (readiness reports it).
+    pub fn new(url: &DatabaseUrl, max_connections: u32) -> Self {
+        let backend = if url.is_postgres() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(max_connections)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::LoggingErrorHandler))
+            .build_unchecked(connection::ConnectionManager::new(url.clone()));
+        Self {
+            pool,
+            url: url.clone(),
+            backend,
+        }
+    }
+
+    /// A connection outside the pool, for migrations and other one-off work.
+    pub fn connect_for_admin(&self) -> anyhow::Result<DbConnection> {
+        self.url
+            .connect()
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", self.url.redacted()))
+    }
+
+    /// Runs blocking database work off the async workers.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::debug_span!("db");
+        web::block(move || {
+            let _entered = span.enter();
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            work(&mut conn).map_err(DbError::from)
+        })
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|_| DbError::Panicked)?
+    }
+
+    /// The same, for code that is already on a blocking thread (the mail
+    /// worker, the command-line tools).
+    pub fn run_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, DieselError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        work(&mut conn).map_err(DbError::from)
+    }
+
+    pub async fn is_ready(&self) -> bool {
+        self.run(|conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1")
+        })
+        .await
+        .is_ok()
+    }
+}
+
+/// Seconds since the Unix epoch: every timestamp Usher stores.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

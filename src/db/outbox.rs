@@ -1,0 +1,167 @@
+//! The `outbox` table: mail written in the same transaction as the change
+//! that causes it, sent later by the mail worker.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::outbox;
+use crate::domain::random_secret;
+
+#[derive(Queryable, Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub user_id: Option<i64>,
+    pub message_id: String,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub send_before: i64,
+    pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// Where a row ends when the worker is done with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalState {
+    Sent,
+    /// Gave up: too many attempts or a permanent SMTP error. Shown to admins.
+    Dead,
+    /// Its link would have expired before delivery.
+    Expired,
+    /// No longer needed (e.g. the address was verified meanwhile).
+    Skipped,
+}
+
+impl FinalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Dead => "dead",
+            Self::Expired => "expired",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+pub struct NewMail<'a> {
+    pub kind: &'a str,
+    pub recipient: &'a str,
+    pub user_id: Option<i64>,
+    pub send_before: i64,
+}
+
+/// Queues a mail with a stable Message-ID, so a retried send is recognised
+/// as the same message.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    mail: NewMail,
+    mail_domain: &str,
+    now: i64,
+) -> QueryResult<i64> {
+    let unique: String = random_secret::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let message_id = format!("<{unique}@{mail_domain}>");
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::kind.eq(mail.kind),
+            outbox::recipient.eq(mail.recipient),
+            outbox::user_id.eq(mail.user_id),
+            outbox::message_id.eq(message_id),
+            outbox::created_at.eq(now),
+            outbox::send_before.eq(mail.send_before),
+            outbox::next_attempt_at.eq(now),
+        ))
+        .returning(outbox::id)
+        .get_result(conn)
+}
+
+/// Ids of pending mail that is due and not leased by a live worker.
+pub fn due(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<Vec<i64>> {
+    outbox::table
+        .select(outbox::id)
+        .filter(outbox::state.eq("pending"))
+        .filter(outbox::next_attempt_at.le(now))
+        .filter(
+            outbox::lease_until
+                .is_null()
+                .or(outbox::lease_until.lt(now)),
+        )
+        .order(outbox::id)
+        .limit(limit)
+        .get_results(conn)
+}
+
+/// Takes a lease on one row and counts the attempt, in one statement: of
+/// several workers (on several instances) exactly one gets it.
+pub fn lease(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> QueryResult<Option<OutboxRow>> {
+    diesel::update(
+        outbox::table
+            .find(id)
+            .filter(outbox::state.eq("pending"))
+            .filter(
+                outbox::lease_until
+                    .is_null()
+                    .or(outbox::lease_until.lt(now)),
+            ),
+    )
+    .set((
+        outbox::lease_owner.eq(owner),
+        outbox::lease_until.eq(until),
+        outbox::attempts.eq(outbox::attempts + 1),
+    ))
+    .returning(outbox::all_columns)
+    .get_result(conn)
+    .optional()
+}
+
+pub fn finish(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    state: FinalState,
+    error: Option<&str>,
+    now: i64,
+) -> QueryResult<()> {
+    diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+        .set((
+            outbox::state.eq(state.as_str()),
+            outbox::last_error.eq(error),
+            outbox::finished_at.eq(now),
+            outbox::lease_owner.eq(None::<String>),
+            outbox::lease_until.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Releases the lease and schedules another attempt.
+pub fn retry_later(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    error: &str,
+    at: i64,
+) -> QueryResult<()> {
+    diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+        .set((
+            outbox::last_error.eq(error),
+            outbox::next_attempt_at.eq(at),
+            outbox::lease_owner.eq(None::<String>),
+            outbox::lease_until.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The `sessions` table: server-side session state, keyed by a hash of the
+//! id in the cookie.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::{sessions, users};
+use super::users::User;
+
+#[derive(Queryable, Clone, Debug)]
+pub struct SessionRow {
+    pub id_hash: Vec<u8>,
+    pub user_id: i64,
+    pub state: String,
+    pub remember: bool,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub user_agent: String,
+    pub ip: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub id_hash: &'a [u8],
+    pub user_id: i64,
+    pub state: &'a str,
+    pub remember: bool,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub idle_expires_at: i64,
+    pub absolute_expires_at: i64,
+    pub user_agent: &'a str,
+    pub ip: &'a str,
+}
+
+pub fn insert(conn: &mut DbConnection, session: &NewSession) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(session)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A session that has not timed out, with its user.
+pub fn find_live(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    now: i64,
+) -> QueryResult<Option<(SessionRow, User)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id_hash.eq(id_hash))
+        .filter(sessions::idle_expires_at.gt(now))
+        .filter(sessions::absolute_expires_at.gt(now))
+        .first(conn)
+        .optional()
+}
+
+/// Slides the idle timeout.
+pub fn touch(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    now: i64,
+    idle_expires_at: i64,
+) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id_hash))
+        .set((
+            sessions::last_seen_at.eq(now),
+            sessions::idle_expires_at.eq(idle_expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_state(conn: &mut DbConnection, id_hash: &[u8], state: &str) -> QueryResult<usize> {
+    diesel::update(sessions::table.find(id_hash))
+        .set(sessions::state.eq(state))
+        .execute(conn)
+}
+
+pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
+    diesel::delete(sessions::table.find(id_hash)).execute(conn)
+}

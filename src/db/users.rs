@@ -1,0 +1,84 @@
+//! The `users` table.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::DbConnection;
+use super::schema::users;
+use crate::domain::{AccountState, Approval};
+
+#[derive(Queryable, Clone, Debug)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub email_verified_at: Option<i64>,
+    pub approval: String,
+    pub is_admin: bool,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub email_verified_at: Option<i64>,
+    pub approval: &'a str,
+    pub is_admin: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl User {
+    pub fn state(&self) -> AccountState {
+        AccountState {
+            email_verified: self.email_verified_at.is_some(),
+            approval: Approval::from_db(&self.approval),
+            disabled: self.disabled_at.is_some(),
+        }
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
+        users::table.find(id).first(conn).optional()
+    }
+
+    /// `email` must already be normalised.
+    pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
+        users::table
+            .filter(users::email.eq(email))
+            .first(conn)
+            .optional()
+    }
+
+    /// Inserts a user; `None` when the address is taken. The insert runs in
+    /// a savepoint, since on PostgreSQL a failed statement would otherwise
+    /// abort the caller's whole transaction.
+    pub fn insert(conn: &mut DbConnection, new_user: &NewUser) -> QueryResult<Option<i64>> {
+        let inserted = conn.transaction(|conn| {
+            diesel::insert_into(users::table)
+                .values(new_user)
+                .returning(users::id)
+                .get_result(conn)
+        });
+        match inserted {
+            Ok(id) => Ok(Some(id)),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Marks the address verified; false if it already was.
+    pub fn mark_verified(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
+        let changed = diesel::update(
+            users::table
+                .find(id)
+                .filter(users::email_verified_at.is_null()),
+        )
+        .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+}

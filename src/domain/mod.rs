@@ -1,0 +1,11 @@
+//! Values that have been checked: forms become these before they touch the database.
+
+mod account;
+mod email;
+mod password;
+mod token;
+
+pub use account::{AccountState, Approval, SignInBlock};
+pub use email::EmailAddress;
+pub use password::{PasswordPolicy, PasswordProblem, normalize_password};
+pub use token::{CodeHasher, PlainToken, TokenHash, VerificationCode, random_secret};

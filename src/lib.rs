@@ -1,0 +1,13 @@
+//! Usher: a self-hosted account service with server-rendered pages.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod mail;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;

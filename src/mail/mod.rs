@@ -1,0 +1,10 @@
+//! Email: what is sent (messages), how (transport), and the outbox worker
+//! that sends queued mail and never loses it.
+
+pub mod messages;
+mod transport;
+mod worker;
+
+pub use messages::{MailKind, queue};
+pub use transport::Transport;
+pub use worker::{MailWorker, MailWorkerHandle, WorkerSettings};

@@ -1,0 +1,67 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::transport::smtp::SmtpTransport;
+use lettre::{FileTransport, Message, Transport as _};
+
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where mail goes: an SMTP server, or `.eml` files for a newcomer's first run.
+pub enum Transport {
+    Smtp(SmtpTransport),
+    Files {
+        transport: FileTransport,
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth another try later (connection refused, 4xx reply, timeouts).
+    #[error("temporary failure: {0}")]
+    Temporary(String),
+    /// Retrying will not help (5xx reply).
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+impl Transport {
+    /// `smtp://host:port` is plain, `?tls=required` adds STARTTLS, `smtps://`
+    /// is implicit TLS, `user:pass@` gives credentials.
+    pub fn smtp(url: &str) -> anyhow::Result<Self> {
+        let transport = SmtpTransport::from_url(url)
+            .map_err(|e| anyhow::anyhow!("USHER_SMTP_URL: {e}"))?
+            .timeout(Some(SMTP_TIMEOUT))
+            .build();
+        Ok(Self::Smtp(transport))
+    }
+
+    pub fn files(dir: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("USHER_MAIL_DIR: cannot create {}: {e}", dir.display()))?;
+        Ok(Self::Files {
+            transport: FileTransport::new(&dir),
+            dir,
+        })
+    }
+
+    pub fn is_files(&self) -> bool {
+        matches!(self, Self::Files { .. })
+    }
+
+    pub fn send(&self, message: &Message) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(smtp) => smtp.send(message).map(|_| ()).map_err(|error| {
+                if error.is_permanent() {
+                    SendError::Permanent(error.to_string())
+                } else {
+                    SendError::Temporary(error.to_string())
+                }
+            }),
+            Self::Files { transport, dir } => transport
+                .send(message)
+                .map(|_| ())
+                .map_err(|e| SendError::Temporary(format!("writing to {}: {e}", dir.display()))),
+        }
+    }
+}

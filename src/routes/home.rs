@@ -1,0 +1,26 @@
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use askama::Template;
+
+use crate::web::{PageContext, redirect, render};
+
+#[derive(Template)]
+#[template(path = "pages/home.html")]
+struct HomePage {
+    ctx: PageContext,
+}
+
+pub async fn show(ctx: PageContext) -> HttpResponse {
+    if ctx.signed_in {
+        return redirect("/account");
+    }
+    render(StatusCode::OK, &HomePage { ctx })
+}
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/usher.css"))
+}

@@ -1,0 +1,189 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::NoFields;
+use crate::auth::{SessionData, SessionStart};
+use crate::db::users::User;
+use crate::domain::{EmailAddress, SignInBlock, normalize_password};
+use crate::state::AppState;
+use crate::web::{
+    AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render,
+};
+
+const INVALID_CREDENTIALS: &str = "Invalid email or password.";
+const DEFAULT_NEXT: &str = "/account";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    remember_me: Option<String>,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/login.html")]
+struct LoginPage {
+    ctx: PageContext,
+    email: String,
+    next: String,
+    remember_me: bool,
+    error: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/sign_in_blocked.html")]
+struct SignInBlockedPage {
+    ctx: PageContext,
+    title: &'static str,
+    message: &'static str,
+}
+
+/// Only a path on this site: never another origin (`//host`, `/\host`,
+/// `https:`), so a crafted link cannot bounce a fresh sign-in elsewhere.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(char::is_control) =>
+        {
+            path
+        }
+        _ => DEFAULT_NEXT,
+    }
+}
+
+pub async fn show(ctx: PageContext, query: web::Query<NextQuery>) -> HttpResponse {
+    let next = safe_next(query.next.as_deref()).to_owned();
+    if ctx.signed_in {
+        return redirect(&next);
+    }
+    let email = ctx.flash_email();
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            ctx,
+            email,
+            next,
+            remember_me: false,
+            error: None,
+        },
+    )
+}
+
+/// A wrong password and an unknown address get the same answer after the
+/// same work (an Argon2 check against a dummy hash).
+pub async fn submit(
+    req: HttpRequest,
+    ctx: PageContext,
+    client: ClientInfo,
+    state: web::Data<AppState>,
+    Form(form): Form<LoginForm>,
+) -> Result<HttpResponse, AppError> {
+    let next = safe_next(form.next.as_deref()).to_owned();
+    let remember = form.remember_me.is_some();
+    let email = EmailAddress::parse(&form.email).ok();
+    let lookup = email.clone();
+    let user = match lookup {
+        Some(email) => {
+            state
+                .db
+                .run(move |conn| User::find_by_email(conn, email.as_str()))
+                .await?
+        }
+        None => None,
+    };
+    let password_matches = state
+        .hasher
+        .verify(
+            normalize_password(&form.password),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+    let Some(user) = user.filter(|_| password_matches) else {
+        let page = LoginPage {
+            ctx,
+            email: form.email,
+            next,
+            remember_me: remember,
+            error: Some(INVALID_CREDENTIALS),
+        };
+        return Ok(render(StatusCode::UNAUTHORIZED, &page));
+    };
+    let settings = &state.config.settings;
+    match user.state().sign_in_block(
+        settings.require_email_verification,
+        settings.require_admin_approval,
+    ) {
+        None => {}
+        Some(SignInBlock::EmailUnverified) => {
+            let flash = Flash::new(
+                "Confirm your email address first. We can send you a new link and code.",
+            );
+            return Ok(redirect_with_flash(
+                "/verify/resend",
+                flash.with_email(user.email),
+            ));
+        }
+        Some(block) => return Ok(blocked_page(ctx, block)),
+    }
+    SessionData::start(
+        &req,
+        SessionStart {
+            user_id: user.id,
+            remember,
+            user_agent: client.user_agent,
+            ip: client.ip,
+        },
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
+    let mut response = redirect(&next);
+    if remember {
+        response
+            .extensions_mut()
+            .insert(crate::web::cookies::RememberMe);
+    }
+    Ok(response)
+}
+
+fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
+    let (title, message) = match block {
+        SignInBlock::AwaitingApproval => (
+            "Awaiting approval",
+            "Your address is confirmed. An administrator still has to approve your account; we will email you when they do.",
+        ),
+        SignInBlock::Rejected => (
+            "Not approved",
+            "An administrator did not approve this account.",
+        ),
+        SignInBlock::Disabled => (
+            "Account disabled",
+            "This account has been disabled. Contact the site's administrator.",
+        ),
+        SignInBlock::EmailUnverified => ("Confirm your email", "Confirm your email address first."),
+    };
+    render(
+        StatusCode::FORBIDDEN,
+        &SignInBlockedPage {
+            ctx,
+            title,
+            message,
+        },
+    )
+}
+
+pub async fn logout(req: HttpRequest, _form: Form<NoFields>) -> HttpResponse {
+    SessionData::end(&req);
+    redirect_with_flash("/", Flash::new("You are signed out."))
+}

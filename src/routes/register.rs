@@ -1,0 +1,132 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::db::users::{NewUser, User};
+use crate::db::{DbConnection, now};
+use crate::domain::{Approval, EmailAddress};
+use crate::mail::{MailKind, queue};
+use crate::state::AppState;
+use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterForm {
+    email: String,
+    password: String,
+    password_confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/register.html")]
+struct RegisterPage {
+    ctx: PageContext,
+    email: String,
+    email_error: Option<String>,
+    password_error: Option<String>,
+}
+
+pub async fn show(ctx: PageContext) -> HttpResponse {
+    render(
+        StatusCode::OK,
+        &RegisterPage {
+            ctx,
+            email: String::new(),
+            email_error: None,
+            password_error: None,
+        },
+    )
+}
+
+/// Answers the same whether or not the address is taken: a taken address
+/// gets an email instead of an error on the page.
+pub async fn submit(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    Form(form): Form<RegisterForm>,
+) -> Result<HttpResponse, AppError> {
+    let invalid = |email_error: Option<String>, password_error: Option<String>| {
+        let page = RegisterPage {
+            ctx: ctx.clone(),
+            email: form.email.clone(),
+            email_error,
+            password_error,
+        };
+        Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+    };
+    let email = match EmailAddress::parse(&form.email) {
+        Ok(email) => email,
+        Err(problem) => return invalid(Some(problem.to_string()), None),
+    };
+    let password = match state.password_policy().check(
+        &form.password,
+        &form.password_confirm,
+        &[email.local_part()],
+    ) {
+        Ok(password) => password,
+        Err(problem) => return invalid(None, Some(problem.to_string())),
+    };
+    let password_hash = state.hasher.hash(password).await?;
+    let config = state.config.clone();
+    let address = email.clone();
+    state
+        .db
+        .run(move |conn| register(conn, &address, &password_hash, &config))
+        .await?;
+    state.mail.wake();
+    let flash =
+        Flash::new("Check your inbox: we sent you a link and a code to confirm your address.");
+    Ok(redirect_with_flash(
+        "/verify",
+        flash.with_email(email.as_str()),
+    ))
+}
+
+/// Creates the account and queues its verification mail, or, when the
+/// address is taken, queues a note to its owner.
+fn register(
+    conn: &mut DbConnection,
+    email: &EmailAddress,
+    password_hash: &str,
+    config: &Config,
+) -> diesel::QueryResult<()> {
+    conn.write(|conn| {
+        let now = now();
+        let approval = if config.settings.require_admin_approval {
+            Approval::Pending
+        } else {
+            Approval::Approved
+        };
+        let new_user = NewUser {
+            email: email.as_str(),
+            password_hash,
+            email_verified_at: None,
+            approval: approval.as_str(),
+            is_admin: false,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Some(user_id) = User::insert(conn, &new_user)? {
+            queue(
+                conn,
+                MailKind::VerifyEmail,
+                email.as_str(),
+                Some(user_id),
+                config,
+            )?;
+            return Ok(());
+        }
+        let Some(owner) = User::find_by_email(conn, email.as_str())? else {
+            return Ok(());
+        };
+        let kind = if owner.email_verified_at.is_some() {
+            MailKind::SignupAttempt
+        } else {
+            MailKind::VerifyEmail
+        };
+        queue(conn, kind, email.as_str(), Some(owner.id), config)?;
+        Ok(())
+    })
+}

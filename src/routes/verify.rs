@@ -1,0 +1,275 @@
+//! Proving an address: by the emailed link (a GET shows a button, only the
+//! POST uses the token, so mail scanners that prefetch links do no harm) or
+//! by typing the emailed code.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::db::email_tokens::{self, Purpose};
+use crate::db::users::User;
+use crate::db::{DbConnection, now};
+use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
+use crate::mail::{MailKind, queue};
+use crate::state::AppState;
+use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
+
+const WRONG_CODE: &str =
+    "That code is wrong or has expired. Check the latest email, or ask for a new code.";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkQuery {
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyForm {
+    token: Option<String>,
+    email: Option<String>,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendForm {
+    email: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/verify_link.html")]
+struct ConfirmLinkPage {
+    ctx: PageContext,
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/verify_code.html")]
+struct EnterCodePage {
+    ctx: PageContext,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/verify_failed.html")]
+struct LinkFailedPage {
+    ctx: PageContext,
+}
+
+#[derive(Template)]
+#[template(path = "pages/resend.html")]
+struct ResendPage {
+    ctx: PageContext,
+    email: String,
+    error: Option<String>,
+}
+
+pub async fn show(
+    ctx: PageContext,
+    query: web::Query<LinkQuery>,
+) -> Result<HttpResponse, AppError> {
+    match &query.token {
+        Some(raw) => {
+            let token = PlainToken::parse(raw).ok_or_else(|| {
+                AppError::BadRequest(
+                    "This confirmation link is incomplete. Copy the whole link from the email."
+                        .into(),
+                )
+            })?;
+            Ok(render(
+                StatusCode::OK,
+                &ConfirmLinkPage {
+                    ctx,
+                    token: token.expose().to_owned(),
+                },
+            ))
+        }
+        None => {
+            let email = ctx.flash_email();
+            Ok(render(
+                StatusCode::OK,
+                &EnterCodePage {
+                    ctx,
+                    email,
+                    error: None,
+                },
+            ))
+        }
+    }
+}
+
+pub async fn submit(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    Form(form): Form<VerifyForm>,
+) -> Result<HttpResponse, AppError> {
+    let verified = match (form.token, form.email, form.code) {
+        (Some(token), None, None) => {
+            let token = PlainToken::parse(&token).ok_or_else(|| {
+                AppError::BadRequest("This confirmation link is malformed.".into())
+            })?;
+            state
+                .db
+                .run(move |conn| verify_by_link(conn, &token))
+                .await?
+        }
+        (None, Some(email), Some(code)) => {
+            let Some((address, code)) = EmailAddress::parse(&email)
+                .ok()
+                .zip(VerificationCode::parse(&code))
+            else {
+                let page = EnterCodePage {
+                    ctx,
+                    email,
+                    error: Some(
+                        "Enter your email address and the 6-digit code from the email.".into(),
+                    ),
+                };
+                return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+            };
+            let codes = state.codes.clone();
+            let verified = state
+                .db
+                .run(move |conn| verify_by_code(conn, &address, &code, &codes))
+                .await?;
+            if !verified {
+                let page = EnterCodePage {
+                    ctx,
+                    email,
+                    error: Some(WRONG_CODE.into()),
+                };
+                return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+            }
+            verified
+        }
+        _ => {
+            return Err(AppError::BadRequest(
+                "Send either a token, or an email address and a code.".into(),
+            ));
+        }
+    };
+    if !verified {
+        return Ok(render(StatusCode::GONE, &LinkFailedPage { ctx }));
+    }
+    let message = if state.config.settings.require_admin_approval {
+        "Your address is confirmed. An administrator will review your account; we will email you."
+    } else {
+        "Your address is confirmed. You can sign in now."
+    };
+    Ok(redirect_with_flash("/login", Flash::new(message)))
+}
+
+/// Uses the link token (one claim wins) and marks the address verified.
+fn verify_by_link(conn: &mut DbConnection, token: &PlainToken) -> diesel::QueryResult<bool> {
+    conn.write(|conn| {
+        let now = now();
+        let Some(user_id) =
+            email_tokens::claim_link(conn, Purpose::VerifyLink, &token.hash(), now)?
+        else {
+            return Ok(false);
+        };
+        mark_verified(conn, user_id, now)?;
+        Ok(true)
+    })
+}
+
+/// Counts the try before comparing, then uses the code. Unknown addresses
+/// take the same path up to the comparison and fail like a wrong code.
+fn verify_by_code(
+    conn: &mut DbConnection,
+    email: &EmailAddress,
+    code: &VerificationCode,
+    codes: &CodeHasher,
+) -> diesel::QueryResult<bool> {
+    conn.write(|conn| {
+        let now = now();
+        let Some(user) = User::find_by_email(conn, email.as_str())? else {
+            return Ok(false);
+        };
+        let expected = codes.hash(user.id, code);
+        for (token_id, stored_hash) in email_tokens::count_code_attempt(conn, user.id, now)? {
+            if expected.matches(&stored_hash) && email_tokens::claim_by_id(conn, token_id, now)? {
+                mark_verified(conn, user.id, now)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+}
+
+/// Verifies the address and voids every other link and code sent for it.
+fn mark_verified(conn: &mut DbConnection, user_id: i64, now: i64) -> diesel::QueryResult<()> {
+    User::mark_verified(conn, user_id, now)?;
+    email_tokens::void_all(
+        conn,
+        user_id,
+        &[Purpose::VerifyLink, Purpose::VerifyCode],
+        now,
+    )?;
+    Ok(())
+}
+
+pub async fn show_resend(ctx: PageContext) -> HttpResponse {
+    let email = ctx.flash_email();
+    render(
+        StatusCode::OK,
+        &ResendPage {
+            ctx,
+            email,
+            error: None,
+        },
+    )
+}
+
+/// Answers the same for any address; only an account still waiting for
+/// verification gets mail.
+pub async fn resend(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    Form(form): Form<ResendForm>,
+) -> Result<HttpResponse, AppError> {
+    let email = match EmailAddress::parse(&form.email) {
+        Ok(email) => email,
+        Err(problem) => {
+            let page = ResendPage {
+                ctx,
+                email: form.email,
+                error: Some(problem.to_string()),
+            };
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let config = state.config.clone();
+    let address = email.clone();
+    state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                match User::find_by_email(conn, address.as_str())? {
+                    Some(user) if user.email_verified_at.is_none() => {
+                        queue(
+                            conn,
+                            MailKind::VerifyEmail,
+                            address.as_str(),
+                            Some(user.id),
+                            &config,
+                        )?;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    state.mail.wake();
+    let flash = Flash::new(
+        "If that address has an account waiting for confirmation, we sent it a new link and code.",
+    );
+    Ok(redirect_with_flash(
+        "/verify",
+        flash.with_email(email.as_str()),
+    ))
+}

@@ -1,0 +1,197 @@
+//! Builds a running Usher: database, password hashing, mail worker, routes.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::BrowserSession;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
+use sha2::{Digest, Sha256};
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::{DbSessionStore, PasswordHasher, SessionPolicy};
+use crate::config::Config;
+use crate::db::{Db, run_migrations};
+use crate::domain::CodeHasher;
+use crate::mail::{MailWorker, MailWorkerHandle, Transport, WorkerSettings, messages::Composer};
+use crate::routes;
+use crate::state::AppState;
+use crate::telemetry::PathOnlySpan;
+use crate::web::AppError;
+use crate::web::cookies::{CookieSettings, SESSION_COOKIE, cookie_layer};
+use crate::web::errors::render_bare_errors;
+use crate::web::forms::MAX_FORM_BYTES;
+
+const POOL_SIZE: u32 = 16;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    mail: MailWorkerHandle,
+}
+
+/// A key for one purpose, derived from the operator's secret.
+fn derive_key(secret: &str, purpose: &str) -> Key {
+    let mut hasher = Sha256::new();
+    hasher.update(purpose.as_bytes());
+    hasher.update([0]);
+    hasher.update(secret.as_bytes());
+    Key::derive_from(&hasher.finalize())
+}
+
+/// Opens the database and applies pending migrations.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::new(&config.database, POOL_SIZE);
+    let migrating = db.clone();
+    let applied = web::block(move || -> anyhow::Result<usize> {
+        let mut conn = migrating.connect_for_admin()?;
+        run_migrations(&mut conn)
+    })
+    .await??;
+    tracing::info!(database = %config.database.redacted(), applied, "database ready");
+    Ok(db)
+}
+
+impl Application {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.settings.bind).map_err(|e| {
+            anyhow::anyhow!("USHER_BIND: cannot listen on {}: {e}", config.settings.bind)
+        })?;
+        let address = listener.local_addr()?;
+        if config.settings.public_url.is_none() {
+            config.public_url = url::Url::parse(&format!("http://{address}"))?;
+        }
+        if !config.settings.throttle {
+            tracing::warn!(
+                "USHER_THROTTLE=off: rate limits are disabled; use this for tests and benchmarks only"
+            );
+        }
+        let config = Arc::new(config);
+        let db = open_database(&config).await?;
+
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hasher = PasswordHasher::start(cores, config.settings.hash_queue);
+        let codes = CodeHasher::new(config.session_key.expose().as_bytes());
+        let mail = start_mail_worker(&config, &db, codes.clone())?;
+
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            config: config.clone(),
+            hasher,
+            codes,
+            mail: mail.clone(),
+        });
+        let cookies = web::Data::new(CookieSettings {
+            key: derive_key(config.session_key.expose(), "usher cookies"),
+            secure: config.is_https(),
+            remember_for: config.settings.session_remember_ttl,
+        });
+        let session_key = derive_key(config.session_key.expose(), "usher sessions");
+        let store = DbSessionStore::new(db, session_policy(&config));
+        let secure = config.is_https();
+
+        let server = HttpServer::new(move || {
+            let sessions = SessionMiddleware::builder(store.clone(), session_key.clone())
+                .cookie_name(SESSION_COOKIE.to_owned())
+                .cookie_secure(secure)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .session_lifecycle(BrowserSession::default())
+                .build();
+            App::new()
+                .app_data(state.clone())
+                .app_data(cookies.clone())
+                .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    AppError::BadRequest(format!("The address is not valid: {error}.")).into()
+                }))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+                .wrap(sessions)
+                .wrap(from_fn(cookie_layer))
+                .wrap(ErrorHandlers::new().default_handler(render_bare_errors))
+                .wrap(security_headers())
+                .wrap(TracingLogger::<PathOnlySpan>::new())
+        })
+        .workers(config.settings.workers.unwrap_or(cores))
+        .listen(listener)?
+        .run();
+        tracing::info!(%address, public_url = %config.public_url, "Usher is listening");
+        Ok(Self {
+            port: address.port(),
+            server,
+            mail,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn mail_worker(&self) -> MailWorkerHandle {
+        self.mail.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.mail.stop();
+        result
+    }
+}
+
+fn session_policy(config: &Config) -> SessionPolicy {
+    let settings = &config.settings;
+    SessionPolicy {
+        idle_ttl: settings.session_idle_ttl,
+        absolute_ttl: settings.session_absolute_ttl,
+        remember_ttl: settings.session_remember_ttl,
+        require_verification: settings.require_email_verification,
+        require_approval: settings.require_admin_approval,
+    }
+}
+
+fn start_mail_worker(
+    config: &Arc<Config>,
+    db: &Db,
+    codes: CodeHasher,
+) -> anyhow::Result<MailWorkerHandle> {
+    let settings = &config.settings;
+    let transport = match &settings.smtp_url {
+        Some(url) => Transport::smtp(url.expose())?,
+        None => Transport::files(settings.mail_dir.clone())?,
+    };
+    let worker_settings = WorkerSettings {
+        retry_base: settings.mail_retry_base,
+        max_attempts: settings.mail_max_attempts,
+        poll_interval: settings.mail_poll_interval,
+    };
+    let composer = Composer {
+        config: config.clone(),
+        codes,
+    };
+    let (handle, _thread) =
+        MailWorker::new(db.clone(), transport, composer, worker_settings).spawn();
+    Ok(handle)
+}
+
+/// Headers on every response. Pages load nothing from other sites, and the
+/// referrer stays on the site (not `no-referrer`, with which browsers send
+/// `Origin: null` on form posts), so a token in a URL never leaves it.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Cache-Control", "no-store"))
+}

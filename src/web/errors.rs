@@ -1,0 +1,149 @@
+//! Errors that end a request, each rendered as a page with the right status.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+use crate::auth::HashError;
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(
+        "The form has expired or did not come from this site. Go back, reload the page and try again."
+    )]
+    CsrfRejected,
+    #[error("You do not have access to this page.")]
+    Forbidden,
+    #[error("This page does not exist.")]
+    NotFound,
+    #[error("The form is too large.")]
+    PayloadTooLarge,
+    #[error("Forms must be sent as application/x-www-form-urlencoded.")]
+    UnsupportedMediaType,
+    #[error(
+        "Usher is busy or cannot reach its database. Nothing was lost; please try again in a moment."
+    )]
+    Unavailable(String),
+    #[error("Something went wrong on our side.")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<DbError> for AppError {
+    fn from(error: DbError) -> Self {
+        if error.is_outage() {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<HashError> for AppError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => Self::Unavailable("password hashing queue is full".into()),
+            HashError::Failed(reason) => Self::Internal(anyhow::anyhow!(reason)),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/error.html")]
+pub struct ErrorPage<'a> {
+    pub ctx: &'a super::PageContext,
+    pub status: u16,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+/// Renders an error page without any request context.
+pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
+    let ctx = super::PageContext::bare();
+    let title = status.canonical_reason().unwrap_or("Error");
+    super::render(
+        status,
+        &ErrorPage {
+            ctx: &ctx,
+            status: status.as_u16(),
+            title,
+            message,
+        },
+    )
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::CsrfRejected | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(error) => tracing::error!(error = ?error, "request failed"),
+            Self::Unavailable(reason) => tracing::warn!(%reason, "answered 503"),
+            _ => {}
+        }
+        let mut response = error_page(self.status_code(), &self.to_string());
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_static("5"),
+            );
+        }
+        response
+    }
+}
+
+/// Gives a page to error responses that arrive without one: actix's own
+/// 404/405/413 answers, and the bare 500 that actix-session returns when
+/// its store fails, which is an outage (the database), hence a 503.
+pub fn render_bare_errors<B: actix_web::body::MessageBody + 'static>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    use actix_web::body::BodySize;
+    use actix_web::middleware::ErrorHandlerResponse;
+
+    let has_body = !matches!(
+        res.response().body().size(),
+        BodySize::None | BodySize::Sized(0)
+    );
+    if has_body {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let page = match res.status() {
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            let reason = res
+                .response()
+                .error()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            AppError::Unavailable(format!("session store: {reason}")).error_response()
+        }
+        StatusCode::NOT_FOUND => AppError::NotFound.error_response(),
+        StatusCode::METHOD_NOT_ALLOWED => error_page(
+            res.status(),
+            "This page does not accept that kind of request.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge.error_response(),
+        status => error_page(
+            status,
+            status
+                .canonical_reason()
+                .unwrap_or("The request could not be handled."),
+        ),
+    };
+    let (req, _) = res.into_parts();
+    Ok(ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, page).map_into_right_body(),
+    ))
+}

@@ -1,0 +1,152 @@
+//! Strict form decoding: the right content type, a bounded body, valid
+//! UTF-8, no unknown or repeated fields, and a CSRF token checked first.
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::AppError;
+use super::cookies::RequestCookies;
+use crate::auth::SessionData;
+
+/// Largest form body accepted.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+const CSRF_FIELD: &str = "csrf_token";
+
+/// A form whose CSRF token has been checked, decoded into `T`.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Form<T> {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let is_form = req.content_type() == "application/x-www-form-urlencoded";
+        let body = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            if !is_form {
+                return Err(AppError::UnsupportedMediaType);
+            }
+            let body = body
+                .await
+                .map_err(|error| match error.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => AppError::PayloadTooLarge,
+                    _ => AppError::BadRequest("The form could not be read.".into()),
+                })?;
+            let mut fields = decode_fields(&body)?;
+            let token = take_field(&mut fields, CSRF_FIELD);
+            check_csrf(&req, token.as_deref())?;
+            let reencoded = serde_urlencoded::to_string(&fields).map_err(|_| malformed())?;
+            serde_urlencoded::from_str(&reencoded)
+                .map(Form)
+                .map_err(|error| AppError::BadRequest(format!("The form is not valid: {error}.")))
+        })
+    }
+}
+
+fn malformed() -> AppError {
+    AppError::BadRequest("The form is malformed.".into())
+}
+
+/// Splits a urlencoded body into fields, refusing what a browser would
+/// never send instead of replacing it silently.
+pub fn decode_fields(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
+    let text = std::str::from_utf8(body).map_err(|_| malformed())?;
+    let mut fields = Vec::new();
+    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        fields.push((decode_component(name)?, decode_component(value)?));
+    }
+    let mut names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(AppError::BadRequest(
+            "The form has a repeated field.".into(),
+        ));
+    }
+    Ok(fields)
+}
+
+fn decode_component(raw: &str) -> Result<String, AppError> {
+    let spaced = raw.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map_err(|_| AppError::BadRequest("The form is not valid UTF-8.".into()))?;
+    if decoded
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
+    {
+        return Err(AppError::BadRequest(
+            "The form contains control characters.".into(),
+        ));
+    }
+    Ok(decoded.into_owned())
+}
+
+fn take_field(fields: &mut Vec<(String, String)>, name: &str) -> Option<String> {
+    let index = fields.iter().position(|(field, _)| field == name)?;
+    Some(fields.remove(index).1)
+}
+
+/// Signed in: the token bound to the session. Anonymous: the double-submit
+/// token from our signed cookie, which the browser must already hold.
+fn check_csrf(req: &HttpRequest, submitted: Option<&str>) -> Result<(), AppError> {
+    let submitted = submitted
+        .filter(|token| !token.is_empty())
+        .ok_or(AppError::CsrfRejected)?;
+    let expected = match SessionData::of(req).csrf_token() {
+        Some(session_token) => session_token,
+        None => {
+            let cookies = req
+                .extensions()
+                .get::<RequestCookies>()
+                .cloned()
+                .unwrap_or_default();
+            if !cookies.csrf_from_browser {
+                return Err(AppError::CsrfRejected);
+            }
+            cookies.csrf_token
+        }
+    };
+    if bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) {
+        Ok(())
+    } else {
+        Err(AppError::CsrfRejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_percent_decoded_with_plus_as_space() {
+        let fields =
+            decode_fields(b"email=ann%40example.com&password=a+b%2Bc&empty=&bare").unwrap();
+        assert_eq!(
+            fields,
+            vec![
+                ("email".into(), "ann@example.com".into()),
+                ("password".into(), "a b+c".into()),
+                ("empty".into(), String::new()),
+                ("bare".into(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_repeats_and_control_characters_are_refused() {
+        for body in [
+            &b"email=%FF%FE"[..],
+            b"email=a&email=b",
+            b"\xff=1",
+            b"name=a%00b",
+        ] {
+            assert!(decode_fields(body).is_err(), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Rendering pages and redirects.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::cookies::RequestCookies;
+use crate::auth::SessionData;
+
+pub const SITE_NAME: &str = "Usher";
+
+/// A message shown once on the page after a redirect. It travels in an
+/// encrypted cookie, so the email it may carry to pre-fill a form stays private.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Flash {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl Flash {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            email: None,
+        }
+    }
+
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+}
+
+/// What the base layout needs on every page.
+#[derive(Clone, Debug)]
+pub struct PageContext {
+    pub site_name: &'static str,
+    pub csrf_token: String,
+    pub flash: Option<Flash>,
+    pub signed_in: bool,
+}
+
+impl PageContext {
+    /// For pages rendered without a request (error pages): no forms, no flash.
+    pub fn bare() -> Self {
+        Self {
+            site_name: SITE_NAME,
+            csrf_token: String::new(),
+            flash: None,
+            signed_in: false,
+        }
+    }
+
+    /// The email a flash message carried, to pre-fill a form.
+    pub fn flash_email(&self) -> String {
+        self.flash
+            .as_ref()
+            .and_then(|flash| flash.email.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl FromRequest for PageContext {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let cookies = req
+            .extensions()
+            .get::<RequestCookies>()
+            .cloned()
+            .unwrap_or_default();
+        let session = SessionData::of(req);
+        let csrf_token = session.csrf_token().unwrap_or(cookies.csrf_token);
+        ready(Ok(Self {
+            site_name: SITE_NAME,
+            csrf_token,
+            flash: cookies.flash,
+            signed_in: session.user_id().is_some(),
+        }))
+    }
+}
+
+pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(error) => {
+            tracing::error!(%error, "template failed to render");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("Something went wrong on our side.")
+        }
+    }
+}
+
+/// 303 See Other: after a POST, the browser GETs the next page.
+pub fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+/// A redirect that shows `flash` on the next page (the cookie layer sets it).
+pub fn redirect_with_flash(location: &str, flash: Flash) -> HttpResponse {
+    let mut response = redirect(location);
+    response.extensions_mut().insert(flash);
+    response
+}
