@@ -94,6 +94,25 @@ pub struct Settings {
     pub mail_poll_interval: Duration,
 }
 
+impl Settings {
+    /// Parses settings from flags alone, as `usher serve` would (with the
+    /// environment as fallback): for tests and tools that start Usher in-process.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let program = std::iter::once(std::ffi::OsString::from("usher"));
+        let flags = program.chain(flags.into_iter().map(Into::into));
+        <Flags as clap::Parser>::try_parse_from(flags).map(|parsed| parsed.settings)
+    }
+}
+
 /// A setting that must never reach a log: its `Debug` is redacted.
 #[derive(Clone)]
 pub struct Secret(String);

@@ -10,6 +10,18 @@ use crate::domain::TokenHash;
 /// A verification code is void after this many tries, right or wrong.
 pub const MAX_CODE_ATTEMPTS: i32 = 5;
 
+#[derive(Queryable, Clone, Debug)]
+pub struct EmailTokenRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub purpose: String,
+    pub secret_hash: Vec<u8>,
+    pub attempts: i32,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     VerifyLink,

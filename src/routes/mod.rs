@@ -12,7 +12,7 @@ use actix_web::web;
 use crate::web::AppError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home::show))
+    cfg.service(web::resource("/").get(home::show))
         .service(
             web::resource("/register")
                 .get(register::show)
@@ -29,11 +29,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .post(verify::resend),
         )
         .service(web::resource("/login").get(login::show).post(login::submit))
-        .route("/logout", web::post().to(login::logout))
-        .route("/account", web::get().to(account::show))
-        .route("/healthz", web::get().to(health::live))
-        .route("/readyz", web::get().to(health::ready))
-        .route("/static/usher.css", web::get().to(home::stylesheet));
+        .service(web::resource("/logout").post(login::logout))
+        .service(web::resource("/account").get(account::show))
+        .service(web::resource("/healthz").get(health::live))
+        .service(web::resource("/readyz").get(health::ready))
+        .service(web::resource("/static/usher.css").get(home::stylesheet));
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

@@ -1,0 +1,75 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    malformed_forms_get_a_clear_4xx_page_and_change_nothing,
+    malformed_verify_links_get_a_4xx_page,
+    unknown_routes_and_methods_get_pages,
+    health_and_readiness_answer,
+);
+
+async fn malformed_forms_get_a_clear_4xx_page_and_change_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    let token = browser.get("/register").await.csrf_token();
+    let valid = |extra: &str| format!("csrf_token={token}&email=ann%40example.com&password=violet+tractor+umbrella+42&password_confirm=violet+tractor+umbrella+42{extra}");
+    let form = "application/x-www-form-urlencoded";
+    let huge_email = format!("csrf_token={token}&email={}%40example.com&password=x&password_confirm=x", "a".repeat(300));
+    let cases: Vec<(&str, &str, Vec<u8>, StatusCode)> = vec![
+        ("missing field", form, format!("csrf_token={token}&email=ann%40example.com").into_bytes(), StatusCode::BAD_REQUEST),
+        ("unknown field", form, valid("&admin=true").into_bytes(), StatusCode::BAD_REQUEST),
+        ("repeated field", form, valid("&email=bob%40example.com").into_bytes(), StatusCode::BAD_REQUEST),
+        ("non-UTF-8", form, valid("").replace("ann%40", "ann%FF%40").into_bytes(), StatusCode::BAD_REQUEST),
+        ("raw non-UTF-8", form, [valid("").as_bytes(), b"\xff"].concat(), StatusCode::BAD_REQUEST),
+        ("oversized body", form, valid(&format!("&pad={}", "x".repeat(20_000))).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE),
+        ("wrong content type", "application/json", br#"{"email":"ann@example.com"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("no content type", "", valid("").into_bytes(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("over-long email", form, huge_email.into_bytes(), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+
+    for (name, content_type, body, expected) in cases {
+        let page = browser.post_body("/register", content_type, body).await;
+        assert_eq!(page.status, expected, "{name}: {}", page.body);
+        assert!(page.body.contains("<h1>") && page.body.contains("</html>"), "{name}: a page, not a bare status");
+    }
+    assert_eq!(app.row_counts().users, 0);
+    assert_eq!(app.row_counts().outbox, 0);
+}
+
+async fn malformed_verify_links_get_a_4xx_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    for link in ["/verify?token=short", "/verify?token=%FF%FE", "/verify?token=a&token=b", "/verify?unknown=1"] {
+        let page = browser.get(link).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{link}");
+        assert!(page.body.contains("</html>"), "{link}");
+    }
+    let forged = browser.submit("/verify", "/verify", &[("token", &"A".repeat(43))]).await;
+    assert_eq!(forged.status, StatusCode::GONE);
+    let both = browser.submit("/verify", "/verify", &[("token", &"A".repeat(43)), ("email", "a@example.com"), ("code", "123456")]).await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST);
+}
+
+async fn unknown_routes_and_methods_get_pages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+
+    let missing = browser.get("/no/such/page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("This page does not exist."));
+
+    let wrong_method = browser.post_raw("/account", &[]).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.body.contains("</html>"));
+}
+
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    assert_eq!(browser.get("/healthz").await.status, StatusCode::OK);
+    let ready = browser.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body, "ready");
+}

@@ -1,0 +1,166 @@
+//! A running Usher for one test.
+
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use usher::config::{Config, Settings};
+use usher::db::{DatabaseUrl, DbConnection};
+use usher::mail::MailWorkerHandle;
+use usher::startup::Application;
+
+use super::database::TestDatabase;
+use super::{Backend, Browser, MailSink, PASSWORD, Page};
+
+const SESSION_KEY: &str = "test session key of well over thirty-two bytes";
+
+pub struct TestApp {
+    pub address: String,
+    pub mail: MailSink,
+    pub database: Arc<TestDatabase>,
+    flags: Vec<(String, String)>,
+    server: ServerHandle,
+    worker: MailWorkerHandle,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Starts Usher with these flags on top of the test defaults, e.g.
+/// `[("--session-idle-ttl", "2s")]`; an empty value drops a default flag.
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let mail = MailSink::start().await;
+    let database = Arc::new(TestDatabase::create(&backend));
+    let flags = default_flags(&database, &mail, overrides);
+    TestApp::start(database, mail, flags).await
+}
+
+fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut flags: Vec<(String, String)> = [
+        ("--database-url", database.url.as_str()),
+        ("--bind", "127.0.0.1:0"),
+        ("--session-key", SESSION_KEY),
+        ("--smtp-url", &mail.url()),
+        ("--workers", "2"),
+        ("--mail-retry-base", "1s"),
+        ("--mail-poll-interval", "1s"),
+    ]
+    .iter()
+    .map(|(flag, value)| (flag.to_string(), value.to_string()))
+    .collect();
+    for (flag, value) in overrides {
+        flags.retain(|(existing, _)| existing != flag);
+        // An empty value removes a default, e.g. `--smtp-url` for file mail.
+        if !value.is_empty() {
+            flags.push((flag.to_string(), value.to_string()));
+        }
+    }
+    flags
+}
+
+impl TestApp {
+    async fn start(database: Arc<TestDatabase>, mail: MailSink, flags: Vec<(String, String)>) -> Self {
+        let args = flags.iter().flat_map(|(flag, value)| [flag.clone(), value.clone()]);
+        let settings = Settings::from_flags(args).expect("valid test settings");
+        let config = Config::resolve(settings).expect("valid test config");
+        let app = Application::build(config).await.expect("Usher starts");
+        let port = app.port();
+        let server = app.handle();
+        let worker = app.mail_worker();
+        tokio::spawn(app.run_until_stopped());
+        Self { address: format!("http://127.0.0.1:{port}"), mail, database, flags, server, worker }
+    }
+
+    /// A second server on the same database and mail sink, as a second
+    /// instance behind a load balancer.
+    pub async fn spawn_second_instance(&self) -> TestApp {
+        TestApp::start(self.database.clone(), self.mail.clone(), self.flags.clone()).await
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.address)
+    }
+
+    /// A direct connection for inspecting and arranging state.
+    pub fn db(&self) -> DbConnection {
+        DatabaseUrl::parse(&self.database.url).connect().expect("connect to the test database")
+    }
+
+    pub async fn register(&self, browser: &Browser, email: &str) -> Page {
+        let fields = [("email", email), ("password", PASSWORD), ("password_confirm", PASSWORD)];
+        browser.submit("/register", "/register", &fields).await
+    }
+
+    /// Registers and confirms by the emailed link.
+    pub async fn register_verified(&self, email: &str) {
+        let browser = self.browser();
+        self.register(&browser, email).await.assert_redirects_to("/verify");
+        let token = self.mail.wait_for(email, 1).await.verify_token();
+        let page = browser.submit(&format!("/verify?token={token}"), "/verify", &[("token", &token)]).await;
+        page.assert_redirects_to("/login");
+    }
+
+    pub async fn sign_in(&self, browser: &Browser, email: &str, password: &str) -> Page {
+        browser.submit("/login", "/login", &[("email", email), ("password", password)]).await
+    }
+
+    /// A browser signed in as a new verified user.
+    pub async fn signed_in_user(&self, email: &str) -> Browser {
+        self.register_verified(email).await;
+        let browser = self.browser();
+        self.sign_in(&browser, email, PASSWORD).await.assert_redirects_to("/account");
+        browser
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.worker.stop();
+        // Sends the stop command at once; nothing to wait for here.
+        drop(self.server.stop(false));
+    }
+}
+
+/// How many rows each table holds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RowCounts {
+    pub users: i64,
+    pub email_tokens: i64,
+    pub sessions: i64,
+    pub outbox: i64,
+}
+
+impl TestApp {
+    pub fn row_counts(&self) -> RowCounts {
+        use diesel::prelude::*;
+        use usher::db::schema::{email_tokens, outbox, sessions, users};
+        let mut conn = self.db();
+        RowCounts {
+            users: users::table.count().get_result(&mut conn).unwrap(),
+            email_tokens: email_tokens::table.count().get_result(&mut conn).unwrap(),
+            sessions: sessions::table.count().get_result(&mut conn).unwrap(),
+            outbox: outbox::table.count().get_result(&mut conn).unwrap(),
+        }
+    }
+
+    /// Every stored value of every table, as text, to search for secrets.
+    pub fn dump_all_tables(&self) -> String {
+        use diesel::prelude::*;
+        use usher::db::email_tokens::EmailTokenRow;
+        use usher::db::outbox::OutboxRow;
+        use usher::db::schema::{email_tokens, outbox, sessions, users};
+        use usher::db::sessions::SessionRow;
+        use usher::db::users::User;
+        let mut conn = self.db();
+        let users: Vec<User> = users::table.load(&mut conn).unwrap();
+        let tokens: Vec<EmailTokenRow> = email_tokens::table.load(&mut conn).unwrap();
+        let sessions: Vec<SessionRow> = sessions::table.load(&mut conn).unwrap();
+        let mail: Vec<OutboxRow> = outbox::table.load(&mut conn).unwrap();
+        let binary = tokens
+            .iter()
+            .map(|t| String::from_utf8_lossy(&t.secret_hash).into_owned())
+            .chain(sessions.iter().map(|s| String::from_utf8_lossy(&s.id_hash).into_owned()))
+            .collect::<Vec<_>>();
+        format!("{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{binary:?}")
+    }
+}

@@ -1,0 +1,41 @@
+//! The harness: a server per test, a browser-like client, an SMTP sink.
+
+mod app;
+mod browser;
+mod database;
+mod smtp_sink;
+
+pub use app::{TestApp, spawn_app, spawn_app_with};
+pub use browser::{Browser, Page};
+pub use database::Backend;
+pub use smtp_sink::MailSink;
+
+/// A password that passes the policy.
+pub const PASSWORD: &str = "violet tractor umbrella 42";
+
+/// Declares each listed `async fn name(backend: Backend)` as one test per
+/// backend: `sqlite::name` always, `postgres::name` when
+/// `USHER_TEST_POSTGRES_URL` is set (otherwise it says it was skipped).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::helpers::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}

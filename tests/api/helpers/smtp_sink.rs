@@ -1,0 +1,196 @@
+//! A minimal SMTP server on loopback that keeps every message it accepts.
+//! Usher's real lettre SMTP transport talks to it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mail_parser::MessageParser;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+#[derive(Clone, Debug)]
+pub struct ReceivedMail {
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub text: String,
+    pub html: String,
+    pub raw: String,
+}
+
+impl ReceivedMail {
+    /// The token of the `/verify?token=…` link in the plain-text part.
+    pub fn verify_token(&self) -> String {
+        self.link_token("/verify?token=")
+    }
+
+    pub fn link_token(&self, marker: &str) -> String {
+        let start = self.text.find(marker).unwrap_or_else(|| panic!("no {marker} link in:\n{}", self.text)) + marker.len();
+        self.text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+    }
+
+    /// The 6-digit code: the line of the text part that is six digits alone.
+    pub fn code(&self) -> String {
+        self.text
+            .lines()
+            .map(str::trim)
+            .find(|line| line.len() == 6 && line.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("no code in:\n{}", self.text))
+            .to_owned()
+    }
+}
+
+#[derive(Clone)]
+pub struct MailSink {
+    pub port: u16,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+    arrived: Arc<Notify>,
+    reject_permanently: Arc<AtomicBool>,
+}
+
+impl MailSink {
+    pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// On a given port, e.g. one Usher was told about before the sink was up.
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the SMTP sink");
+        let sink = Self {
+            port: listener.local_addr().unwrap().port(),
+            received: Arc::default(),
+            arrived: Arc::default(),
+            reject_permanently: Arc::default(),
+        };
+        let serving = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let session = serving.clone();
+                tokio::spawn(async move {
+                    let _ = session.serve(stream).await;
+                });
+            }
+        });
+        sink
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on, answer every recipient with a permanent 550.
+    pub fn reject_all_permanently(&self) {
+        self.reject_permanently.store(true, Ordering::SeqCst);
+    }
+
+    pub fn all(&self) -> Vec<ReceivedMail> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn to(&self, address: &str) -> Vec<ReceivedMail> {
+        self.all().into_iter().filter(|mail| mail.to.eq_ignore_ascii_case(address)).collect()
+    }
+
+    /// Waits (up to 10 s) until `address` has received `count` messages and
+    /// returns the latest.
+    pub async fn wait_for(&self, address: &str, count: usize) -> ReceivedMail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.arrived.notified();
+            let mails = self.to(address);
+            if mails.len() >= count {
+                return mails[count - 1].clone();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{address} received {} mail(s), expected {count}", mails.len());
+            }
+        }
+    }
+
+    /// Asserts that nothing more arrives for `address` within `wait`.
+    pub async fn assert_no_more(&self, address: &str, expected: usize, wait: Duration) {
+        tokio::time::sleep(wait).await;
+        assert_eq!(self.to(address).len(), expected, "unexpected mail count for {address}");
+    }
+
+    async fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
+        let (reader, mut writer) = stream.into_split();
+        let mut lines = BufReader::new(reader);
+        writer.write_all(b"220 sink ESMTP ready\r\n").await?;
+        let mut recipients = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let command = line.trim_end().to_ascii_uppercase();
+            let reply: &[u8] = if command.starts_with("EHLO") {
+                b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+            } else if command.starts_with("RCPT TO:") {
+                if self.reject_permanently.load(Ordering::SeqCst) {
+                    b"550 5.1.1 mailbox unavailable\r\n"
+                } else {
+                    recipients.push(extract_address(&line));
+                    b"250 OK\r\n"
+                }
+            } else if command == "DATA" {
+                writer.write_all(b"354 go ahead\r\n").await?;
+                let raw = read_data(&mut lines).await?;
+                self.store(std::mem::take(&mut recipients), raw);
+                b"250 OK queued\r\n"
+            } else if command == "QUIT" {
+                writer.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            } else if command.starts_with("RSET") || command.starts_with("MAIL FROM:") {
+                recipients.clear();
+                b"250 OK\r\n"
+            } else {
+                b"250 OK\r\n"
+            };
+            writer.write_all(reply).await?;
+        }
+    }
+
+    fn store(&self, recipients: Vec<String>, raw: String) {
+        let parsed = MessageParser::default().parse(raw.as_bytes()).expect("parsable message");
+        let subject = parsed.subject().unwrap_or_default().to_owned();
+        let message_id = parsed.message_id().unwrap_or_default().to_owned();
+        let text = parsed.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+        let html = parsed.body_html(0).map(|h| h.into_owned()).unwrap_or_default();
+        let mut received = self.received.lock().unwrap();
+        for to in recipients {
+            received.push(ReceivedMail {
+                to,
+                subject: subject.clone(),
+                message_id: message_id.clone(),
+                text: text.clone(),
+                html: html.clone(),
+                raw: raw.clone(),
+            });
+        }
+        drop(received);
+        self.arrived.notify_waiters();
+    }
+}
+
+fn extract_address(line: &str) -> String {
+    let start = line.find('<').map_or(0, |i| i + 1);
+    let end = line.rfind('>').unwrap_or(line.len());
+    line[start..end].to_owned()
+}
+
+async fn read_data(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<String> {
+    let mut raw = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 || line == ".\r\n" || line == ".\n" {
+            return Ok(raw);
+        }
+        // Undo dot-stuffing.
+        raw.push_str(line.strip_prefix('.').unwrap_or(&line));
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests: each starts the real server on a random port with a
+//! fresh database and a real SMTP sink, and drives it over HTTP like a
+//! browser. Every test runs on SQLite, and on PostgreSQL when
+//! `USHER_TEST_POSTGRES_URL` is set.
+
+mod helpers;
+
+mod bad_input;
+mod config;
+mod csrf;
+mod login;
+mod mail;
+mod register;
+mod sessions;
+mod verify;

@@ -1,0 +1,142 @@
+use std::time::Duration;
+
+use diesel::prelude::*;
+use reqwest::StatusCode;
+use usher::db::schema::users;
+
+use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    signing_in_issues_a_new_session_id,
+    a_planted_session_cookie_is_not_adopted,
+    the_session_cookie_is_http_only_and_same_site_lax,
+    logout_makes_the_old_cookie_useless,
+    an_idle_session_times_out,
+    activity_keeps_a_session_alive_until_the_absolute_timeout,
+    remember_me_makes_the_cookie_outlive_the_browser,
+    a_session_ends_when_its_account_is_disabled,
+    anonymous_page_views_write_nothing,
+);
+
+async fn signing_in_issues_a_new_session_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+    let first = browser.cookie("usher_session").unwrap();
+
+    // Signing in again from a signed-in page (its form carries the session's token).
+    let again = browser.submit("/account", "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
+
+    again.assert_redirects_to("/account");
+    let second = browser.cookie("usher_session").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(app.row_counts().sessions, 1, "the old session was deleted");
+}
+
+async fn a_planted_session_cookie_is_not_adopted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    let browser = app.browser();
+    browser.set_cookie("usher_session", "attacker-chosen-value");
+
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+
+    assert_ne!(browser.cookie("usher_session").as_deref(), Some("attacker-chosen-value"));
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+}
+
+async fn the_session_cookie_is_http_only_and_same_site_lax(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+
+    let page = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
+
+    let cookie = page.set_cookie("usher_session").expect("session cookie set");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Max-Age"), "a browser-session cookie without remember-me: {cookie}");
+    assert!(!cookie.contains("Secure"), "plain http in tests: {cookie}");
+}
+
+async fn logout_makes_the_old_cookie_useless(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+    let stolen = browser.cookie("usher_session").unwrap();
+
+    browser.submit("/account", "/logout", &[]).await.assert_redirects_to("/");
+
+    let replay = app.browser();
+    replay.set_cookie("usher_session", &stolen);
+    assert_eq!(replay.get("/account").await.status, StatusCode::SEE_OTHER);
+}
+
+async fn an_idle_session_times_out(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--session-idle-ttl", "2s")]).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert_eq!(browser.get("/account").await.status, StatusCode::SEE_OTHER);
+}
+
+async fn activity_keeps_a_session_alive_until_the_absolute_timeout(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--session-idle-ttl", "3s"), ("--session-absolute-ttl", "6s")]).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+
+    for second in 0..4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(browser.get("/account").await.status, StatusCode::OK, "active at {second}s");
+    }
+    // Past 3 s of idleness had the activity not slid it; now wait out the absolute limit.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(browser.get("/account").await.status, StatusCode::SEE_OTHER);
+}
+
+async fn remember_me_makes_the_cookie_outlive_the_browser(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    let browser = app.browser();
+
+    let page = browser
+        .submit("/login", "/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("remember_me", "on")])
+        .await;
+
+    page.assert_redirects_to("/account");
+    let cookie = page.set_cookie("usher_session").unwrap();
+    assert!(cookie.contains(&format!("Max-Age={}", 30 * 24 * 3600)), "{cookie}");
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+}
+
+async fn a_session_ends_when_its_account_is_disabled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+
+    diesel::update(users::table.filter(users::email.eq("ann@example.com")))
+        .set(users::disabled_at.eq(Some(1_i64)))
+        .execute(&mut app.db())
+        .unwrap();
+
+    assert_eq!(browser.get("/account").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.row_counts().sessions, 0, "the session row is dropped");
+    let again = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(again.body.contains("disabled"));
+}
+
+async fn anonymous_page_views_write_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    let before = app.row_counts();
+    let browser = app.browser();
+    let token = "A".repeat(43);
+
+    for path in ["/", "/register", "/login", "/verify", "/verify/resend", &format!("/verify?token={token}"), "/account", "/nowhere", "/healthz", "/readyz"] {
+        let page = browser.get(path).await;
+        assert!(page.status.as_u16() < 500, "{path}: {}", page.status);
+    }
+
+    assert_eq!(app.row_counts(), before);
+    assert!(browser.cookie("usher_session").is_none(), "no session for anonymous visitors");
+    assert!(browser.cookie("usher_csrf").is_some(), "the CSRF cookie carries the state");
+}
