@@ -22,7 +22,7 @@ use crate::state::AppState;
 use crate::telemetry::PathOnlySpan;
 use crate::web::AppError;
 use crate::web::cookies::{CookieSettings, SESSION_COOKIE, cookie_layer};
-use crate::web::errors::render_bare_errors;
+use crate::web::errors::{session_errors_as_outages, render_bare_errors};
 use crate::web::forms::MAX_FORM_BYTES;
 
 const POOL_SIZE: u32 = 16;
@@ -111,6 +111,7 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 .wrap(sessions)
+                .wrap(from_fn(session_errors_as_outages))
                 .wrap(from_fn(cookie_layer))
                 .wrap(ErrorHandlers::new().default_handler(render_bare_errors))
                 .wrap(security_headers())

@@ -105,8 +105,7 @@ impl ResponseError for AppError {
 }
 
 /// Gives a page to error responses that arrive without one: actix's own
-/// 404/405/413 answers, and the bare 500 that actix-session returns when
-/// its store fails, which is an outage (the database), hence a 503.
+/// 404/405/413 answers.
 pub fn render_bare_errors<B: actix_web::body::MessageBody + 'static>(
     res: actix_web::dev::ServiceResponse<B>,
 ) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
@@ -146,4 +145,20 @@ pub fn render_bare_errors<B: actix_web::body::MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(
         actix_web::dev::ServiceResponse::new(req, page).map_into_right_body(),
     ))
+}
+
+/// Gives a page to the errors that actix-session returns instead of a
+/// response when its store fails: the database is down, so that is an
+/// outage, a 503.
+pub async fn session_errors_as_outages<B: actix_web::body::MessageBody + 'static>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<B>, actix_web::Error> {
+    next.call(req).await.map_err(|error| {
+        if error.as_response_error().status_code() == StatusCode::INTERNAL_SERVER_ERROR {
+            AppError::Unavailable(format!("session store: {error}")).into()
+        } else {
+            error
+        }
+    })
 }

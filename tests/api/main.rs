@@ -10,6 +10,7 @@ mod config;
 mod csrf;
 mod login;
 mod mail;
+mod outage;
 mod register;
 mod sessions;
 mod verify;
