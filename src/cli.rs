@@ -1,18 +1,14 @@
-//! The `usher` command line: `serve` (the default) and `migrate`.
+//! The `usher` command line: `serve` (the default), `migrate`, `cleanup`.
 
 use clap::{Parser, Subcommand};
 
+use crate::cleanup::run_cleanup;
 use crate::config::{Config, Settings};
-use crate::db::{DatabaseUrl, run_migrations};
+use crate::db::{DatabaseUrl, Db, run_migrations};
 use crate::startup::Application;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "usher",
-    version,
-    about = "A self-hosted account service",
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "usher", version, about = "A self-hosted account service", args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -26,13 +22,17 @@ enum Command {
     Serve(Box<Settings>),
     /// Apply pending database migrations and exit.
     Migrate {
-        #[arg(
-            long,
-            env = "DATABASE_URL",
-            default_value = "var/usher.db",
-            hide_env_values = true
-        )]
+        #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
         database_url: String,
+    },
+    /// Delete expired and used tokens, expired sessions, finished mail older
+    /// than a week and accounts never verified; print how many of each.
+    Cleanup {
+        #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
+        database_url: String,
+        /// Accounts never verified are deleted after this.
+        #[arg(long, env = "USHER_UNVERIFIED_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+        unverified_ttl: std::time::Duration,
     },
 }
 
@@ -56,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.settings).await,
         Some(Command::Serve(settings)) => serve(*settings).await,
         Some(Command::Migrate { database_url }) => migrate(&database_url),
+        Some(Command::Cleanup { database_url, unverified_ttl }) => cleanup(&database_url, unverified_ttl),
     }
 }
 
@@ -67,11 +68,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let url = DatabaseUrl::parse(database_url);
-    let mut conn = url
-        .connect()
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", url.redacted()))?;
-    let applied = run_migrations(&mut conn)?;
-    println!("{applied} migration(s) applied to {}", url.redacted());
+    let db = Db::new(&DatabaseUrl::parse(database_url), 1);
+    let applied = run_migrations(&mut db.connect_for_admin()?)?;
+    println!("{applied} migration(s) applied");
+    Ok(())
+}
+
+fn cleanup(database_url: &str, unverified_ttl: std::time::Duration) -> anyhow::Result<()> {
+    let db = Db::new(&DatabaseUrl::parse(database_url), 2);
+    run_migrations(&mut db.connect_for_admin()?)?;
+    let report = run_cleanup(&db, unverified_ttl)?;
+    println!("tokens: {}", report.tokens);
+    println!("sessions: {}", report.sessions);
+    println!("mail: {}", report.mail);
+    println!("unverified accounts: {}", report.unverified_accounts);
     Ok(())
 }

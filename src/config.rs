@@ -19,12 +19,7 @@ const MIN_SESSION_KEY_BYTES: usize = 32;
 #[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
     /// `postgres://…` for PostgreSQL, anything else is a SQLite file path.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "var/usher.db",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
     pub database_url: String,
     /// Listen address.
     #[arg(long, env = "USHER_BIND", default_value = "127.0.0.1:8080")]
@@ -89,6 +84,9 @@ pub struct Settings {
     /// Attempts before a mail is marked dead.
     #[arg(long, env = "USHER_MAIL_MAX_ATTEMPTS", default_value = "8")]
     pub mail_max_attempts: u32,
+    /// How often expired tokens, sessions, old mail and unverified accounts are deleted.
+    #[arg(long, env = "USHER_CLEANUP_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub cleanup_interval: Duration,
     /// How often the mail worker looks for mail queued by other instances.
     #[arg(long, env = "USHER_MAIL_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub mail_poll_interval: Duration,
@@ -160,22 +158,15 @@ impl Config {
         };
         let session_key = match &settings.session_key {
             Some(key) if key.0.len() < MIN_SESSION_KEY_BYTES => {
-                anyhow::bail!(
-                    "USHER_SESSION_KEY: must be at least {MIN_SESSION_KEY_BYTES} bytes long"
-                )
+                anyhow::bail!("USHER_SESSION_KEY: must be at least {MIN_SESSION_KEY_BYTES} bytes long")
             }
             Some(key) => key.clone(),
-            None if database.is_postgres() => anyhow::bail!(
-                "USHER_SESSION_KEY: required with PostgreSQL, where every instance must share it"
-            ),
+            None if database.is_postgres() => {
+                anyhow::bail!("USHER_SESSION_KEY: required with PostgreSQL, where every instance must share it")
+            }
             None => load_or_create_key_file(Path::new(SESSION_KEY_FILE))?,
         };
-        Ok(Self {
-            settings,
-            database,
-            public_url,
-            session_key,
-        })
+        Ok(Self { settings, database, public_url, session_key })
     }
 
     pub fn is_https(&self) -> bool {
@@ -184,11 +175,7 @@ impl Config {
 
     /// An absolute link to a path of this site.
     pub fn link(&self, path_and_query: &str) -> String {
-        format!(
-            "{}{}",
-            self.public_url.as_str().trim_end_matches('/'),
-            path_and_query
-        )
+        format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path_and_query)
     }
 }
 

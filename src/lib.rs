@@ -1,6 +1,7 @@
 //! Usher: a self-hosted account service with server-rendered pages.
 
 pub mod auth;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::{DbSessionStore, PasswordHasher, SessionPolicy};
+use crate::cleanup::{self, CleanupHandle};
 use crate::config::Config;
 use crate::db::{Db, run_migrations};
 use crate::domain::CodeHasher;
@@ -22,7 +23,7 @@ use crate::state::AppState;
 use crate::telemetry::PathOnlySpan;
 use crate::web::AppError;
 use crate::web::cookies::{CookieSettings, SESSION_COOKIE, cookie_layer};
-use crate::web::errors::{session_errors_as_outages, render_bare_errors};
+use crate::web::errors::{render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
 
 const POOL_SIZE: u32 = 16;
@@ -30,7 +31,21 @@ const POOL_SIZE: u32 = 16;
 pub struct Application {
     port: u16,
     server: Server,
-    mail: MailWorkerHandle,
+    background: BackgroundJobs,
+}
+
+/// The threads that work beside the server: the mail worker and cleanup.
+#[derive(Clone)]
+pub struct BackgroundJobs {
+    pub mail: MailWorkerHandle,
+    cleanup: CleanupHandle,
+}
+
+impl BackgroundJobs {
+    pub fn stop(&self) {
+        self.mail.stop();
+        self.cleanup.stop();
+    }
 }
 
 /// A key for one purpose, derived from the operator's secret.
@@ -57,17 +72,14 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
 
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&config.settings.bind).map_err(|e| {
-            anyhow::anyhow!("USHER_BIND: cannot listen on {}: {e}", config.settings.bind)
-        })?;
+        let listener = TcpListener::bind(&config.settings.bind)
+            .map_err(|e| anyhow::anyhow!("USHER_BIND: cannot listen on {}: {e}", config.settings.bind))?;
         let address = listener.local_addr()?;
         if config.settings.public_url.is_none() {
             config.public_url = url::Url::parse(&format!("http://{address}"))?;
         }
         if !config.settings.throttle {
-            tracing::warn!(
-                "USHER_THROTTLE=off: rate limits are disabled; use this for tests and benchmarks only"
-            );
+            tracing::warn!("USHER_THROTTLE=off: rate limits are disabled; use this for tests and benchmarks only");
         }
         let config = Arc::new(config);
         let db = open_database(&config).await?;
@@ -77,19 +89,16 @@ impl Application {
         let codes = CodeHasher::new(config.session_key.expose().as_bytes());
         let mail = start_mail_worker(&config, &db, codes.clone())?;
 
-        let state = web::Data::new(AppState {
-            db: db.clone(),
-            config: config.clone(),
-            hasher,
-            codes,
-            mail: mail.clone(),
-        });
+        let state =
+            web::Data::new(AppState { db: db.clone(), config: config.clone(), hasher, codes, mail: mail.clone() });
         let cookies = web::Data::new(CookieSettings {
             key: derive_key(config.session_key.expose(), "usher cookies"),
             secure: config.is_https(),
             remember_for: config.settings.session_remember_ttl,
         });
         let session_key = derive_key(config.session_key.expose(), "usher sessions");
+        let cleanup =
+            cleanup::spawn_periodic(db.clone(), config.settings.unverified_ttl, config.settings.cleanup_interval);
         let store = DbSessionStore::new(db, session_policy(&config));
         let secure = config.is_https();
 
@@ -121,11 +130,7 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(%address, public_url = %config.public_url, "Usher is listening");
-        Ok(Self {
-            port: address.port(),
-            server,
-            mail,
-        })
+        Ok(Self { port: address.port(), server, background: BackgroundJobs { mail, cleanup } })
     }
 
     pub fn port(&self) -> u16 {
@@ -136,13 +141,13 @@ impl Application {
         self.server.handle()
     }
 
-    pub fn mail_worker(&self) -> MailWorkerHandle {
-        self.mail.clone()
+    pub fn background_jobs(&self) -> BackgroundJobs {
+        self.background.clone()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.mail.stop();
+        self.background.stop();
         result
     }
 }
@@ -158,11 +163,7 @@ fn session_policy(config: &Config) -> SessionPolicy {
     }
 }
 
-fn start_mail_worker(
-    config: &Arc<Config>,
-    db: &Db,
-    codes: CodeHasher,
-) -> anyhow::Result<MailWorkerHandle> {
+fn start_mail_worker(config: &Arc<Config>, db: &Db, codes: CodeHasher) -> anyhow::Result<MailWorkerHandle> {
     let settings = &config.settings;
     let transport = match &settings.smtp_url {
         Some(url) => Transport::smtp(url.expose())?,
@@ -173,12 +174,8 @@ fn start_mail_worker(
         max_attempts: settings.mail_max_attempts,
         poll_interval: settings.mail_poll_interval,
     };
-    let composer = Composer {
-        config: config.clone(),
-        codes,
-    };
-    let (handle, _thread) =
-        MailWorker::new(db.clone(), transport, composer, worker_settings).spawn();
+    let composer = Composer { config: config.clone(), codes };
+    let (handle, _thread) = MailWorker::new(db.clone(), transport, composer, worker_settings).spawn();
     Ok(handle)
 }
 

@@ -18,8 +18,6 @@ pub struct AppState {
 
 impl AppState {
     pub fn password_policy(&self) -> PasswordPolicy {
-        PasswordPolicy {
-            min_length: usize::from(self.config.settings.password_min_length),
-        }
+        PasswordPolicy { min_length: usize::from(self.config.settings.password_min_length) }
     }
 }

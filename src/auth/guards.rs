@@ -38,9 +38,7 @@ impl FromRequest for SignedInUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match SessionData::of(req).user_id() {
             Some(user_id) => Ok(Self { user_id }),
-            None => Err(SignInRequired {
-                next: req.uri().path().to_owned(),
-            }),
+            None => Err(SignInRequired { next: req.uri().path().to_owned() }),
         };
         ready(result)
     }

@@ -28,15 +28,8 @@ pub enum HashError {
 }
 
 enum Job {
-    Hash {
-        password: String,
-        reply: oneshot::Sender<Result<String, HashError>>,
-    },
-    Verify {
-        password: String,
-        hash: Arc<str>,
-        reply: oneshot::Sender<bool>,
-    },
+    Hash { password: String, reply: oneshot::Sender<Result<String, HashError>> },
+    Verify { password: String, hash: Arc<str>, reply: oneshot::Sender<bool> },
 }
 
 #[derive(Clone)]
@@ -76,18 +69,13 @@ impl PasswordHasher {
                 .expect("spawn a password-hashing thread");
         }
         let dummy_hash = hash_now("usher: a password nobody has").expect("hash the dummy password");
-        Self {
-            jobs,
-            dummy_hash: dummy_hash.into(),
-        }
+        Self { jobs, dummy_hash: dummy_hash.into() }
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Hash { password, reply })?;
-        answer
-            .await
-            .map_err(|_| HashError::Failed("hashing thread stopped".into()))?
+        answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?
     }
 
     /// Checks `password` against `hash`, or against a dummy hash when there
@@ -96,14 +84,8 @@ impl PasswordHasher {
         let known = hash.is_some();
         let hash = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Verify {
-            password,
-            hash,
-            reply,
-        })?;
-        let matched = answer
-            .await
-            .map_err(|_| HashError::Failed("hashing thread stopped".into()))?;
+        self.submit(Job::Verify { password, hash, reply })?;
+        let matched = answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?;
         Ok(matched && known)
     }
 
@@ -121,11 +103,7 @@ fn work(inbox: Receiver<Job>) {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_now(&password));
             }
-            Job::Verify {
-                password,
-                hash,
-                reply,
-            } => {
+            Job::Verify { password, hash, reply } => {
                 // The requester may have gone (client disconnected); skip the work then.
                 if !reply.is_closed() {
                     let _ = reply.send(verify_now(&password, &hash));
@@ -142,10 +120,7 @@ mod tests {
     #[test]
     fn hashes_are_argon2id_with_the_required_cost_and_verify() {
         let hash = hash_now("correct horse battery staple").unwrap();
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(verify_now("correct horse battery staple", &hash));
         assert!(!verify_now("correct horse battery stapel", &hash));
         assert!(!verify_now("anything", "not a hash"));
@@ -154,10 +129,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_accounts_never_verify_even_with_the_dummy_password() {
         let hasher = PasswordHasher::start(1, 4);
-        let matched = hasher
-            .verify("usher: a password nobody has".into(), None)
-            .await
-            .unwrap();
+        let matched = hasher.verify("usher: a password nobody has".into(), None).await.unwrap();
         assert!(!matched);
     }
 

@@ -13,6 +13,7 @@ pub(crate) const REMEMBER: &str = "remember";
 pub(crate) const CSRF: &str = "csrf";
 pub(crate) const USER_AGENT: &str = "user_agent";
 pub(crate) const IP: &str = "ip";
+pub(crate) const PUBLIC_ID: &str = "public_id";
 
 /// Read access to the session of a request. Anonymous visitors have an
 /// empty one, which is never stored.
@@ -39,12 +40,14 @@ impl SessionData {
         self.0.get(CSRF).ok().flatten()
     }
 
+    /// Names this session on the account page (not a secret).
+    pub fn public_id(&self) -> Option<String> {
+        self.0.get(PUBLIC_ID).ok().flatten()
+    }
+
     /// Starts a signed-in session under a new id (the old one, if any, is
     /// deleted), with a fresh CSRF token bound to it.
-    pub fn start(
-        req: &HttpRequest,
-        start: SessionStart,
-    ) -> Result<(), actix_session::SessionInsertError> {
+    pub fn start(req: &HttpRequest, start: SessionStart) -> Result<(), actix_session::SessionInsertError> {
         let session = req.get_session();
         session.renew();
         session.clear();
@@ -54,7 +57,16 @@ impl SessionData {
         session.insert(CSRF, URL_SAFE_NO_PAD.encode(random_secret::<32>()))?;
         session.insert(USER_AGENT, start.user_agent)?;
         session.insert(IP, start.ip)?;
+        session.insert(PUBLIC_ID, URL_SAFE_NO_PAD.encode(random_secret::<12>()))?;
         Ok(())
+    }
+
+    /// Moves the session to a new id (and CSRF token), keeping everything
+    /// else, including when it started: after a password change.
+    pub fn renew(req: &HttpRequest) -> Result<(), actix_session::SessionInsertError> {
+        let session = req.get_session();
+        session.renew();
+        session.insert(CSRF, URL_SAFE_NO_PAD.encode(random_secret::<32>()))
     }
 
     /// Ends the session: its row is deleted and the cookie removed.

@@ -15,12 +15,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::session::{IP, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID};
+use super::session::{IP, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID};
 use crate::db::sessions::{self, NewSession};
 use crate::db::{Db, DbConnection, now};
 use crate::domain::random_secret;
 
 type State = HashMap<String, String>;
+
+/// Sessions a user may have at once; a new one evicts the oldest.
+pub const MAX_SESSIONS_PER_USER: i64 = 50;
 
 /// Timeouts and the account states a session needs to stay valid.
 #[derive(Clone, Copy, Debug)]
@@ -34,21 +37,11 @@ pub struct SessionPolicy {
 
 impl SessionPolicy {
     fn idle_secs(&self, remember: bool) -> i64 {
-        (if remember {
-            self.remember_ttl
-        } else {
-            self.idle_ttl
-        })
-        .as_secs() as i64
+        (if remember { self.remember_ttl } else { self.idle_ttl }).as_secs() as i64
     }
 
     fn absolute_secs(&self, remember: bool) -> i64 {
-        (if remember {
-            self.remember_ttl
-        } else {
-            self.absolute_ttl
-        })
-        .as_secs() as i64
+        (if remember { self.remember_ttl } else { self.absolute_ttl }).as_secs() as i64
     }
 
     /// How stale `last_seen_at` may get before a request writes it: at most
@@ -75,50 +68,34 @@ fn hash_key(key: &str) -> Vec<u8> {
 }
 
 fn field<T: serde::de::DeserializeOwned>(state: &State, name: &str) -> Option<T> {
-    state
-        .get(name)
-        .and_then(|json| serde_json::from_str(json).ok())
+    state.get(name).and_then(|json| serde_json::from_str(json).ok())
 }
 
 /// Loads a live session, dropping it when its account may no longer sign in.
-fn load_state(
-    conn: &mut DbConnection,
-    id_hash: &[u8],
-    policy: SessionPolicy,
-) -> diesel::QueryResult<Option<State>> {
+fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) -> diesel::QueryResult<Option<State>> {
     let now = now();
     let Some((session, user)) = sessions::find_live(conn, id_hash, now)? else {
         return Ok(None);
     };
-    if user
-        .state()
-        .sign_in_block(policy.require_verification, policy.require_approval)
-        .is_some()
-    {
+    if user.state().sign_in_block(policy.require_verification, policy.require_approval).is_some() {
         sessions::delete(conn, id_hash)?;
         return Ok(None);
     }
     if now - session.last_seen_at >= policy.touch_after_secs(session.remember) {
-        let idle_expires_at =
-            (now + policy.idle_secs(session.remember)).min(session.absolute_expires_at);
+        let idle_expires_at = (now + policy.idle_secs(session.remember)).min(session.absolute_expires_at);
         sessions::touch(conn, id_hash, now, idle_expires_at)?;
     }
     Ok(serde_json::from_str(&session.state).ok())
 }
 
-fn save_state(
-    conn: &mut DbConnection,
-    id_hash: &[u8],
-    state: &State,
-    policy: SessionPolicy,
-) -> anyhow::Result<()> {
-    let user_id: i64 =
-        field(state, USER_ID).ok_or_else(|| anyhow::anyhow!("session state without a user"))?;
+fn save_state(conn: &mut DbConnection, id_hash: &[u8], state: &State, policy: SessionPolicy) -> anyhow::Result<()> {
+    let user_id: i64 = field(state, USER_ID).ok_or_else(|| anyhow::anyhow!("session state without a user"))?;
     let now = now();
     let signed_in_at: i64 = field(state, SIGNED_IN_AT).unwrap_or(now);
     let remember: bool = field(state, REMEMBER).unwrap_or(false);
     let user_agent: String = field(state, USER_AGENT).unwrap_or_default();
     let ip: String = field(state, IP).unwrap_or_default();
+    let public_id: String = field(state, PUBLIC_ID).unwrap_or_default();
     let absolute_expires_at = signed_in_at + policy.absolute_secs(remember);
     let json = serde_json::to_string(state)?;
     sessions::insert(
@@ -126,6 +103,7 @@ fn save_state(
         &NewSession {
             id_hash,
             user_id,
+            public_id: &public_id,
             state: &json,
             remember,
             created_at: signed_in_at,
@@ -136,22 +114,19 @@ fn save_state(
             ip: &ip,
         },
     )?;
+    sessions::evict_oldest(conn, user_id, MAX_SESSIONS_PER_USER)?;
     Ok(())
 }
 
 fn new_session_key() -> SessionKey {
-    SessionKey::try_from(URL_SAFE_NO_PAD.encode(random_secret::<32>()))
-        .expect("43 characters is a valid key")
+    SessionKey::try_from(URL_SAFE_NO_PAD.encode(random_secret::<32>())).expect("43 characters is a valid key")
 }
 
 impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let id_hash = hash_key(key.as_ref());
         let policy = self.policy;
-        self.db
-            .run(move |conn| load_state(conn, &id_hash, policy))
-            .await
-            .map_err(|e| LoadError::Other(e.into()))
+        self.db.run(move |conn| load_state(conn, &id_hash, policy)).await.map_err(|e| LoadError::Other(e.into()))
     }
 
     async fn save(&self, state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
@@ -166,15 +141,9 @@ impl SessionStore for DbSessionStore {
         Ok(key)
     }
 
-    async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl: &CookieDuration,
-    ) -> Result<SessionKey, UpdateError> {
+    async fn update(&self, key: SessionKey, state: State, ttl: &CookieDuration) -> Result<SessionKey, UpdateError> {
         let id_hash = hash_key(key.as_ref());
-        let json =
-            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let updated = self
             .db
             .run(move |conn| sessions::update_state(conn, &id_hash, &json))
@@ -184,26 +153,18 @@ impl SessionStore for DbSessionStore {
             Ok(key)
         } else {
             // The row is gone (expired or revoked meanwhile): start a new one.
-            self.save(state, ttl)
-                .await
-                .map_err(|e| UpdateError::Other(anyhow::anyhow!(e.to_string())))
+            self.save(state, ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!(e.to_string())))
         }
     }
 
-    async fn update_ttl(
-        &self,
-        _key: &SessionKey,
-        _ttl: &CookieDuration,
-    ) -> Result<(), anyhow::Error> {
+    async fn update_ttl(&self, _key: &SessionKey, _ttl: &CookieDuration) -> Result<(), anyhow::Error> {
         // Sliding happens in `load`.
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         let id_hash = hash_key(key.as_ref());
-        self.db
-            .run(move |conn| sessions::delete(conn, &id_hash))
-            .await?;
+        self.db.run(move |conn| sessions::delete(conn, &id_hash)).await?;
         Ok(())
     }
 }

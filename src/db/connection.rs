@@ -62,13 +62,9 @@ impl DatabaseUrl {
 }
 
 fn connect_sqlite(path: &str) -> Result<SqliteConnection, ConnectionError> {
-    if let Some(dir) = Path::new(path)
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            ConnectionError::BadConnection(format!("cannot create {}: {e}", dir.display()))
-        })?;
+    if let Some(dir) = Path::new(path).parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ConnectionError::BadConnection(format!("cannot create {}: {e}", dir.display())))?;
     }
     let mut conn = SqliteConnection::establish(path)?;
     // WAL lets readers run beside the single writer; busy_timeout makes writers
@@ -90,9 +86,7 @@ impl DbConnection {
         E: From<diesel::result::Error>,
     {
         match self {
-            Self::Sqlite(conn) => {
-                AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")?
-            }
+            Self::Sqlite(conn) => AnsiTransactionManager::begin_transaction_sql(conn, "BEGIN IMMEDIATE")?,
             Self::Postgres(conn) => AnsiTransactionManager::begin_transaction(conn)?,
         }
         match work(self) {
@@ -139,9 +133,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<DbConnection, Self::Error> {
-        self.url
-            .connect()
-            .map_err(diesel::r2d2::Error::ConnectionError)
+        self.url.connect().map_err(diesel::r2d2::Error::ConnectionError)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {

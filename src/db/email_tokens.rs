@@ -60,12 +60,7 @@ pub fn insert(
 }
 
 /// Voids every live secret of these purposes for a user.
-pub fn void_all(
-    conn: &mut DbConnection,
-    user_id: i64,
-    purposes: &[Purpose],
-    now: i64,
-) -> QueryResult<usize> {
+pub fn void_all(conn: &mut DbConnection, user_id: i64, purposes: &[Purpose], now: i64) -> QueryResult<usize> {
     let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
     diesel::update(
         email_tokens::table
@@ -79,12 +74,7 @@ pub fn void_all(
 
 /// Claims a link token in one statement, so of many concurrent claims
 /// exactly one wins. Returns the user it belongs to.
-pub fn claim_link(
-    conn: &mut DbConnection,
-    purpose: Purpose,
-    hash: &TokenHash,
-    now: i64,
-) -> QueryResult<Option<i64>> {
+pub fn claim_link(conn: &mut DbConnection, purpose: Purpose, hash: &TokenHash, now: i64) -> QueryResult<Option<i64>> {
     diesel::update(
         email_tokens::table
             .filter(email_tokens::secret_hash.eq(&hash.0))
@@ -101,11 +91,7 @@ pub fn claim_link(
 /// Counts one try against the user's live code before it is compared, in
 /// one statement: parallel guesses cannot get more than
 /// `MAX_CODE_ATTEMPTS` comparisons. Returns the live codes' ids and hashes.
-pub fn count_code_attempt(
-    conn: &mut DbConnection,
-    user_id: i64,
-    now: i64,
-) -> QueryResult<Vec<(i64, Vec<u8>)>> {
+pub fn count_code_attempt(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<(i64, Vec<u8>)>> {
     diesel::update(
         email_tokens::table
             .filter(email_tokens::user_id.eq(user_id))
@@ -121,12 +107,33 @@ pub fn count_code_attempt(
 
 /// Uses a secret by id; false if another request used it first.
 pub fn claim_by_id(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
-    let changed = diesel::update(
-        email_tokens::table
-            .find(id)
-            .filter(email_tokens::used_at.is_null()),
-    )
-    .set(email_tokens::used_at.eq(now))
-    .execute(conn)?;
+    let changed = diesel::update(email_tokens::table.find(id).filter(email_tokens::used_at.is_null()))
+        .set(email_tokens::used_at.eq(now))
+        .execute(conn)?;
     Ok(changed == 1)
+}
+
+/// The user a live (unused, unexpired) link belongs to, without using it.
+pub fn peek_link(conn: &mut DbConnection, purpose: Purpose, hash: &TokenHash, now: i64) -> QueryResult<Option<i64>> {
+    email_tokens::table
+        .select(email_tokens::user_id)
+        .filter(email_tokens::secret_hash.eq(&hash.0))
+        .filter(email_tokens::purpose.eq(purpose.as_str()))
+        .filter(email_tokens::used_at.is_null())
+        .filter(email_tokens::expires_at.gt(now))
+        .first(conn)
+        .optional()
+}
+
+/// Deletes up to `batch` secrets that were used, voided or have expired.
+pub fn delete_spent_batch(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<usize> {
+    let spent: Vec<i64> = email_tokens::table
+        .select(email_tokens::id)
+        .filter(email_tokens::used_at.is_not_null().or(email_tokens::expires_at.le(now)))
+        .limit(batch)
+        .load(conn)?;
+    if spent.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(email_tokens::table.filter(email_tokens::id.eq_any(spent))).execute(conn)
 }

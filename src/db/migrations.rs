@@ -29,8 +29,6 @@ fn apply<C>(conn: &mut C, migrations: EmbeddedMigrations) -> anyhow::Result<usiz
 where
     C: MigrationHarness<C::Backend> + diesel::Connection,
 {
-    let done = conn
-        .run_pending_migrations(migrations)
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    let done = conn.run_pending_migrations(migrations).map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     Ok(done.len())
 }

@@ -2,6 +2,7 @@
 
 mod connection;
 pub mod email_tokens;
+pub mod leases;
 mod migrations;
 pub mod outbox;
 pub mod schema;
@@ -36,10 +37,8 @@ impl DbError {
         match self {
             Self::Unavailable(_) => true,
             Self::Query(DieselError::DatabaseError(kind, info)) => {
-                matches!(
-                    kind,
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-                ) || info.message().contains("database is locked")
+                matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
+                    || info.message().contains("database is locked")
                     || info.message().contains("terminating connection")
             }
             Self::Query(DieselError::BrokenTransactionManager) => true,
@@ -68,11 +67,7 @@ impl Db {
     /// Builds the pool without connecting, so a server can start while the
     /// database is briefly away (readiness reports it).
     pub fn new(url: &DatabaseUrl, max_connections: u32) -> Self {
-        let backend = if url.is_postgres() {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        };
+        let backend = if url.is_postgres() { Backend::Postgres } else { Backend::Sqlite };
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(0))
@@ -80,18 +75,12 @@ impl Db {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build_unchecked(connection::ConnectionManager::new(url.clone()));
-        Self {
-            pool,
-            url: url.clone(),
-            backend,
-        }
+        Self { pool, url: url.clone(), backend }
     }
 
     /// A connection outside the pool, for migrations and other one-off work.
     pub fn connect_for_admin(&self) -> anyhow::Result<DbConnection> {
-        self.url
-            .connect()
-            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", self.url.redacted()))
+        self.url.connect().map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", self.url.redacted()))
     }
 
     /// Runs blocking database work off the async workers.
@@ -104,9 +93,7 @@ impl Db {
         let span = tracing::debug_span!("db");
         web::block(move || {
             let _entered = span.enter();
-            let mut conn = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
             work(&mut conn).map_err(DbError::from)
         })
         .instrument(tracing::Span::current())
@@ -120,10 +107,7 @@ impl Db {
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
-        let mut conn = self
-            .pool
-            .get()
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
         work(&mut conn).map_err(DbError::from)
     }
 

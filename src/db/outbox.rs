@@ -57,16 +57,8 @@ pub struct NewMail<'a> {
 
 /// Queues a mail with a stable Message-ID, so a retried send is recognised
 /// as the same message.
-pub fn enqueue(
-    conn: &mut DbConnection,
-    mail: NewMail,
-    mail_domain: &str,
-    now: i64,
-) -> QueryResult<i64> {
-    let unique: String = random_secret::<16>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+pub fn enqueue(conn: &mut DbConnection, mail: NewMail, mail_domain: &str, now: i64) -> QueryResult<i64> {
+    let unique: String = random_secret::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let message_id = format!("<{unique}@{mail_domain}>");
     diesel::insert_into(outbox::table)
         .values((
@@ -88,11 +80,7 @@ pub fn due(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<Vec<i64
         .select(outbox::id)
         .filter(outbox::state.eq("pending"))
         .filter(outbox::next_attempt_at.le(now))
-        .filter(
-            outbox::lease_until
-                .is_null()
-                .or(outbox::lease_until.lt(now)),
-        )
+        .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(now)))
         .order(outbox::id)
         .limit(limit)
         .get_results(conn)
@@ -100,28 +88,14 @@ pub fn due(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<Vec<i64
 
 /// Takes a lease on one row and counts the attempt, in one statement: of
 /// several workers (on several instances) exactly one gets it.
-pub fn lease(
-    conn: &mut DbConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    until: i64,
-) -> QueryResult<Option<OutboxRow>> {
+pub fn lease(conn: &mut DbConnection, id: i64, owner: &str, now: i64, until: i64) -> QueryResult<Option<OutboxRow>> {
     diesel::update(
         outbox::table
             .find(id)
             .filter(outbox::state.eq("pending"))
-            .filter(
-                outbox::lease_until
-                    .is_null()
-                    .or(outbox::lease_until.lt(now)),
-            ),
+            .filter(outbox::lease_until.is_null().or(outbox::lease_until.lt(now))),
     )
-    .set((
-        outbox::lease_owner.eq(owner),
-        outbox::lease_until.eq(until),
-        outbox::attempts.eq(outbox::attempts + 1),
-    ))
+    .set((outbox::lease_owner.eq(owner), outbox::lease_until.eq(until), outbox::attempts.eq(outbox::attempts + 1)))
     .returning(outbox::all_columns)
     .get_result(conn)
     .optional()
@@ -148,13 +122,7 @@ pub fn finish(
 }
 
 /// Releases the lease and schedules another attempt.
-pub fn retry_later(
-    conn: &mut DbConnection,
-    id: i64,
-    owner: &str,
-    error: &str,
-    at: i64,
-) -> QueryResult<()> {
+pub fn retry_later(conn: &mut DbConnection, id: i64, owner: &str, error: &str, at: i64) -> QueryResult<()> {
     diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
         .set((
             outbox::last_error.eq(error),
@@ -164,4 +132,18 @@ pub fn retry_later(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Deletes up to `batch` rows that were finished before `before`.
+pub fn delete_finished_batch(conn: &mut DbConnection, before: i64, batch: i64) -> QueryResult<usize> {
+    let finished: Vec<i64> = outbox::table
+        .select(outbox::id)
+        .filter(outbox::state.ne("pending"))
+        .filter(outbox::finished_at.lt(before))
+        .limit(batch)
+        .load(conn)?;
+    if finished.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(outbox::table.filter(outbox::id.eq_any(finished))).execute(conn)
 }

@@ -31,6 +31,7 @@ diesel::table! {
     sessions (id_hash) {
         id_hash -> Binary,
         user_id -> BigInt,
+        public_id -> Text,
         state -> Text,
         remember -> Bool,
         created_at -> BigInt,
@@ -61,7 +62,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        owner -> Nullable<Text>,
+        lease_until -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, sessions, outbox);
+diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, sessions, outbox, leases);

@@ -11,6 +11,7 @@ use super::users::User;
 pub struct SessionRow {
     pub id_hash: Vec<u8>,
     pub user_id: i64,
+    pub public_id: String,
     pub state: String,
     pub remember: bool,
     pub created_at: i64,
@@ -26,6 +27,7 @@ pub struct SessionRow {
 pub struct NewSession<'a> {
     pub id_hash: &'a [u8],
     pub user_id: i64,
+    pub public_id: &'a str,
     pub state: &'a str,
     pub remember: bool,
     pub created_at: i64,
@@ -37,18 +39,12 @@ pub struct NewSession<'a> {
 }
 
 pub fn insert(conn: &mut DbConnection, session: &NewSession) -> QueryResult<()> {
-    diesel::insert_into(sessions::table)
-        .values(session)
-        .execute(conn)?;
+    diesel::insert_into(sessions::table).values(session).execute(conn)?;
     Ok(())
 }
 
 /// A session that has not timed out, with its user.
-pub fn find_live(
-    conn: &mut DbConnection,
-    id_hash: &[u8],
-    now: i64,
-) -> QueryResult<Option<(SessionRow, User)>> {
+pub fn find_live(conn: &mut DbConnection, id_hash: &[u8], now: i64) -> QueryResult<Option<(SessionRow, User)>> {
     sessions::table
         .inner_join(users::table)
         .filter(sessions::id_hash.eq(id_hash))
@@ -59,27 +55,65 @@ pub fn find_live(
 }
 
 /// Slides the idle timeout.
-pub fn touch(
-    conn: &mut DbConnection,
-    id_hash: &[u8],
-    now: i64,
-    idle_expires_at: i64,
-) -> QueryResult<()> {
+pub fn touch(conn: &mut DbConnection, id_hash: &[u8], now: i64, idle_expires_at: i64) -> QueryResult<()> {
     diesel::update(sessions::table.find(id_hash))
-        .set((
-            sessions::last_seen_at.eq(now),
-            sessions::idle_expires_at.eq(idle_expires_at),
-        ))
+        .set((sessions::last_seen_at.eq(now), sessions::idle_expires_at.eq(idle_expires_at)))
         .execute(conn)?;
     Ok(())
 }
 
 pub fn update_state(conn: &mut DbConnection, id_hash: &[u8], state: &str) -> QueryResult<usize> {
-    diesel::update(sessions::table.find(id_hash))
-        .set(sessions::state.eq(state))
-        .execute(conn)
+    diesel::update(sessions::table.find(id_hash)).set(sessions::state.eq(state)).execute(conn)
 }
 
 pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(id_hash)).execute(conn)
+}
+
+/// The user's live sessions, most recently used first.
+pub fn list_live_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<SessionRow>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::idle_expires_at.gt(now))
+        .filter(sessions::absolute_expires_at.gt(now))
+        .order(sessions::last_seen_at.desc())
+        .load(conn)
+}
+
+pub fn delete_all_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
+
+/// Ends every session of the user but the one named `keep`.
+pub fn delete_others(conn: &mut DbConnection, user_id: i64, keep: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.ne(keep)))
+        .execute(conn)
+}
+
+/// Keeps the user's `keep` newest sessions and deletes the rest.
+pub fn evict_oldest(conn: &mut DbConnection, user_id: i64, keep: i64) -> QueryResult<usize> {
+    let surplus: Vec<Vec<u8>> = sessions::table
+        .select(sessions::id_hash)
+        .filter(sessions::user_id.eq(user_id))
+        .order((sessions::created_at.desc(), sessions::last_seen_at.desc()))
+        .limit(i64::MAX)
+        .offset(keep)
+        .load(conn)?;
+    if surplus.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(sessions::table.filter(sessions::id_hash.eq_any(surplus))).execute(conn)
+}
+
+/// Deletes up to `batch` timed-out sessions.
+pub fn delete_expired_batch(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<usize> {
+    let expired: Vec<Vec<u8>> = sessions::table
+        .select(sessions::id_hash)
+        .filter(sessions::idle_expires_at.le(now).or(sessions::absolute_expires_at.le(now)))
+        .limit(batch)
+        .load(conn)?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(sessions::table.filter(sessions::id_hash.eq_any(expired))).execute(conn)
 }

@@ -47,10 +47,7 @@ impl User {
 
     /// `email` must already be normalised.
     pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
-        users::table
-            .filter(users::email.eq(email))
-            .first(conn)
-            .optional()
+        users::table.filter(users::email.eq(email)).first(conn).optional()
     }
 
     /// Inserts a user; `None` when the address is taken. The insert runs in
@@ -58,10 +55,7 @@ impl User {
     /// abort the caller's whole transaction.
     pub fn insert(conn: &mut DbConnection, new_user: &NewUser) -> QueryResult<Option<i64>> {
         let inserted = conn.transaction(|conn| {
-            diesel::insert_into(users::table)
-                .values(new_user)
-                .returning(users::id)
-                .get_result(conn)
+            diesel::insert_into(users::table).values(new_user).returning(users::id).get_result(conn)
         });
         match inserted {
             Ok(id) => Ok(Some(id)),
@@ -70,15 +64,45 @@ impl User {
         }
     }
 
+    /// Sets a new password hash; a reset also proves the mailbox, so it
+    /// may verify the address too.
+    pub fn set_password(
+        conn: &mut DbConnection,
+        id: i64,
+        password_hash: &str,
+        verify_email: bool,
+        now: i64,
+    ) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set((users::password_hash.eq(password_hash), users::updated_at.eq(now)))
+            .execute(conn)?;
+        if verify_email {
+            Self::mark_verified(conn, id, now)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `batch` accounts never verified and created before
+    /// `created_before` (their tokens, sessions and mail go with them).
+    pub fn delete_unverified_batch(conn: &mut DbConnection, created_before: i64, batch: i64) -> QueryResult<usize> {
+        let stale: Vec<i64> = users::table
+            .select(users::id)
+            .filter(users::email_verified_at.is_null())
+            .filter(users::is_admin.eq(false))
+            .filter(users::created_at.lt(created_before))
+            .limit(batch)
+            .load(conn)?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        diesel::delete(users::table.filter(users::id.eq_any(stale))).execute(conn)
+    }
+
     /// Marks the address verified; false if it already was.
     pub fn mark_verified(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
-        let changed = diesel::update(
-            users::table
-                .find(id)
-                .filter(users::email_verified_at.is_null()),
-        )
-        .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
-        .execute(conn)?;
+        let changed = diesel::update(users::table.find(id).filter(users::email_verified_at.is_null()))
+            .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
+            .execute(conn)?;
         Ok(changed == 1)
     }
 }

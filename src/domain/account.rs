@@ -44,11 +44,7 @@ pub enum SignInBlock {
 impl AccountState {
     /// Every state the operator requires must hold; the first one missing
     /// is what the person is told about.
-    pub fn sign_in_block(
-        &self,
-        require_verification: bool,
-        require_approval: bool,
-    ) -> Option<SignInBlock> {
+    pub fn sign_in_block(&self, require_verification: bool, require_approval: bool) -> Option<SignInBlock> {
         if self.disabled {
             Some(SignInBlock::Disabled)
         } else if require_verification && !self.email_verified {
@@ -82,11 +78,7 @@ mod tests {
     use super::*;
 
     fn state(email_verified: bool, approval: Approval, disabled: bool) -> AccountState {
-        AccountState {
-            email_verified,
-            approval,
-            disabled,
-        }
+        AccountState { email_verified, approval, disabled }
     }
 
     #[test]
@@ -94,45 +86,16 @@ mod tests {
         use Approval::*;
         let cases = [
             (state(true, Approved, false), true, true, None),
-            (
-                state(true, Approved, true),
-                false,
-                false,
-                Some(SignInBlock::Disabled),
-            ),
-            (
-                state(false, Approved, false),
-                true,
-                false,
-                Some(SignInBlock::EmailUnverified),
-            ),
+            (state(true, Approved, true), false, false, Some(SignInBlock::Disabled)),
+            (state(false, Approved, false), true, false, Some(SignInBlock::EmailUnverified)),
             (state(false, Approved, false), false, false, None),
-            (
-                state(true, Pending, false),
-                true,
-                true,
-                Some(SignInBlock::AwaitingApproval),
-            ),
+            (state(true, Pending, false), true, true, Some(SignInBlock::AwaitingApproval)),
             (state(true, Pending, false), true, false, None),
-            (
-                state(true, Rejected, false),
-                true,
-                true,
-                Some(SignInBlock::Rejected),
-            ),
-            (
-                state(false, Pending, false),
-                true,
-                true,
-                Some(SignInBlock::EmailUnverified),
-            ),
+            (state(true, Rejected, false), true, true, Some(SignInBlock::Rejected)),
+            (state(false, Pending, false), true, true, Some(SignInBlock::EmailUnverified)),
         ];
         for (account, verification, approval, expected) in cases {
-            assert_eq!(
-                account.sign_in_block(verification, approval),
-                expected,
-                "{account:?}"
-            );
+            assert_eq!(account.sign_in_block(verification, approval), expected, "{account:?}");
         }
     }
 }

@@ -33,9 +33,7 @@ impl EmailAddress {
             && domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && !normalised
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
+            && !normalised.chars().any(|c| c.is_whitespace() || c.is_control())
             && email_address::EmailAddress::is_valid(&normalised);
         if !plausible {
             return Err(EmailProblem::Malformed);

@@ -30,12 +30,7 @@ pub enum PasswordProblem {
 impl PasswordPolicy {
     /// Checks a new password (length and guessability, no composition rules,
     /// as NIST SP 800-63B asks) and returns it normalised, ready to hash.
-    pub fn check(
-        &self,
-        password: &str,
-        confirmation: &str,
-        context: &[&str],
-    ) -> Result<String, PasswordProblem> {
+    pub fn check(&self, password: &str, confirmation: &str, context: &[&str]) -> Result<String, PasswordProblem> {
         let password = normalize_password(password);
         let length = password.chars().count();
         if length < self.min_length {
@@ -70,11 +65,7 @@ mod tests {
 
     #[test]
     fn a_long_unusual_password_is_accepted() {
-        let ok = POLICY.check(
-            "correct horse battery staple",
-            "correct horse battery staple",
-            &[],
-        );
+        let ok = POLICY.check("correct horse battery staple", "correct horse battery staple", &[]);
         assert_eq!(ok.as_deref(), Ok("correct horse battery staple"));
     }
 
@@ -82,50 +73,29 @@ mod tests {
     fn length_is_counted_in_code_points_after_nfkc() {
         // Eleven full-width letters normalise to eleven ASCII ones: too short.
         let full_width = "ｑｗｅｒｔｙｚｘｃｖｂ";
-        assert_eq!(
-            POLICY.check(full_width, full_width, &[]),
-            Err(PasswordProblem::TooShort(12))
-        );
+        assert_eq!(POLICY.check(full_width, full_width, &[]), Err(PasswordProblem::TooShort(12)));
         // Twelve two-byte characters are twelve characters, not twenty-four.
         let accents = "éàüöñçøåßðþæ";
-        assert_ne!(
-            POLICY.check(accents, accents, &[]),
-            Err(PasswordProblem::TooShort(12))
-        );
+        assert_ne!(POLICY.check(accents, accents, &[]), Err(PasswordProblem::TooShort(12)));
     }
 
     #[test]
     fn over_long_passwords_are_refused() {
         let long = "x".repeat(129);
-        assert_eq!(
-            POLICY.check(&long, &long, &[]),
-            Err(PasswordProblem::TooLong)
-        );
+        assert_eq!(POLICY.check(&long, &long, &[]), Err(PasswordProblem::TooLong));
     }
 
     #[test]
     fn confirmation_must_match() {
-        let result = POLICY.check(
-            "correct horse battery staple",
-            "correct horse battery stapel",
-            &[],
-        );
+        let result = POLICY.check("correct horse battery staple", "correct horse battery stapel", &[]);
         assert_eq!(result, Err(PasswordProblem::Mismatch));
     }
 
     #[test]
     fn common_and_personal_passwords_are_refused_with_a_reason() {
-        for guessable in [
-            "password1234",
-            "qwertyuiopasdf",
-            "annlee123456",
-            "annleeannlee",
-        ] {
+        for guessable in ["password1234", "qwertyuiopasdf", "annlee123456", "annleeannlee"] {
             let result = POLICY.check(guessable, guessable, &["annlee"]);
-            assert!(
-                matches!(result, Err(PasswordProblem::Guessable(_))),
-                "{guessable}: {result:?}"
-            );
+            assert!(matches!(result, Err(PasswordProblem::Guessable(_))), "{guessable}: {result:?}");
         }
     }
 }

@@ -35,10 +35,8 @@ impl PlainToken {
     /// Accepts only what `generate` makes, so junk never reaches a query.
     pub fn parse(raw: &str) -> Option<Self> {
         let raw = raw.trim();
-        let well_formed = raw.len() == TOKEN_TEXT_LENGTH
-            && URL_SAFE_NO_PAD
-                .decode(raw)
-                .is_ok_and(|bytes| bytes.len() == TOKEN_BYTES);
+        let well_formed =
+            raw.len() == TOKEN_TEXT_LENGTH && URL_SAFE_NO_PAD.decode(raw).is_ok_and(|bytes| bytes.len() == TOKEN_BYTES);
         well_formed.then(|| Self(raw.to_owned()))
     }
 
@@ -95,9 +93,7 @@ impl CodeHasher {
         let mut hasher = Sha256::new();
         hasher.update(b"usher verification code key\0");
         hasher.update(master_secret);
-        Self {
-            key: hasher.finalize().into(),
-        }
+        Self { key: hasher.finalize().into() }
     }
 
     pub fn hash(&self, user_id: i64, code: &VerificationCode) -> TokenHash {
@@ -144,14 +140,8 @@ mod tests {
     fn codes_are_six_digits_and_tolerate_separators() {
         let code = VerificationCode::generate();
         assert_eq!(code.expose().len(), 6);
-        assert_eq!(
-            VerificationCode::parse("123 456").map(|c| c.0),
-            Some("123456".into())
-        );
-        assert_eq!(
-            VerificationCode::parse("123-456").map(|c| c.0),
-            Some("123456".into())
-        );
+        assert_eq!(VerificationCode::parse("123 456").map(|c| c.0), Some("123456".into()));
+        assert_eq!(VerificationCode::parse("123-456").map(|c| c.0), Some("123456".into()));
         for raw in ["12345", "1234567", "12345a", "١٢٣٤٥٦"] {
             assert!(VerificationCode::parse(raw).is_none(), "{raw:?}");
         }

@@ -17,33 +17,44 @@ use crate::db::{DbConnection, now};
 use crate::domain::{CodeHasher, PlainToken, VerificationCode};
 use crate::web::pages::SITE_NAME;
 
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailKind {
     /// A link and a code to prove the address.
     VerifyEmail,
     /// To a verified owner when someone registers with their address.
     SignupAttempt,
+    /// A single-use link to choose a new password.
+    PasswordReset,
+    /// A notice after the password was changed or reset.
+    PasswordChanged,
 }
+
+const ALL_KINDS: [MailKind; 4] =
+    [MailKind::VerifyEmail, MailKind::SignupAttempt, MailKind::PasswordReset, MailKind::PasswordChanged];
 
 impl MailKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::SignupAttempt => "signup_attempt",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChanged => "password_changed",
         }
     }
 
     fn parse(kind: &str) -> Option<Self> {
-        [Self::VerifyEmail, Self::SignupAttempt]
-            .into_iter()
-            .find(|k| k.as_str() == kind)
+        ALL_KINDS.into_iter().find(|k| k.as_str() == kind)
     }
 
-    /// After this a queued mail is no longer worth sending.
+    /// After this a queued mail is no longer worth sending: its link would
+    /// have expired had it been minted when the mail was queued.
     fn deliver_within(self, config: &Config) -> Duration {
         match self {
             Self::VerifyEmail => config.settings.verify_token_ttl,
-            Self::SignupAttempt => Duration::from_secs(24 * 3600),
+            Self::PasswordReset | Self::SignupAttempt => config.settings.reset_token_ttl,
+            Self::PasswordChanged => DAY,
         }
     }
 }
@@ -63,19 +74,38 @@ pub fn queue(
         user_id,
         send_before: now + kind.deliver_within(config).as_secs() as i64,
     };
-    outbox::enqueue(conn, mail, mail_domain(config), now)
+    outbox::enqueue(conn, mail, config.settings.mail_from.email.domain(), now)
 }
 
-fn mail_domain(config: &Config) -> &str {
-    config.settings.mail_from.email.domain()
+/// A call to action: a button in HTML, a line with the link in text.
+pub struct Button {
+    pub label: &'static str,
+    pub link: String,
+    /// How long it works, or similar, said next to the link.
+    pub note: String,
 }
 
-/// The rendered content of one email.
-struct Parts {
-    subject: String,
-    text: String,
-    html: String,
-    links: Vec<String>,
+/// The content of one email; one pair of templates lays out all of them.
+pub struct EmailContent {
+    pub subject: String,
+    pub intro: Vec<String>,
+    pub button: Option<Button>,
+    pub code: Option<String>,
+    pub outro: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "emails/message.txt")]
+struct TextPart<'a> {
+    site_name: &'a str,
+    email: &'a EmailContent,
+}
+
+#[derive(Template)]
+#[template(path = "emails/message.html")]
+struct HtmlPart<'a> {
+    site_name: &'a str,
+    email: &'a EmailContent,
 }
 
 /// A message ready for the transport, with its links for the log in
@@ -91,114 +121,56 @@ pub struct Composer {
     pub codes: CodeHasher,
 }
 
-#[derive(Template)]
-#[template(path = "emails/verify_email.txt")]
-struct VerifyEmailText<'a> {
-    site_name: &'a str,
-    link: &'a str,
-    code: &'a str,
-    link_lifetime: String,
-    code_lifetime: String,
-}
-
-#[derive(Template)]
-#[template(path = "emails/verify_email.html")]
-struct VerifyEmailHtml<'a> {
-    site_name: &'a str,
-    link: &'a str,
-    code: &'a str,
-    link_lifetime: String,
-    code_lifetime: String,
-}
-
-#[derive(Template)]
-#[template(path = "emails/signup_attempt.txt")]
-struct SignupAttemptText<'a> {
-    site_name: &'a str,
-    login_link: &'a str,
-    reset_link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "emails/signup_attempt.html")]
-struct SignupAttemptHtml<'a> {
-    site_name: &'a str,
-    login_link: &'a str,
-    reset_link: &'a str,
-}
-
 fn lifetime(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 
 impl Composer {
     /// Builds the message for an outbox row; `None` when it is no longer
-    /// needed (the account is gone or already verified).
-    pub fn compose(
-        &self,
-        conn: &mut DbConnection,
-        row: &OutboxRow,
-    ) -> anyhow::Result<Option<Composed>> {
+    /// needed (the account is gone, already verified, or disabled).
+    pub fn compose(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Composed>> {
         let Some(kind) = MailKind::parse(&row.kind) else {
             anyhow::bail!("unknown mail kind {:?}", row.kind);
         };
-        let parts = match kind {
-            MailKind::VerifyEmail => match self.verify_email(conn, row)? {
-                Some(parts) => parts,
-                None => return Ok(None),
-            },
-            MailKind::SignupAttempt => self.signup_attempt()?,
+        let content = match kind {
+            MailKind::VerifyEmail => self.verify_email(conn, row)?,
+            MailKind::SignupAttempt => self.signup_attempt(conn, row)?,
+            MailKind::PasswordReset => self.password_reset(conn, row)?,
+            MailKind::PasswordChanged => Some(self.password_changed()),
         };
+        let Some(content) = content else {
+            return Ok(None);
+        };
+        let mut links: Vec<String> = content.button.iter().map(|button| button.link.clone()).collect();
+        links.extend(content.code.iter().map(|code| format!("code {code}")));
+        let text = TextPart { site_name: SITE_NAME, email: &content }.render()?;
+        let html = HtmlPart { site_name: SITE_NAME, email: &content }.render()?;
         let to: Mailbox = row.recipient.parse()?;
         let message = Message::builder()
             .from(self.config.settings.mail_from.clone())
             .to(to)
-            .subject(parts.subject)
+            .subject(content.subject)
             .message_id(Some(row.message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(parts.text, parts.html))?;
-        Ok(Some(Composed {
-            message,
-            links: parts.links,
-        }))
+            .multipart(MultiPart::alternative_plain_html(text, html))?;
+        Ok(Some(Composed { message, links }))
     }
 
     /// Mints a new link and code (voiding the older ones) in one transaction.
-    fn verify_email(
-        &self,
-        conn: &mut DbConnection,
-        row: &OutboxRow,
-    ) -> anyhow::Result<Option<Parts>> {
+    fn verify_email(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<EmailContent>> {
         let settings = &self.config.settings;
         let token = PlainToken::generate();
         let code = VerificationCode::generate();
         let minted = conn.write(|conn| -> QueryResult<bool> {
-            let Some(user) = row
-                .user_id
-                .map(|id| User::find(conn, id))
-                .transpose()?
-                .flatten()
-            else {
+            let Some(user) = recipient_account(conn, row)? else {
                 return Ok(false);
             };
             if user.email_verified_at.is_some() {
                 return Ok(false);
             }
             let now = now();
-            email_tokens::void_all(
-                conn,
-                user.id,
-                &[Purpose::VerifyLink, Purpose::VerifyCode],
-                now,
-            )?;
+            email_tokens::void_all(conn, user.id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
             let link_expiry = now + settings.verify_token_ttl.as_secs() as i64;
-            email_tokens::insert(
-                conn,
-                user.id,
-                Purpose::VerifyLink,
-                &token.hash(),
-                now,
-                link_expiry,
-            )?;
+            email_tokens::insert(conn, user.id, Purpose::VerifyLink, &token.hash(), now, link_expiry)?;
             let code_expiry = now + settings.verify_code_ttl.as_secs() as i64;
             email_tokens::insert(
                 conn,
@@ -210,63 +182,103 @@ impl Composer {
             )?;
             Ok(true)
         })?;
-        if !minted {
-            return Ok(None);
-        }
-        let link = self
-            .config
-            .link(&format!("/verify?token={}", token.expose()));
-        let (link_lifetime, code_lifetime) = (
-            lifetime(settings.verify_token_ttl),
-            lifetime(settings.verify_code_ttl),
-        );
-        let text = VerifyEmailText {
-            site_name: SITE_NAME,
-            link: &link,
-            code: code.expose(),
-            link_lifetime: link_lifetime.clone(),
-            code_lifetime: code_lifetime.clone(),
-        }
-        .render()?;
-        let html = VerifyEmailHtml {
-            site_name: SITE_NAME,
-            link: &link,
-            code: code.expose(),
-            link_lifetime,
-            code_lifetime,
-        }
-        .render()?;
-        let subject = format!("Confirm your email address for {SITE_NAME}");
-        let links = vec![link, format!("code {}", code.expose())];
-        Ok(Some(Parts {
-            subject,
-            text,
-            html,
-            links,
+        Ok(minted.then(|| EmailContent {
+            subject: format!("Confirm your email address for {SITE_NAME}"),
+            intro: vec![format!("Confirm that this address is yours to finish creating your {SITE_NAME} account.")],
+            button: Some(Button {
+                label: "Confirm my email address",
+                link: self.config.link(&format!("/verify?token={}", token.expose())),
+                note: format!(
+                    "The link works for {}, the code for {}.",
+                    lifetime(settings.verify_token_ttl),
+                    lifetime(settings.verify_code_ttl)
+                ),
+            }),
+            code: Some(code.expose().to_owned()),
+            outro: vec!["If you did not sign up, ignore this email; no account will be activated.".into()],
         }))
     }
 
-    fn signup_attempt(&self) -> anyhow::Result<Parts> {
-        let login_link = self.config.link("/login");
-        let reset_link = self.config.link("/password/forgot");
-        let text = SignupAttemptText {
-            site_name: SITE_NAME,
-            login_link: &login_link,
-            reset_link: &reset_link,
-        }
-        .render()?;
-        let html = SignupAttemptHtml {
-            site_name: SITE_NAME,
-            login_link: &login_link,
-            reset_link: &reset_link,
-        }
-        .render()?;
-        let subject = format!("Someone tried to sign up for {SITE_NAME} with your address");
-        Ok(Parts {
-            subject,
-            text,
-            html,
-            links: vec![login_link, reset_link],
-        })
+    fn signup_attempt(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<EmailContent>> {
+        let Some(reset) = self.mint_reset_link(conn, row)? else {
+            return Ok(None);
+        };
+        Ok(Some(EmailContent {
+            subject: format!("Someone tried to sign up for {SITE_NAME} with your address"),
+            intro: vec![
+                format!(
+                    "Someone just tried to create an account on {SITE_NAME} with your email address. \
+                     You already have an account, so nothing was changed."
+                ),
+                format!(
+                    "If it was you, sign in at {} — or, if you forgot your password, choose a new one:",
+                    self.config.link("/login")
+                ),
+            ],
+            button: Some(reset),
+            code: None,
+            outro: vec!["If it was not you, ignore this email. Your account is safe.".into()],
+        }))
     }
+
+    fn password_reset(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<EmailContent>> {
+        let Some(reset) = self.mint_reset_link(conn, row)? else {
+            return Ok(None);
+        };
+        Ok(Some(EmailContent {
+            subject: format!("Reset your {SITE_NAME} password"),
+            intro: vec!["Someone (hopefully you) asked to reset the password of your account.".into()],
+            button: Some(reset),
+            code: None,
+            outro: vec!["If you did not ask for this, ignore this email; your password stays as it is.".into()],
+        }))
+    }
+
+    fn password_changed(&self) -> EmailContent {
+        EmailContent {
+            subject: format!("Your {SITE_NAME} password was changed"),
+            intro: vec![
+                "The password of your account was just changed.".into(),
+                "If this was you, there is nothing to do.".into(),
+            ],
+            button: Some(Button {
+                label: "Reset my password",
+                link: self.config.link("/password/forgot"),
+                note: "If it was not you, reset your password now and check your account.".into(),
+            }),
+            code: None,
+            outro: vec![],
+        }
+    }
+
+    /// Mints a reset link for an enabled account, voiding older ones.
+    fn mint_reset_link(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Button>> {
+        let ttl = self.config.settings.reset_token_ttl;
+        let token = PlainToken::generate();
+        let minted = conn.write(|conn| -> QueryResult<bool> {
+            let Some(user) = recipient_account(conn, row)? else {
+                return Ok(false);
+            };
+            if user.disabled_at.is_some() {
+                return Ok(false);
+            }
+            let now = now();
+            email_tokens::void_all(conn, user.id, &[Purpose::ResetLink], now)?;
+            email_tokens::insert(conn, user.id, Purpose::ResetLink, &token.hash(), now, now + ttl.as_secs() as i64)?;
+            Ok(true)
+        })?;
+        Ok(minted.then(|| Button {
+            label: "Choose a new password",
+            link: self.config.link(&format!("/password/reset?token={}", token.expose())),
+            note: format!("The link works once, for {}.", lifetime(ttl)),
+        }))
+    }
+}
+
+/// The account a mail is about, if it still exists under that address.
+fn recipient_account(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<Option<User>> {
+    let Some(user) = row.user_id.map(|id| User::find(conn, id)).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    Ok((user.email == row.recipient).then_some(user))
 }

@@ -9,10 +9,7 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Where mail goes: an SMTP server, or `.eml` files for a newcomer's first run.
 pub enum Transport {
     Smtp(SmtpTransport),
-    Files {
-        transport: FileTransport,
-        dir: PathBuf,
-    },
+    Files { transport: FileTransport, dir: PathBuf },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +36,7 @@ impl Transport {
     pub fn files(dir: PathBuf) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| anyhow::anyhow!("USHER_MAIL_DIR: cannot create {}: {e}", dir.display()))?;
-        Ok(Self::Files {
-            transport: FileTransport::new(&dir),
-            dir,
-        })
+        Ok(Self::Files { transport: FileTransport::new(&dir), dir })
     }
 
     pub fn is_files(&self) -> bool {

@@ -60,26 +60,14 @@ impl MailWorkerHandle {
 
 impl MailWorker {
     pub fn new(db: Db, transport: Transport, composer: Composer, settings: WorkerSettings) -> Self {
-        let owner: String = random_secret::<8>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self {
-            db,
-            transport,
-            composer,
-            settings,
-            owner,
-        }
+        let owner: String = random_secret::<8>().iter().map(|b| format!("{b:02x}")).collect();
+        Self { db, transport, composer, settings, owner }
     }
 
     pub fn spawn(self) -> (MailWorkerHandle, JoinHandle<()>) {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let stopped = Arc::new(AtomicBool::new(false));
-        let handle = MailWorkerHandle {
-            wake,
-            stopped: stopped.clone(),
-        };
+        let handle = MailWorkerHandle { wake, stopped: stopped.clone() };
         let thread = std::thread::Builder::new()
             .name("usher-mail".into())
             .spawn(move || self.run(&woken, &stopped))
@@ -105,15 +93,11 @@ impl MailWorker {
     /// this worker can lease.
     pub fn send_due_mail(&self) -> Result<(), DbError> {
         loop {
-            let due = self
-                .db
-                .run_blocking(|conn| outbox::due(conn, now(), BATCH))?;
+            let due = self.db.run_blocking(|conn| outbox::due(conn, now(), BATCH))?;
             let mut leased_any = false;
             for id in due {
                 let now = now();
-                let lease = self.db.run_blocking(|conn| {
-                    outbox::lease(conn, id, &self.owner, now, now + LEASE_SECS)
-                })?;
+                let lease = self.db.run_blocking(|conn| outbox::lease(conn, id, &self.owner, now, now + LEASE_SECS))?;
                 if let Some(row) = lease {
                     leased_any = true;
                     self.deliver(row)?;
@@ -128,16 +112,9 @@ impl MailWorker {
     fn deliver(&self, row: OutboxRow) -> Result<(), DbError> {
         if now() >= row.send_before {
             tracing::warn!(id = row.id, kind = %row.kind, "mail not sent: its link would have expired");
-            return self.finish(
-                &row,
-                FinalState::Expired,
-                Some("not sent in time; its link would have expired"),
-            );
+            return self.finish(&row, FinalState::Expired, Some("not sent in time; its link would have expired"));
         }
-        let composed = match self
-            .db
-            .run_blocking(|conn| Ok(self.composer.compose(conn, &row)))?
-        {
+        let composed = match self.db.run_blocking(|conn| Ok(self.composer.compose(conn, &row)))? {
             Ok(Some(composed)) => composed,
             Ok(None) => return self.finish(&row, FinalState::Skipped, None),
             Err(error) => {
@@ -173,26 +150,16 @@ impl MailWorker {
         let wait = self.backoff(attempts);
         tracing::warn!(id = row.id, attempts, %error, retry_in = ?wait, "mail failed; will retry");
         let at = now() + wait.as_secs().max(1) as i64;
-        self.db
-            .run_blocking(|conn| outbox::retry_later(conn, row.id, &self.owner, error, at))
+        self.db.run_blocking(|conn| outbox::retry_later(conn, row.id, &self.owner, error, at))
     }
 
     /// `retry_base`, doubling with each attempt, at most an hour.
     fn backoff(&self, attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
-        self.settings
-            .retry_base
-            .saturating_mul(factor)
-            .min(MAX_BACKOFF)
+        self.settings.retry_base.saturating_mul(factor).min(MAX_BACKOFF)
     }
 
-    fn finish(
-        &self,
-        row: &OutboxRow,
-        state: FinalState,
-        error: Option<&str>,
-    ) -> Result<(), DbError> {
-        self.db
-            .run_blocking(|conn| outbox::finish(conn, row.id, &self.owner, state, error, now()))
+    fn finish(&self, row: &OutboxRow, state: FinalState, error: Option<&str>) -> Result<(), DbError> {
+        self.db.run_blocking(|conn| outbox::finish(conn, row.id, &self.owner, state, error, now()))
     }
 }

@@ -1,11 +1,38 @@
+//! The signed-in user's own page: who they are, where they are signed in,
+//! and changing the password.
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use serde::Deserialize;
 
+use super::NoFields;
 use crate::auth::{SessionData, SignedInUser};
+use crate::config::Config;
+use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
+use crate::db::{DbConnection, now};
+use crate::domain::{EmailAddress, normalize_password};
+use crate::mail::{MailKind, queue};
 use crate::state::AppState;
-use crate::web::{AppError, PageContext, render};
+use crate::web::{AppError, Flash, Form, PageContext, redirect, redirect_with_flash, render};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordForm {
+    current_password: String,
+    password: String,
+    password_confirm: String,
+}
+
+/// One row of the sessions table on the page.
+struct SessionView {
+    started: String,
+    last_seen: String,
+    user_agent: String,
+    ip: String,
+    current: bool,
+}
 
 #[derive(Template)]
 #[template(path = "pages/account.html")]
@@ -13,6 +40,59 @@ struct AccountPage {
     ctx: PageContext,
     email: String,
     status: &'static str,
+    sessions: Vec<SessionView>,
+    current_password_error: Option<String>,
+    password_error: Option<String>,
+}
+
+fn format_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+fn session_views(rows: Vec<SessionRow>, current: Option<&str>) -> Vec<SessionView> {
+    rows.into_iter()
+        .map(|row| SessionView {
+            started: format_time(row.created_at),
+            last_seen: format_time(row.last_seen_at),
+            current: current == Some(row.public_id.as_str()),
+            user_agent: if row.user_agent.is_empty() { "unknown browser".into() } else { row.user_agent },
+            ip: row.ip,
+        })
+        .collect()
+}
+
+struct PageErrors {
+    current_password: Option<String>,
+    password: Option<String>,
+}
+
+async fn account_page(
+    req: &HttpRequest,
+    ctx: PageContext,
+    state: &AppState,
+    user_id: i64,
+    status: StatusCode,
+    errors: PageErrors,
+) -> Result<HttpResponse, AppError> {
+    let found = state
+        .db
+        .run(move |conn| Ok(User::find(conn, user_id)?.zip(Some(sessions::list_live_for_user(conn, user_id, now())?))))
+        .await?;
+    let Some((account, rows)) = found else {
+        // Deleted while signed in.
+        SessionData::end(req);
+        return Ok(redirect("/login"));
+    };
+    let current = SessionData::of(req).public_id();
+    let page = AccountPage {
+        ctx,
+        email: account.email.clone(),
+        status: account.state().describe(),
+        sessions: session_views(rows, current.as_deref()),
+        current_password_error: errors.current_password,
+        password_error: errors.password,
+    };
+    Ok(render(status, &page))
 }
 
 pub async fn show(
@@ -21,19 +101,74 @@ pub async fn show(
     ctx: PageContext,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let Some(account) = state
-        .db
-        .run(move |conn| User::find(conn, user.user_id))
-        .await?
-    else {
-        // Deleted while signed in.
-        SessionData::end(&req);
-        return Ok(crate::web::redirect("/login"));
+    let no_errors = PageErrors { current_password: None, password: None };
+    account_page(&req, ctx, &state, user.user_id, StatusCode::OK, no_errors).await
+}
+
+/// Needs the current password; keeps this session under a new id and ends
+/// the others.
+pub async fn change_password(
+    req: HttpRequest,
+    user: SignedInUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    Form(form): Form<ChangePasswordForm>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = user.user_id;
+    let Some(account) = state.db.run(move |conn| User::find(conn, user_id)).await? else {
+        return Ok(redirect("/login"));
     };
-    let page = AccountPage {
-        ctx,
-        email: account.email.clone(),
-        status: account.state().describe(),
+    let current_ok =
+        state.hasher.verify(normalize_password(&form.current_password), Some(account.password_hash.clone())).await?;
+    if !current_ok {
+        let errors =
+            PageErrors { current_password: Some("Your current password is not right.".into()), password: None };
+        return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    }
+    let email = EmailAddress::parse(&account.email).map_err(|e| AppError::Internal(e.into()))?;
+    let password = match state.password_policy().check(&form.password, &form.password_confirm, &[email.local_part()]) {
+        Ok(password) => password,
+        Err(problem) => {
+            let errors = PageErrors { current_password: None, password: Some(problem.to_string()) };
+            return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+        }
     };
-    Ok(render(StatusCode::OK, &page))
+    let password_hash = state.hasher.hash(password).await?;
+    let keep = SessionData::of(&req).public_id().unwrap_or_default();
+    let config = state.config.clone();
+    state.db.run(move |conn| store_new_password(conn, &account, &password_hash, &keep, &config)).await?;
+    state.mail.wake();
+    SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
+    Ok(redirect_with_flash("/account", Flash::new("Your password was changed. Your other sessions were signed out.")))
+}
+
+fn store_new_password(
+    conn: &mut DbConnection,
+    account: &User,
+    password_hash: &str,
+    keep_session: &str,
+    config: &Config,
+) -> diesel::QueryResult<()> {
+    conn.write(|conn| {
+        User::set_password(conn, account.id, password_hash, false, now())?;
+        sessions::delete_others(conn, account.id, keep_session)?;
+        queue(conn, MailKind::PasswordChanged, &account.email, Some(account.id), config)?;
+        Ok(())
+    })
+}
+
+pub async fn revoke_other_sessions(
+    req: HttpRequest,
+    user: SignedInUser,
+    state: web::Data<AppState>,
+    _form: Form<NoFields>,
+) -> Result<HttpResponse, AppError> {
+    let keep = SessionData::of(&req).public_id().unwrap_or_default();
+    let ended = state.db.run(move |conn| sessions::delete_others(conn, user.user_id, &keep)).await?;
+    let message = match ended {
+        0 => "There were no other sessions.".to_owned(),
+        1 => "Signed out 1 other session.".to_owned(),
+        n => format!("Signed out {n} other sessions."),
+    };
+    Ok(redirect_with_flash("/account", Flash::new(message)))
 }

@@ -12,8 +12,6 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if state.db.is_ready().await {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("database unreachable")
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("database unreachable")
     }
 }

@@ -8,9 +8,7 @@ use crate::auth::{SessionData, SessionStart};
 use crate::db::users::User;
 use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::state::AppState;
-use crate::web::{
-    AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render,
-};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
 
 const INVALID_CREDENTIALS: &str = "Invalid email or password.";
 const DEFAULT_NEXT: &str = "/account";
@@ -70,16 +68,7 @@ pub async fn show(ctx: PageContext, query: web::Query<NextQuery>) -> HttpRespons
         return redirect(&next);
     }
     let email = ctx.flash_email();
-    render(
-        StatusCode::OK,
-        &LoginPage {
-            ctx,
-            email,
-            next,
-            remember_me: false,
-            error: None,
-        },
-    )
+    render(StatusCode::OK, &LoginPage { ctx, email, next, remember_me: false, error: None })
 }
 
 /// A wrong password and an unknown address get the same answer after the
@@ -96,63 +85,29 @@ pub async fn submit(
     let email = EmailAddress::parse(&form.email).ok();
     let lookup = email.clone();
     let user = match lookup {
-        Some(email) => {
-            state
-                .db
-                .run(move |conn| User::find_by_email(conn, email.as_str()))
-                .await?
-        }
+        Some(email) => state.db.run(move |conn| User::find_by_email(conn, email.as_str())).await?,
         None => None,
     };
-    let password_matches = state
-        .hasher
-        .verify(
-            normalize_password(&form.password),
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await?;
+    let password_matches =
+        state.hasher.verify(normalize_password(&form.password), user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(user) = user.filter(|_| password_matches) else {
-        let page = LoginPage {
-            ctx,
-            email: form.email,
-            next,
-            remember_me: remember,
-            error: Some(INVALID_CREDENTIALS),
-        };
+        let page = LoginPage { ctx, email: form.email, next, remember_me: remember, error: Some(INVALID_CREDENTIALS) };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let settings = &state.config.settings;
-    match user.state().sign_in_block(
-        settings.require_email_verification,
-        settings.require_admin_approval,
-    ) {
+    match user.state().sign_in_block(settings.require_email_verification, settings.require_admin_approval) {
         None => {}
         Some(SignInBlock::EmailUnverified) => {
-            let flash = Flash::new(
-                "Confirm your email address first. We can send you a new link and code.",
-            );
-            return Ok(redirect_with_flash(
-                "/verify/resend",
-                flash.with_email(user.email),
-            ));
+            let flash = Flash::new("Confirm your email address first. We can send you a new link and code.");
+            return Ok(redirect_with_flash("/verify/resend", flash.with_email(user.email)));
         }
         Some(block) => return Ok(blocked_page(ctx, block)),
     }
-    SessionData::start(
-        &req,
-        SessionStart {
-            user_id: user.id,
-            remember,
-            user_agent: client.user_agent,
-            ip: client.ip,
-        },
-    )
-    .map_err(|e| AppError::Internal(e.into()))?;
+    SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
+        .map_err(|e| AppError::Internal(e.into()))?;
     let mut response = redirect(&next);
     if remember {
-        response
-            .extensions_mut()
-            .insert(crate::web::cookies::RememberMe);
+        response.extensions_mut().insert(crate::web::cookies::RememberMe);
     }
     Ok(response)
 }
@@ -163,24 +118,13 @@ fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
             "Awaiting approval",
             "Your address is confirmed. An administrator still has to approve your account; we will email you when they do.",
         ),
-        SignInBlock::Rejected => (
-            "Not approved",
-            "An administrator did not approve this account.",
-        ),
-        SignInBlock::Disabled => (
-            "Account disabled",
-            "This account has been disabled. Contact the site's administrator.",
-        ),
+        SignInBlock::Rejected => ("Not approved", "An administrator did not approve this account."),
+        SignInBlock::Disabled => {
+            ("Account disabled", "This account has been disabled. Contact the site's administrator.")
+        }
         SignInBlock::EmailUnverified => ("Confirm your email", "Confirm your email address first."),
     };
-    render(
-        StatusCode::FORBIDDEN,
-        &SignInBlockedPage {
-            ctx,
-            title,
-            message,
-        },
-    )
+    render(StatusCode::FORBIDDEN, &SignInBlockedPage { ctx, title, message })
 }
 
 pub async fn logout(req: HttpRequest, _form: Form<NoFields>) -> HttpResponse {

@@ -4,6 +4,7 @@ mod account;
 mod health;
 mod home;
 mod login;
+mod password;
 mod register;
 mod verify;
 
@@ -13,24 +14,16 @@ use crate::web::AppError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").get(home::show))
-        .service(
-            web::resource("/register")
-                .get(register::show)
-                .post(register::submit),
-        )
-        .service(
-            web::resource("/verify")
-                .get(verify::show)
-                .post(verify::submit),
-        )
-        .service(
-            web::resource("/verify/resend")
-                .get(verify::show_resend)
-                .post(verify::resend),
-        )
+        .service(web::resource("/register").get(register::show).post(register::submit))
+        .service(web::resource("/verify").get(verify::show).post(verify::submit))
+        .service(web::resource("/verify/resend").get(verify::show_resend).post(verify::resend))
         .service(web::resource("/login").get(login::show).post(login::submit))
         .service(web::resource("/logout").post(login::logout))
         .service(web::resource("/account").get(account::show))
+        .service(web::resource("/account/password").post(account::change_password))
+        .service(web::resource("/account/sessions/revoke-others").post(account::revoke_other_sessions))
+        .service(web::resource("/password/forgot").get(password::show_forgot).post(password::forgot))
+        .service(web::resource("/password/reset").get(password::show_reset).post(password::reset))
         .service(web::resource("/healthz").get(health::live))
         .service(web::resource("/readyz").get(health::ready))
         .service(web::resource("/static/usher.css").get(home::stylesheet));

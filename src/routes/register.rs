@@ -29,15 +29,7 @@ struct RegisterPage {
 }
 
 pub async fn show(ctx: PageContext) -> HttpResponse {
-    render(
-        StatusCode::OK,
-        &RegisterPage {
-            ctx,
-            email: String::new(),
-            email_error: None,
-            password_error: None,
-        },
-    )
+    render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), email_error: None, password_error: None })
 }
 
 /// Answers the same whether or not the address is taken: a taken address
@@ -48,40 +40,24 @@ pub async fn submit(
     Form(form): Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
     let invalid = |email_error: Option<String>, password_error: Option<String>| {
-        let page = RegisterPage {
-            ctx: ctx.clone(),
-            email: form.email.clone(),
-            email_error,
-            password_error,
-        };
+        let page = RegisterPage { ctx: ctx.clone(), email: form.email.clone(), email_error, password_error };
         Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
     };
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => return invalid(Some(problem.to_string()), None),
     };
-    let password = match state.password_policy().check(
-        &form.password,
-        &form.password_confirm,
-        &[email.local_part()],
-    ) {
+    let password = match state.password_policy().check(&form.password, &form.password_confirm, &[email.local_part()]) {
         Ok(password) => password,
         Err(problem) => return invalid(None, Some(problem.to_string())),
     };
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
     let address = email.clone();
-    state
-        .db
-        .run(move |conn| register(conn, &address, &password_hash, &config))
-        .await?;
+    state.db.run(move |conn| register(conn, &address, &password_hash, &config)).await?;
     state.mail.wake();
-    let flash =
-        Flash::new("Check your inbox: we sent you a link and a code to confirm your address.");
-    Ok(redirect_with_flash(
-        "/verify",
-        flash.with_email(email.as_str()),
-    ))
+    let flash = Flash::new("Check your inbox: we sent you a link and a code to confirm your address.");
+    Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
 }
 
 /// Creates the account and queues its verification mail, or, when the
@@ -94,11 +70,7 @@ fn register(
 ) -> diesel::QueryResult<()> {
     conn.write(|conn| {
         let now = now();
-        let approval = if config.settings.require_admin_approval {
-            Approval::Pending
-        } else {
-            Approval::Approved
-        };
+        let approval = if config.settings.require_admin_approval { Approval::Pending } else { Approval::Approved };
         let new_user = NewUser {
             email: email.as_str(),
             password_hash,
@@ -109,23 +81,13 @@ fn register(
             updated_at: now,
         };
         if let Some(user_id) = User::insert(conn, &new_user)? {
-            queue(
-                conn,
-                MailKind::VerifyEmail,
-                email.as_str(),
-                Some(user_id),
-                config,
-            )?;
+            queue(conn, MailKind::VerifyEmail, email.as_str(), Some(user_id), config)?;
             return Ok(());
         }
         let Some(owner) = User::find_by_email(conn, email.as_str())? else {
             return Ok(());
         };
-        let kind = if owner.email_verified_at.is_some() {
-            MailKind::SignupAttempt
-        } else {
-            MailKind::VerifyEmail
-        };
+        let kind = if owner.email_verified_at.is_some() { MailKind::SignupAttempt } else { MailKind::VerifyEmail };
         queue(conn, kind, email.as_str(), Some(owner.id), config)?;
         Ok(())
     })

@@ -15,8 +15,7 @@ use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
 
-const WRONG_CODE: &str =
-    "That code is wrong or has expired. Check the latest email, or ask for a new code.";
+const WRONG_CODE: &str = "That code is wrong or has expired. Check the latest email, or ask for a new code.";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,36 +66,17 @@ struct ResendPage {
     error: Option<String>,
 }
 
-pub async fn show(
-    ctx: PageContext,
-    query: web::Query<LinkQuery>,
-) -> Result<HttpResponse, AppError> {
+pub async fn show(ctx: PageContext, query: web::Query<LinkQuery>) -> Result<HttpResponse, AppError> {
     match &query.token {
         Some(raw) => {
             let token = PlainToken::parse(raw).ok_or_else(|| {
-                AppError::BadRequest(
-                    "This confirmation link is incomplete. Copy the whole link from the email."
-                        .into(),
-                )
+                AppError::BadRequest("This confirmation link is incomplete. Copy the whole link from the email.".into())
             })?;
-            Ok(render(
-                StatusCode::OK,
-                &ConfirmLinkPage {
-                    ctx,
-                    token: token.expose().to_owned(),
-                },
-            ))
+            Ok(render(StatusCode::OK, &ConfirmLinkPage { ctx, token: token.expose().to_owned() }))
         }
         None => {
             let email = ctx.flash_email();
-            Ok(render(
-                StatusCode::OK,
-                &EnterCodePage {
-                    ctx,
-                    email,
-                    error: None,
-                },
-            ))
+            Ok(render(StatusCode::OK, &EnterCodePage { ctx, email, error: None }))
         }
     }
 }
@@ -108,47 +88,29 @@ pub async fn submit(
 ) -> Result<HttpResponse, AppError> {
     let verified = match (form.token, form.email, form.code) {
         (Some(token), None, None) => {
-            let token = PlainToken::parse(&token).ok_or_else(|| {
-                AppError::BadRequest("This confirmation link is malformed.".into())
-            })?;
-            state
-                .db
-                .run(move |conn| verify_by_link(conn, &token))
-                .await?
+            let token = PlainToken::parse(&token)
+                .ok_or_else(|| AppError::BadRequest("This confirmation link is malformed.".into()))?;
+            state.db.run(move |conn| verify_by_link(conn, &token)).await?
         }
         (None, Some(email), Some(code)) => {
-            let Some((address, code)) = EmailAddress::parse(&email)
-                .ok()
-                .zip(VerificationCode::parse(&code))
-            else {
+            let Some((address, code)) = EmailAddress::parse(&email).ok().zip(VerificationCode::parse(&code)) else {
                 let page = EnterCodePage {
                     ctx,
                     email,
-                    error: Some(
-                        "Enter your email address and the 6-digit code from the email.".into(),
-                    ),
+                    error: Some("Enter your email address and the 6-digit code from the email.".into()),
                 };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             };
             let codes = state.codes.clone();
-            let verified = state
-                .db
-                .run(move |conn| verify_by_code(conn, &address, &code, &codes))
-                .await?;
+            let verified = state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes)).await?;
             if !verified {
-                let page = EnterCodePage {
-                    ctx,
-                    email,
-                    error: Some(WRONG_CODE.into()),
-                };
+                let page = EnterCodePage { ctx, email, error: Some(WRONG_CODE.into()) };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             }
             verified
         }
         _ => {
-            return Err(AppError::BadRequest(
-                "Send either a token, or an email address and a code.".into(),
-            ));
+            return Err(AppError::BadRequest("Send either a token, or an email address and a code.".into()));
         }
     };
     if !verified {
@@ -166,9 +128,7 @@ pub async fn submit(
 fn verify_by_link(conn: &mut DbConnection, token: &PlainToken) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
-        let Some(user_id) =
-            email_tokens::claim_link(conn, Purpose::VerifyLink, &token.hash(), now)?
-        else {
+        let Some(user_id) = email_tokens::claim_link(conn, Purpose::VerifyLink, &token.hash(), now)? else {
             return Ok(false);
         };
         mark_verified(conn, user_id, now)?;
@@ -203,25 +163,13 @@ fn verify_by_code(
 /// Verifies the address and voids every other link and code sent for it.
 fn mark_verified(conn: &mut DbConnection, user_id: i64, now: i64) -> diesel::QueryResult<()> {
     User::mark_verified(conn, user_id, now)?;
-    email_tokens::void_all(
-        conn,
-        user_id,
-        &[Purpose::VerifyLink, Purpose::VerifyCode],
-        now,
-    )?;
+    email_tokens::void_all(conn, user_id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
     Ok(())
 }
 
 pub async fn show_resend(ctx: PageContext) -> HttpResponse {
     let email = ctx.flash_email();
-    render(
-        StatusCode::OK,
-        &ResendPage {
-            ctx,
-            email,
-            error: None,
-        },
-    )
+    render(StatusCode::OK, &ResendPage { ctx, email, error: None })
 }
 
 /// Answers the same for any address; only an account still waiting for
@@ -234,11 +182,7 @@ pub async fn resend(
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
-            let page = ResendPage {
-                ctx,
-                email: form.email,
-                error: Some(problem.to_string()),
-            };
+            let page = ResendPage { ctx, email: form.email, error: Some(problem.to_string()) };
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
@@ -250,13 +194,7 @@ pub async fn resend(
             conn.write(|conn| {
                 match User::find_by_email(conn, address.as_str())? {
                     Some(user) if user.email_verified_at.is_none() => {
-                        queue(
-                            conn,
-                            MailKind::VerifyEmail,
-                            address.as_str(),
-                            Some(user.id),
-                            &config,
-                        )?;
+                        queue(conn, MailKind::VerifyEmail, address.as_str(), Some(user.id), &config)?;
                     }
                     _ => {}
                 }
@@ -265,11 +203,6 @@ pub async fn resend(
         })
         .await?;
     state.mail.wake();
-    let flash = Flash::new(
-        "If that address has an account waiting for confirmation, we sent it a new link and code.",
-    );
-    Ok(redirect_with_flash(
-        "/verify",
-        flash.with_email(email.as_str()),
-    ))
+    let flash = Flash::new("If that address has an account waiting for confirmation, we sent it a new link and code.");
+    Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
 }

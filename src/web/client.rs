@@ -19,10 +19,7 @@ impl FromRequest for ClientInfo {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ip = req
-            .peer_addr()
-            .map(|addr| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let ip = req.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_else(|| "unknown".into());
         let user_agent = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)

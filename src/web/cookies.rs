@@ -53,24 +53,13 @@ pub async fn cookie_layer(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let settings = req
-        .app_data::<web::Data<CookieSettings>>()
-        .cloned()
-        .expect("cookie settings");
-    let known_token = req
-        .cookie(CSRF_COOKIE)
-        .and_then(|cookie| valid_csrf_token(&settings.key, cookie));
+    let settings = req.app_data::<web::Data<CookieSettings>>().cloned().expect("cookie settings");
+    let known_token = req.cookie(CSRF_COOKIE).and_then(|cookie| valid_csrf_token(&settings.key, cookie));
     let csrf_from_browser = known_token.is_some();
     let csrf_token = known_token.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(random_secret::<32>()));
-    let flash = req
-        .cookie(FLASH_COOKIE)
-        .and_then(|cookie| read_flash(&settings.key, cookie));
+    let flash = req.cookie(FLASH_COOKIE).and_then(|cookie| read_flash(&settings.key, cookie));
     let had_flash = req.cookie(FLASH_COOKIE).is_some();
-    req.extensions_mut().insert(RequestCookies {
-        csrf_token: csrf_token.clone(),
-        csrf_from_browser,
-        flash,
-    });
+    req.extensions_mut().insert(RequestCookies { csrf_token: csrf_token.clone(), csrf_from_browser, flash });
 
     let mut res = next.call(req).await?;
 
@@ -79,15 +68,12 @@ pub async fn cookie_layer(
     }
     let outgoing_flash = res.response().extensions().get::<Flash>().cloned();
     if let Some(flash) = outgoing_flash {
-        res.response_mut()
-            .add_cookie(&flash_cookie(&settings, &flash))?;
+        res.response_mut().add_cookie(&flash_cookie(&settings, &flash))?;
     } else if had_flash && res.status().is_success() {
-        res.response_mut()
-            .add_cookie(&removal(&settings, FLASH_COOKIE))?;
+        res.response_mut().add_cookie(&removal(&settings, FLASH_COOKIE))?;
     }
     if !csrf_from_browser && is_html(&res) {
-        res.response_mut()
-            .add_cookie(&csrf_cookie(&settings, &csrf_token))?;
+        res.response_mut().add_cookie(&csrf_cookie(&settings, &csrf_token))?;
     }
     Ok(res)
 }
@@ -96,11 +82,8 @@ fn persist_session_cookie<B>(
     res: &mut ServiceResponse<B>,
     max_age: std::time::Duration,
 ) -> Result<(), actix_web::Error> {
-    let session_cookie = res
-        .response()
-        .cookies()
-        .find(|cookie| cookie.name() == SESSION_COOKIE)
-        .map(|c| c.into_owned());
+    let session_cookie =
+        res.response().cookies().find(|cookie| cookie.name() == SESSION_COOKIE).map(|c| c.into_owned());
     if let Some(mut cookie) = session_cookie {
         cookie.set_max_age(CookieDuration::seconds(max_age.as_secs() as i64));
         res.response_mut().del_cookie(SESSION_COOKIE);
@@ -117,12 +100,7 @@ fn is_html<B>(res: &ServiceResponse<B>) -> bool {
 }
 
 fn base_cookie(settings: &CookieSettings, name: &'static str, value: String) -> Cookie<'static> {
-    Cookie::build(name, value)
-        .path("/")
-        .http_only(true)
-        .secure(settings.secure)
-        .same_site(SameSite::Lax)
-        .finish()
+    Cookie::build(name, value).path("/").http_only(true).secure(settings.secure).same_site(SameSite::Lax).finish()
 }
 
 fn csrf_cookie(settings: &CookieSettings, token: &str) -> Cookie<'static> {
@@ -140,9 +118,7 @@ fn valid_csrf_token(key: &Key, cookie: Cookie<'static>) -> Option<String> {
     let verified = jar.signed(key).get(CSRF_COOKIE)?;
     let (token, issued_at) = verified.value().rsplit_once('.')?;
     let age = now() - issued_at.parse::<i64>().ok()?;
-    (0..CSRF_LIFETIME_SECS)
-        .contains(&age)
-        .then(|| token.to_owned())
+    (0..CSRF_LIFETIME_SECS).contains(&age).then(|| token.to_owned())
 }
 
 fn flash_cookie(settings: &CookieSettings, flash: &Flash) -> Cookie<'static> {

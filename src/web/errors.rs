@@ -11,9 +11,7 @@ use crate::db::DbError;
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
-    #[error(
-        "The form has expired or did not come from this site. Go back, reload the page and try again."
-    )]
+    #[error("The form has expired or did not come from this site. Go back, reload the page and try again.")]
     CsrfRejected,
     #[error("You do not have access to this page.")]
     Forbidden,
@@ -23,9 +21,7 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("Forms must be sent as application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
-    #[error(
-        "Usher is busy or cannot reach its database. Nothing was lost; please try again in a moment."
-    )]
+    #[error("Usher is busy or cannot reach its database. Nothing was lost; please try again in a moment.")]
     Unavailable(String),
     #[error("Something went wrong on our side.")]
     Internal(#[source] anyhow::Error),
@@ -33,11 +29,7 @@ pub enum AppError {
 
 impl From<DbError> for AppError {
     fn from(error: DbError) -> Self {
-        if error.is_outage() {
-            Self::Unavailable(error.to_string())
-        } else {
-            Self::Internal(error.into())
-        }
+        if error.is_outage() { Self::Unavailable(error.to_string()) } else { Self::Internal(error.into()) }
     }
 }
 
@@ -63,15 +55,7 @@ pub struct ErrorPage<'a> {
 pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     let ctx = super::PageContext::bare();
     let title = status.canonical_reason().unwrap_or("Error");
-    super::render(
-        status,
-        &ErrorPage {
-            ctx: &ctx,
-            status: status.as_u16(),
-            title,
-            message,
-        },
-    )
+    super::render(status, &ErrorPage { ctx: &ctx, status: status.as_u16(), title, message })
 }
 
 impl ResponseError for AppError {
@@ -95,10 +79,9 @@ impl ResponseError for AppError {
         }
         let mut response = error_page(self.status_code(), &self.to_string());
         if matches!(self, Self::Unavailable(_)) {
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("5"),
-            );
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("5"));
         }
         response
     }
@@ -112,39 +95,22 @@ pub fn render_bare_errors<B: actix_web::body::MessageBody + 'static>(
     use actix_web::body::BodySize;
     use actix_web::middleware::ErrorHandlerResponse;
 
-    let has_body = !matches!(
-        res.response().body().size(),
-        BodySize::None | BodySize::Sized(0)
-    );
+    let has_body = !matches!(res.response().body().size(), BodySize::None | BodySize::Sized(0));
     if has_body {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let page = match res.status() {
         StatusCode::INTERNAL_SERVER_ERROR => {
-            let reason = res
-                .response()
-                .error()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let reason = res.response().error().map(|e| e.to_string()).unwrap_or_default();
             AppError::Unavailable(format!("session store: {reason}")).error_response()
         }
         StatusCode::NOT_FOUND => AppError::NotFound.error_response(),
-        StatusCode::METHOD_NOT_ALLOWED => error_page(
-            res.status(),
-            "This page does not accept that kind of request.",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => error_page(res.status(), "This page does not accept that kind of request."),
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge.error_response(),
-        status => error_page(
-            status,
-            status
-                .canonical_reason()
-                .unwrap_or("The request could not be handled."),
-        ),
+        status => error_page(status, status.canonical_reason().unwrap_or("The request could not be handled.")),
     };
     let (req, _) = res.into_parts();
-    Ok(ErrorHandlerResponse::Response(
-        actix_web::dev::ServiceResponse::new(req, page).map_into_right_body(),
-    ))
+    Ok(ErrorHandlerResponse::Response(actix_web::dev::ServiceResponse::new(req, page).map_into_right_body()))
 }
 
 /// Gives a page to the errors that actix-session returns instead of a

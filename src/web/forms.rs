@@ -31,12 +31,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for Form<T> {
             if !is_form {
                 return Err(AppError::UnsupportedMediaType);
             }
-            let body = body
-                .await
-                .map_err(|error| match error.as_error::<PayloadError>() {
-                    Some(PayloadError::Overflow) => AppError::PayloadTooLarge,
-                    _ => AppError::BadRequest("The form could not be read.".into()),
-                })?;
+            let body = body.await.map_err(|error| match error.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => AppError::PayloadTooLarge,
+                _ => AppError::BadRequest("The form could not be read.".into()),
+            })?;
             let mut fields = decode_fields(&body)?;
             let token = take_field(&mut fields, CSRF_FIELD);
             check_csrf(&req, token.as_deref())?;
@@ -64,9 +62,7 @@ pub fn decode_fields(body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
     let mut names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|pair| pair[0] == pair[1]) {
-        return Err(AppError::BadRequest(
-            "The form has a repeated field.".into(),
-        ));
+        return Err(AppError::BadRequest("The form has a repeated field.".into()));
     }
     Ok(fields)
 }
@@ -76,13 +72,8 @@ fn decode_component(raw: &str) -> Result<String, AppError> {
     let decoded = percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map_err(|_| AppError::BadRequest("The form is not valid UTF-8.".into()))?;
-    if decoded
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
-    {
-        return Err(AppError::BadRequest(
-            "The form contains control characters.".into(),
-        ));
+    if decoded.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) {
+        return Err(AppError::BadRequest("The form contains control characters.".into()));
     }
     Ok(decoded.into_owned())
 }
@@ -95,28 +86,18 @@ fn take_field(fields: &mut Vec<(String, String)>, name: &str) -> Option<String> 
 /// Signed in: the token bound to the session. Anonymous: the double-submit
 /// token from our signed cookie, which the browser must already hold.
 fn check_csrf(req: &HttpRequest, submitted: Option<&str>) -> Result<(), AppError> {
-    let submitted = submitted
-        .filter(|token| !token.is_empty())
-        .ok_or(AppError::CsrfRejected)?;
+    let submitted = submitted.filter(|token| !token.is_empty()).ok_or(AppError::CsrfRejected)?;
     let expected = match SessionData::of(req).csrf_token() {
         Some(session_token) => session_token,
         None => {
-            let cookies = req
-                .extensions()
-                .get::<RequestCookies>()
-                .cloned()
-                .unwrap_or_default();
+            let cookies = req.extensions().get::<RequestCookies>().cloned().unwrap_or_default();
             if !cookies.csrf_from_browser {
                 return Err(AppError::CsrfRejected);
             }
             cookies.csrf_token
         }
     };
-    if bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) {
-        Ok(())
-    } else {
-        Err(AppError::CsrfRejected)
-    }
+    if bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) { Ok(()) } else { Err(AppError::CsrfRejected) }
 }
 
 #[cfg(test)]
@@ -125,8 +106,7 @@ mod tests {
 
     #[test]
     fn fields_are_percent_decoded_with_plus_as_space() {
-        let fields =
-            decode_fields(b"email=ann%40example.com&password=a+b%2Bc&empty=&bare").unwrap();
+        let fields = decode_fields(b"email=ann%40example.com&password=a+b%2Bc&empty=&bare").unwrap();
         assert_eq!(
             fields,
             vec![
@@ -140,12 +120,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_repeats_and_control_characters_are_refused() {
-        for body in [
-            &b"email=%FF%FE"[..],
-            b"email=a&email=b",
-            b"\xff=1",
-            b"name=a%00b",
-        ] {
+        for body in [&b"email=%FF%FE"[..], b"email=a&email=b", b"\xff=1", b"name=a%00b"] {
             assert!(decode_fields(body).is_err(), "{body:?}");
         }
     }

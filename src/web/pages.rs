@@ -24,10 +24,7 @@ pub struct Flash {
 
 impl Flash {
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            email: None,
-        }
+        Self { message: message.into(), email: None }
     }
 
     pub fn with_email(mut self, email: impl Into<String>) -> Self {
@@ -43,25 +40,19 @@ pub struct PageContext {
     pub csrf_token: String,
     pub flash: Option<Flash>,
     pub signed_in: bool,
+    /// For the hint next to new-password fields.
+    pub password_min_length: u16,
 }
 
 impl PageContext {
     /// For pages rendered without a request (error pages): no forms, no flash.
     pub fn bare() -> Self {
-        Self {
-            site_name: SITE_NAME,
-            csrf_token: String::new(),
-            flash: None,
-            signed_in: false,
-        }
+        Self { site_name: SITE_NAME, csrf_token: String::new(), flash: None, signed_in: false, password_min_length: 12 }
     }
 
     /// The email a flash message carried, to pre-fill a form.
     pub fn flash_email(&self) -> String {
-        self.flash
-            .as_ref()
-            .and_then(|flash| flash.email.clone())
-            .unwrap_or_default()
+        self.flash.as_ref().and_then(|flash| flash.email.clone()).unwrap_or_default()
     }
 }
 
@@ -70,27 +61,25 @@ impl FromRequest for PageContext {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let cookies = req
-            .extensions()
-            .get::<RequestCookies>()
-            .cloned()
-            .unwrap_or_default();
+        let cookies = req.extensions().get::<RequestCookies>().cloned().unwrap_or_default();
         let session = SessionData::of(req);
         let csrf_token = session.csrf_token().unwrap_or(cookies.csrf_token);
+        let password_min_length = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map_or(12, |state| state.config.settings.password_min_length);
         ready(Ok(Self {
             site_name: SITE_NAME,
             csrf_token,
             flash: cookies.flash,
             signed_in: session.user_id().is_some(),
+            password_min_length,
         }))
     }
 }
 
 pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
-        Ok(html) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(html),
+        Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
         Err(error) => {
             tracing::error!(%error, "template failed to render");
             HttpResponse::InternalServerError()
@@ -102,9 +91,7 @@ pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
 
 /// 303 See Other: after a POST, the browser GETs the next page.
 pub fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
 /// A redirect that shows `flash` on the next page (the cookie layer sets it).

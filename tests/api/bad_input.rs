@@ -20,10 +20,8 @@ async fn malformed_forms_get_a_clear_4xx_page_and_change_nothing(backend: Backen
         )
     };
     let form = "application/x-www-form-urlencoded";
-    let huge_email = format!(
-        "csrf_token={token}&email={}%40example.com&password=x&password_confirm=x",
-        "a".repeat(300)
-    );
+    let huge_email =
+        format!("csrf_token={token}&email={}%40example.com&password=x&password_confirm=x", "a".repeat(300));
     let cases: Vec<(&str, &str, Vec<u8>, StatusCode)> = vec![
         (
             "missing field",
@@ -31,30 +29,10 @@ async fn malformed_forms_get_a_clear_4xx_page_and_change_nothing(backend: Backen
             format!("csrf_token={token}&email=ann%40example.com").into_bytes(),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "unknown field",
-            form,
-            valid("&admin=true").into_bytes(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "repeated field",
-            form,
-            valid("&email=bob%40example.com").into_bytes(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "non-UTF-8",
-            form,
-            valid("").replace("ann%40", "ann%FF%40").into_bytes(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "raw non-UTF-8",
-            form,
-            [valid("").as_bytes(), b"\xff"].concat(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("unknown field", form, valid("&admin=true").into_bytes(), StatusCode::BAD_REQUEST),
+        ("repeated field", form, valid("&email=bob%40example.com").into_bytes(), StatusCode::BAD_REQUEST),
+        ("non-UTF-8", form, valid("").replace("ann%40", "ann%FF%40").into_bytes(), StatusCode::BAD_REQUEST),
+        ("raw non-UTF-8", form, [valid("").as_bytes(), b"\xff"].concat(), StatusCode::BAD_REQUEST),
         (
             "oversized body",
             form,
@@ -67,27 +45,14 @@ async fn malformed_forms_get_a_clear_4xx_page_and_change_nothing(backend: Backen
             br#"{"email":"ann@example.com"}"#.to_vec(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
-        (
-            "no content type",
-            "",
-            valid("").into_bytes(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
-        (
-            "over-long email",
-            form,
-            huge_email.into_bytes(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        ("no content type", "", valid("").into_bytes(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("over-long email", form, huge_email.into_bytes(), StatusCode::UNPROCESSABLE_ENTITY),
     ];
 
     for (name, content_type, body, expected) in cases {
         let page = browser.post_body("/register", content_type, body).await;
         assert_eq!(page.status, expected, "{name}: {}", page.body);
-        assert!(
-            page.body.contains("<h1>") && page.body.contains("</html>"),
-            "{name}: a page, not a bare status"
-        );
+        assert!(page.body.contains("<h1>") && page.body.contains("</html>"), "{name}: a page, not a bare status");
     }
     assert_eq!(app.row_counts().users, 0);
     assert_eq!(app.row_counts().outbox, 0);
@@ -96,30 +61,15 @@ async fn malformed_forms_get_a_clear_4xx_page_and_change_nothing(backend: Backen
 async fn malformed_verify_links_get_a_4xx_page(backend: Backend) {
     let app = spawn_app(backend).await;
     let browser = app.browser();
-    for link in [
-        "/verify?token=short",
-        "/verify?token=%FF%FE",
-        "/verify?token=a&token=b",
-        "/verify?unknown=1",
-    ] {
+    for link in ["/verify?token=short", "/verify?token=%FF%FE", "/verify?token=a&token=b", "/verify?unknown=1"] {
         let page = browser.get(link).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{link}");
         assert!(page.body.contains("</html>"), "{link}");
     }
-    let forged = browser
-        .submit("/verify", "/verify", &[("token", &"A".repeat(43))])
-        .await;
+    let forged = browser.submit("/verify", "/verify", &[("token", &"A".repeat(43))]).await;
     assert_eq!(forged.status, StatusCode::GONE);
     let both = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[
-                ("token", &"A".repeat(43)),
-                ("email", "a@example.com"),
-                ("code", "123456"),
-            ],
-        )
+        .submit("/verify", "/verify", &[("token", &"A".repeat(43)), ("email", "a@example.com"), ("code", "123456")])
         .await;
     assert_eq!(both.status, StatusCode::BAD_REQUEST);
 }

@@ -5,10 +5,7 @@ use std::process::Command;
 fn usher(env: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_usher"));
-    command
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env("USHER_BIND", "127.0.0.1:0");
+    command.current_dir(dir.path()).env_remove("DATABASE_URL").env("USHER_BIND", "127.0.0.1:0");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -28,11 +25,7 @@ fn a_bad_duration_stops_start_up_with_one_line_naming_the_setting() {
 #[test]
 fn a_bad_boolean_or_number_is_refused_too() {
     for (name, value, flag) in [
-        (
-            "USHER_REQUIRE_ADMIN_APPROVAL",
-            "perhaps",
-            "require-admin-approval",
-        ),
+        ("USHER_REQUIRE_ADMIN_APPROVAL", "perhaps", "require-admin-approval"),
         ("USHER_PASSWORD_MIN_LENGTH", "4", "password-min-length"),
     ] {
         let output = usher(&[(name, value)]);

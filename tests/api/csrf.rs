@@ -14,11 +14,7 @@ async fn a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(backen
     let app = spawn_app(backend).await;
     let browser = app.browser();
     browser.get("/register").await;
-    let fields = [
-        ("email", "ann@example.com"),
-        ("password", PASSWORD),
-        ("password_confirm", PASSWORD),
-    ];
+    let fields = [("email", "ann@example.com"), ("password", PASSWORD), ("password_confirm", PASSWORD)];
 
     for token in [None, Some(""), Some("forged-token")] {
         let mut with_token: Vec<(&str, &str)> = fields.to_vec();
@@ -27,11 +23,7 @@ async fn a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(backen
         }
         let page = browser.post_raw("/register", &with_token).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "token {token:?}");
-        assert!(
-            page.body.contains("did not come from this site"),
-            "{}",
-            page.body
-        );
+        assert!(page.body.contains("did not come from this site"), "{}", page.body);
     }
     assert_eq!(app.row_counts().users, 0);
 }
@@ -48,11 +40,7 @@ async fn an_anonymous_token_is_reusable_across_tabs_and_requests(backend: Backen
         let page = browser
             .post_raw(
                 "/login",
-                &[
-                    ("csrf_token", &first_tab),
-                    ("email", "ann@example.com"),
-                    ("password", "wrong password!!"),
-                ],
+                &[("csrf_token", &first_tab), ("email", "ann@example.com"), ("password", "wrong password!!")],
             )
             .await;
         assert_eq!(page.status, StatusCode::UNAUTHORIZED);
@@ -65,14 +53,7 @@ async fn a_token_without_its_cookie_is_refused(backend: Backend) {
 
     let other_browser = app.browser();
     let page = other_browser
-        .post_raw(
-            "/login",
-            &[
-                ("csrf_token", &token),
-                ("email", "a@example.com"),
-                ("password", "x"),
-            ],
-        )
+        .post_raw("/login", &[("csrf_token", &token), ("email", "a@example.com"), ("password", "x")])
         .await;
 
     assert_eq!(page.status, StatusCode::FORBIDDEN);
@@ -83,20 +64,11 @@ async fn signed_in_forms_need_the_token_bound_to_the_session(backend: Backend) {
     let browser = app.signed_in_user("ann@example.com").await;
     let anonymous_token = app.browser().get("/login").await.csrf_token();
 
-    let refused = browser
-        .post_raw("/logout", &[("csrf_token", &anonymous_token)])
-        .await;
+    let refused = browser.post_raw("/logout", &[("csrf_token", &anonymous_token)]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        browser.get("/account").await.status,
-        StatusCode::OK,
-        "still signed in"
-    );
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK, "still signed in");
 
     let session_token = browser.get("/account").await.csrf_token();
     assert_ne!(session_token, anonymous_token);
-    browser
-        .post_raw("/logout", &[("csrf_token", &session_token)])
-        .await
-        .assert_redirects_to("/");
+    browser.post_raw("/logout", &[("csrf_token", &session_token)]).await.assert_redirects_to("/");
 }

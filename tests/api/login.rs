@@ -25,26 +25,13 @@ async fn a_verified_user_signs_in_sees_the_account_and_signs_out(backend: Backen
     assert_eq!(account.status, StatusCode::OK);
     assert!(account.body.contains("ann@example.com"));
     assert!(account.body.contains("active"));
-    assert_eq!(
-        browser.get("/").await.location(),
-        Some("/account"),
-        "home sends signed-in users on"
-    );
+    assert_eq!(browser.get("/").await.location(), Some("/account"), "home sends signed-in users on");
 
     let signed_out = browser.submit("/account", "/logout", &[]).await;
 
     signed_out.assert_redirects_to("/");
-    assert!(
-        browser
-            .follow(&signed_out)
-            .await
-            .body
-            .contains("You are signed out")
-    );
-    assert_eq!(
-        browser.get("/account").await.location(),
-        Some("/login?next=%2Faccount")
-    );
+    assert!(browser.follow(&signed_out).await.body.contains("You are signed out"));
+    assert_eq!(browser.get("/account").await.location(), Some("/login?next=%2Faccount"));
     assert_eq!(app.row_counts().sessions, 0);
 }
 
@@ -53,12 +40,8 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_401(backend: Backend
     app.register_verified("ann@example.com").await;
     let browser = app.browser();
 
-    let wrong_password = app
-        .sign_in(&browser, "ann@example.com", "not the right password")
-        .await;
-    let unknown_email = app
-        .sign_in(&browser, "bob@example.com", "not the right password")
-        .await;
+    let wrong_password = app.sign_in(&browser, "ann@example.com", "not the right password").await;
+    let unknown_email = app.sign_in(&browser, "bob@example.com", "not the right password").await;
 
     assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown_email.status, StatusCode::UNAUTHORIZED);
@@ -67,16 +50,8 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_401(backend: Backend
         strip_csrf(&wrong_password.body.replace("ann@example.com", "X")),
         strip_csrf(&unknown_email.body.replace("bob@example.com", "X"))
     );
-    assert_eq!(
-        wrong_password.input_value("email").as_deref(),
-        Some("ann@example.com"),
-        "email kept"
-    );
-    assert_eq!(
-        wrong_password.input_value("password"),
-        None,
-        "password not echoed"
-    );
+    assert_eq!(wrong_password.input_value("email").as_deref(), Some("ann@example.com"), "email kept");
+    assert_eq!(wrong_password.input_value("password"), None, "password not echoed");
 }
 
 async fn next_is_honoured_for_same_site_paths_only(backend: Backend) {
@@ -91,26 +66,12 @@ async fn next_is_honoured_for_same_site_paths_only(backend: Backend) {
     ];
     for (next, expected) in cases {
         let browser = app.browser();
-        let login = format!(
-            "/login?{}",
-            serde_urlencoded::to_string([("next", next)]).unwrap()
-        );
+        let login = format!("/login?{}", serde_urlencoded::to_string([("next", next)]).unwrap());
         let form_next = browser.get(&login).await.input_value("next").unwrap();
-        assert_eq!(
-            form_next, expected,
-            "form keeps only a safe next for {next:?}"
-        );
+        assert_eq!(form_next, expected, "form keeps only a safe next for {next:?}");
 
         let page = browser
-            .submit(
-                &login,
-                "/login",
-                &[
-                    ("email", "ann@example.com"),
-                    ("password", PASSWORD),
-                    ("next", next),
-                ],
-            )
+            .submit(&login, "/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("next", next)])
             .await;
 
         page.assert_redirects_to(expected);
@@ -132,13 +93,7 @@ async fn sign_in_without_required_verification_works_for_unverified_accounts(bac
     let page = app.sign_in(&browser, "ann@example.com", PASSWORD).await;
 
     page.assert_redirects_to("/account");
-    assert!(
-        browser
-            .follow(&page)
-            .await
-            .body
-            .contains("email not verified")
-    );
+    assert!(browser.follow(&page).await.body.contains("email not verified"));
 }
 
 async fn a_full_hashing_queue_answers_503_with_a_page(backend: Backend) {
@@ -146,25 +101,12 @@ async fn a_full_hashing_queue_answers_503_with_a_page(backend: Backend) {
     let browser = app.browser();
     let token = browser.get("/login").await.csrf_token();
 
-    let fields = [
-        ("csrf_token", token.as_str()),
-        ("email", "ann@example.com"),
-        ("password", "whatever it is"),
-    ];
+    let fields = [("csrf_token", token.as_str()), ("email", "ann@example.com"), ("password", "whatever it is")];
     let attempts = (0..16).map(|_| browser.post_raw("/login", &fields));
     let pages = futures_util::future::join_all(attempts).await;
 
-    let shed: Vec<_> = pages
-        .iter()
-        .filter(|page| page.status == StatusCode::SERVICE_UNAVAILABLE)
-        .collect();
-    assert!(
-        !shed.is_empty(),
-        "some sign-ins are shed when the queue is full"
-    );
+    let shed: Vec<_> = pages.iter().filter(|page| page.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(!shed.is_empty(), "some sign-ins are shed when the queue is full");
     assert!(shed[0].body.contains("try again"), "{}", shed[0].body);
-    assert!(pages.iter().all(|p| matches!(
-        p.status,
-        StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
-    )));
+    assert!(pages.iter().all(|p| matches!(p.status, StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE)));
 }

@@ -23,11 +23,7 @@ fn outbox_rows(app: &TestApp) -> Vec<OutboxRow> {
 
 /// A loopback port with nothing listening on it (yet).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -51,11 +47,7 @@ async fn mail_leaves_at_once_after_the_request(backend: Backend) {
 async fn mail_is_retried_when_the_smtp_server_was_down_at_first(backend: Backend) {
     let port = free_port();
     let smtp_url = format!("smtp://127.0.0.1:{port}");
-    let app = spawn_app_with(
-        backend,
-        &[("--smtp-url", &smtp_url), ("--mail-retry-base", "1s")],
-    )
-    .await;
+    let app = spawn_app_with(backend, &[("--smtp-url", &smtp_url), ("--mail-retry-base", "1s")]).await;
     app.register(&app.browser(), "ann@example.com").await;
     wait_until("the first attempt failed", || {
         outbox_rows(&app)[0].attempts >= 1 && outbox_rows(&app)[0].last_error.is_some()
@@ -66,10 +58,7 @@ async fn mail_is_retried_when_the_smtp_server_was_down_at_first(backend: Backend
 
     let mail = sink.wait_for("ann@example.com", 1).await;
     assert!(!mail.verify_token().is_empty());
-    wait_until("the row is marked sent", || {
-        outbox_rows(&app)[0].state == "sent"
-    })
-    .await;
+    wait_until("the row is marked sent", || outbox_rows(&app)[0].state == "sent").await;
     assert!(outbox_rows(&app)[0].attempts >= 2);
 }
 
@@ -82,34 +71,20 @@ async fn a_permanent_smtp_error_marks_the_mail_dead(backend: Backend) {
     wait_until("the row is dead", || outbox_rows(&app)[0].state == "dead").await;
     let row = &outbox_rows(&app)[0];
     assert_eq!(row.attempts, 1, "no retry after a permanent error");
-    assert!(
-        row.last_error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("550"),
-        "{row:?}"
-    );
+    assert!(row.last_error.as_deref().unwrap_or_default().contains("550"), "{row:?}");
 }
 
 async fn mail_whose_link_expired_is_never_sent(backend: Backend) {
     let port = free_port();
     let smtp_url = format!("smtp://127.0.0.1:{port}");
-    let overrides = [
-        ("--smtp-url", smtp_url.as_str()),
-        ("--verify-token-ttl", "2s"),
-        ("--mail-retry-base", "1s"),
-    ];
+    let overrides = [("--smtp-url", smtp_url.as_str()), ("--verify-token-ttl", "2s"), ("--mail-retry-base", "1s")];
     let app = spawn_app_with(backend, &overrides).await;
     app.register(&app.browser(), "ann@example.com").await;
 
-    wait_until("the mail expired", || {
-        outbox_rows(&app)[0].state == "expired"
-    })
-    .await;
+    wait_until("the mail expired", || outbox_rows(&app)[0].state == "expired").await;
     let sink = MailSink::start_on(port).await;
 
-    sink.assert_no_more("ann@example.com", 0, Duration::from_millis(1500))
-        .await;
+    sink.assert_no_more("ann@example.com", 0, Duration::from_millis(1500)).await;
 }
 
 async fn two_instances_send_each_mail_exactly_once(backend: Backend) {
@@ -119,10 +94,7 @@ async fn two_instances_send_each_mail_exactly_once(backend: Backend) {
 
     for (i, address) in addresses.iter().enumerate() {
         let instance = if i % 2 == 0 { &first } else { &second };
-        instance
-            .register(&instance.browser(), address)
-            .await
-            .assert_redirects_to("/verify");
+        instance.register(&instance.browser(), address).await.assert_redirects_to("/verify");
     }
 
     for address in &addresses {
@@ -130,18 +102,10 @@ async fn two_instances_send_each_mail_exactly_once(backend: Backend) {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let all = first.mail.all();
-    assert_eq!(
-        all.len(),
-        addresses.len(),
-        "one mail per sign-up, no duplicates"
-    );
+    assert_eq!(all.len(), addresses.len(), "one mail per sign-up, no duplicates");
     let ids: HashSet<_> = all.iter().map(|mail| mail.message_id.clone()).collect();
     assert_eq!(ids.len(), addresses.len());
-    assert!(
-        outbox_rows(&first)
-            .iter()
-            .all(|row| row.state == "sent" && row.attempts == 1)
-    );
+    assert!(outbox_rows(&first).iter().all(|row| row.state == "sent" && row.attempts == 1));
 }
 
 async fn without_smtp_mail_goes_to_files(backend: Backend) {
@@ -151,16 +115,8 @@ async fn without_smtp_mail_goes_to_files(backend: Backend) {
 
     app.register(&app.browser(), "ann@example.com").await;
 
-    wait_until("a mail file is written", || {
-        std::fs::read_dir(dir.path()).unwrap().count() == 1
-    })
-    .await;
-    let file = std::fs::read_dir(dir.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    wait_until("a mail file is written", || std::fs::read_dir(dir.path()).unwrap().count() == 1).await;
+    let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
     let raw = std::fs::read_to_string(file).unwrap();
     assert!(raw.contains("To: ann@example.com"), "{raw}");
     assert!(raw.contains("multipart/alternative"));

@@ -5,12 +5,15 @@
 
 mod helpers;
 
+mod account;
 mod bad_input;
+mod cleanup;
 mod config;
 mod csrf;
 mod login;
 mod mail;
 mod outage;
+mod recovery;
 mod register;
 mod sessions;
 mod verify;

@@ -21,31 +21,15 @@ async fn registration_sends_a_multipart_verification_mail_with_site_links(backen
     page.assert_redirects_to("/verify");
     let next = browser.follow(&page).await;
     assert!(next.body.contains("Check your inbox"), "{}", next.body);
-    assert_eq!(
-        next.input_value("email").as_deref(),
-        Some("ann@example.com"),
-        "email pre-filled"
-    );
+    assert_eq!(next.input_value("email").as_deref(), Some("ann@example.com"), "email pre-filled");
     let mail = app.mail.wait_for("ann@example.com", 1).await;
     assert!(mail.raw.contains("multipart/alternative"), "{}", mail.raw);
     assert!(!mail.text.is_empty() && !mail.html.is_empty());
     let link = format!("{}/verify?token={}", app.address, mail.verify_token());
-    assert!(
-        mail.text.contains(&link),
-        "text part links to the site:\n{}",
-        mail.text
-    );
-    assert!(
-        mail.html.contains(&link),
-        "html part links to the site:\n{}",
-        mail.html
-    );
+    assert!(mail.text.contains(&link), "text part links to the site:\n{}", mail.text);
+    assert!(mail.html.contains(&link), "html part links to the site:\n{}", mail.html);
     assert_eq!(mail.code().len(), 6);
-    assert!(
-        mail.message_id.contains('@'),
-        "has a Message-ID: {}",
-        mail.message_id
-    );
+    assert!(mail.message_id.contains('@'), "has a Message-ID: {}", mail.message_id);
 }
 
 async fn a_new_account_cannot_sign_in_before_verifying(backend: Backend) {
@@ -57,15 +41,8 @@ async fn a_new_account_cannot_sign_in_before_verifying(backend: Backend) {
 
     page.assert_redirects_to("/verify/resend");
     let resend = browser.follow(&page).await;
-    assert!(
-        resend.body.contains("Confirm your email address first"),
-        "{}",
-        resend.body
-    );
-    assert_eq!(
-        resend.input_value("email").as_deref(),
-        Some("ann@example.com")
-    );
+    assert!(resend.body.contains("Confirm your email address first"), "{}", resend.body);
+    assert_eq!(resend.input_value("email").as_deref(), Some("ann@example.com"));
     assert_eq!(app.row_counts().sessions, 0);
 }
 
@@ -80,37 +57,13 @@ async fn registering_a_taken_address_answers_like_a_new_one_and_emails_the_owner
 
     assert_eq!(taken.status, fresh.status);
     assert_eq!(taken.location(), fresh.location());
-    let taken_next = taken_browser
-        .follow(&taken)
-        .await
-        .body
-        .replace("owner@example.com", "X");
-    let fresh_next = fresh_browser
-        .follow(&fresh)
-        .await
-        .body
-        .replace("newcomer@example.com", "X");
-    assert_eq!(
-        strip_csrf(&taken_next),
-        strip_csrf(&fresh_next),
-        "pages differ"
-    );
+    let taken_next = taken_browser.follow(&taken).await.body.replace("owner@example.com", "X");
+    let fresh_next = fresh_browser.follow(&fresh).await.body.replace("newcomer@example.com", "X");
+    assert_eq!(strip_csrf(&taken_next), strip_csrf(&fresh_next), "pages differ");
     let note = app.mail.wait_for("owner@example.com", 2).await;
-    assert!(
-        note.subject.contains("tried to sign up"),
-        "{}",
-        note.subject
-    );
-    assert!(
-        note.text
-            .contains(&format!("{}/password/forgot", app.address)),
-        "{}",
-        note.text
-    );
-    assert!(
-        !note.text.contains("/verify?token="),
-        "no verification link for a verified owner"
-    );
+    assert!(note.subject.contains("tried to sign up"), "{}", note.subject);
+    assert!(note.text.contains(&format!("{}/password/reset?token=", app.address)), "{}", note.text);
+    assert!(!note.text.contains("/verify?token="), "no verification link for a verified owner");
 }
 
 async fn registering_an_unverified_address_again_sends_a_fresh_verification(backend: Backend) {
@@ -119,16 +72,12 @@ async fn registering_an_unverified_address_again_sends_a_fresh_verification(back
     app.register(&browser, "ann@example.com").await;
     let first = app.mail.wait_for("ann@example.com", 1).await;
 
-    app.register(&app.browser(), "ann@example.com")
-        .await
-        .assert_redirects_to("/verify");
+    app.register(&app.browser(), "ann@example.com").await.assert_redirects_to("/verify");
 
     let second = app.mail.wait_for("ann@example.com", 2).await;
     assert_ne!(first.verify_token(), second.verify_token());
     assert_eq!(app.row_counts().users, 1);
-    let old = browser
-        .submit("/verify", "/verify", &[("token", &first.verify_token())])
-        .await;
+    let old = browser.submit("/verify", "/verify", &[("token", &first.verify_token())]).await;
     assert_eq!(old.status, StatusCode::GONE, "the older link is void");
 }
 
@@ -136,17 +85,13 @@ async fn emails_are_unique_whatever_their_case(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register_verified("ann@example.com").await;
 
-    app.register(&app.browser(), "  ANN@Example.COM ")
-        .await
-        .assert_redirects_to("/verify");
+    app.register(&app.browser(), "  ANN@Example.COM ").await.assert_redirects_to("/verify");
 
     assert_eq!(app.row_counts().users, 1);
     let note = app.mail.wait_for("ann@example.com", 2).await;
     assert!(note.subject.contains("tried to sign up"));
     let browser = app.browser();
-    app.sign_in(&browser, "Ann@EXAMPLE.com", PASSWORD)
-        .await
-        .assert_redirects_to("/account");
+    app.sign_in(&browser, "Ann@EXAMPLE.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
 async fn a_weak_password_is_refused_with_a_reason_and_nothing_is_stored(backend: Backend) {
@@ -158,42 +103,19 @@ async fn a_weak_password_is_refused_with_a_reason_and_nothing_is_stored(backend:
         ("violet tractor umbrella 42 ", "do not match"),
     ];
     for (password, reason) in cases {
-        let confirmation = if reason == "do not match" {
-            PASSWORD
-        } else {
-            password
-        };
-        let fields = [
-            ("email", "ann@example.com"),
-            ("password", password),
-            ("password_confirm", confirmation),
-        ];
+        let confirmation = if reason == "do not match" { PASSWORD } else { password };
+        let fields = [("email", "ann@example.com"), ("password", password), ("password_confirm", confirmation)];
 
         let page = browser.submit("/register", "/register", &fields).await;
 
         assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{password}");
-        assert!(
-            page.body.contains(reason),
-            "{password}: expected {reason:?} in\n{}",
-            page.body
-        );
-        assert_eq!(
-            page.input_value("email").as_deref(),
-            Some("ann@example.com"),
-            "input kept"
-        );
-        assert_eq!(
-            page.input_value("password"),
-            None,
-            "the password is never echoed"
-        );
+        assert!(page.body.contains(reason), "{password}: expected {reason:?} in\n{}", page.body);
+        assert_eq!(page.input_value("email").as_deref(), Some("ann@example.com"), "input kept");
+        assert_eq!(page.input_value("password"), None, "the password is never echoed");
     }
     assert_eq!(app.row_counts().users, 0);
 }
 
 pub fn strip_csrf(body: &str) -> String {
-    body.lines()
-        .filter(|line| !line.contains("csrf_token"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    body.lines().filter(|line| !line.contains("csrf_token")).collect::<Vec<_>>().join("\n")
 }

@@ -25,13 +25,7 @@ async fn signing_in_issues_a_new_session_id(backend: Backend) {
     let first = browser.cookie("usher_session").unwrap();
 
     // Signing in again from a signed-in page (its form carries the session's token).
-    let again = browser
-        .submit(
-            "/account",
-            "/login",
-            &[("email", "ann@example.com"), ("password", PASSWORD)],
-        )
-        .await;
+    let again = browser.submit("/account", "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
 
     again.assert_redirects_to("/account");
     let second = browser.cookie("usher_session").unwrap();
@@ -45,14 +39,9 @@ async fn a_planted_session_cookie_is_not_adopted(backend: Backend) {
     let browser = app.browser();
     browser.set_cookie("usher_session", "attacker-chosen-value");
 
-    app.sign_in(&browser, "ann@example.com", PASSWORD)
-        .await
-        .assert_redirects_to("/account");
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 
-    assert_ne!(
-        browser.cookie("usher_session").as_deref(),
-        Some("attacker-chosen-value")
-    );
+    assert_ne!(browser.cookie("usher_session").as_deref(), Some("attacker-chosen-value"));
     assert_eq!(browser.get("/account").await.status, StatusCode::OK);
 }
 
@@ -60,19 +49,12 @@ async fn the_session_cookie_is_http_only_and_same_site_lax(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register_verified("ann@example.com").await;
 
-    let page = app
-        .sign_in(&app.browser(), "ann@example.com", PASSWORD)
-        .await;
+    let page = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
 
-    let cookie = page
-        .set_cookie("usher_session")
-        .expect("session cookie set");
+    let cookie = page.set_cookie("usher_session").expect("session cookie set");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(
-        !cookie.contains("Max-Age"),
-        "a browser-session cookie without remember-me: {cookie}"
-    );
+    assert!(!cookie.contains("Max-Age"), "a browser-session cookie without remember-me: {cookie}");
     assert!(!cookie.contains("Secure"), "plain http in tests: {cookie}");
 }
 
@@ -81,10 +63,7 @@ async fn logout_makes_the_old_cookie_useless(backend: Backend) {
     let browser = app.signed_in_user("ann@example.com").await;
     let stolen = browser.cookie("usher_session").unwrap();
 
-    browser
-        .submit("/account", "/logout", &[])
-        .await
-        .assert_redirects_to("/");
+    browser.submit("/account", "/logout", &[]).await.assert_redirects_to("/");
 
     let replay = app.browser();
     replay.set_cookie("usher_session", &stolen);
@@ -102,23 +81,12 @@ async fn an_idle_session_times_out(backend: Backend) {
 }
 
 async fn activity_keeps_a_session_alive_until_the_absolute_timeout(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("--session-idle-ttl", "3s"),
-            ("--session-absolute-ttl", "6s"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, &[("--session-idle-ttl", "3s"), ("--session-absolute-ttl", "6s")]).await;
     let browser = app.signed_in_user("ann@example.com").await;
 
     for second in 0..4 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(
-            browser.get("/account").await.status,
-            StatusCode::OK,
-            "active at {second}s"
-        );
+        assert_eq!(browser.get("/account").await.status, StatusCode::OK, "active at {second}s");
     }
     // Past 3 s of idleness had the activity not slid it; now wait out the absolute limit.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -131,23 +99,12 @@ async fn remember_me_makes_the_cookie_outlive_the_browser(backend: Backend) {
     let browser = app.browser();
 
     let page = browser
-        .submit(
-            "/login",
-            "/login",
-            &[
-                ("email", "ann@example.com"),
-                ("password", PASSWORD),
-                ("remember_me", "on"),
-            ],
-        )
+        .submit("/login", "/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("remember_me", "on")])
         .await;
 
     page.assert_redirects_to("/account");
     let cookie = page.set_cookie("usher_session").unwrap();
-    assert!(
-        cookie.contains(&format!("Max-Age={}", 30 * 24 * 3600)),
-        "{cookie}"
-    );
+    assert!(cookie.contains(&format!("Max-Age={}", 30 * 24 * 3600)), "{cookie}");
     assert_eq!(browser.get("/account").await.status, StatusCode::OK);
 }
 
@@ -162,9 +119,7 @@ async fn a_session_ends_when_its_account_is_disabled(backend: Backend) {
 
     assert_eq!(browser.get("/account").await.status, StatusCode::SEE_OTHER);
     assert_eq!(app.row_counts().sessions, 0, "the session row is dropped");
-    let again = app
-        .sign_in(&app.browser(), "ann@example.com", PASSWORD)
-        .await;
+    let again = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
     assert_eq!(again.status, StatusCode::FORBIDDEN);
     assert!(again.body.contains("disabled"));
 }
@@ -193,12 +148,6 @@ async fn anonymous_page_views_write_nothing(backend: Backend) {
     }
 
     assert_eq!(app.row_counts(), before);
-    assert!(
-        browser.cookie("usher_session").is_none(),
-        "no session for anonymous visitors"
-    );
-    assert!(
-        browser.cookie("usher_csrf").is_some(),
-        "the CSRF cookie carries the state"
-    );
+    assert!(browser.cookie("usher_session").is_none(), "no session for anonymous visitors");
+    assert!(browser.cookie("usher_csrf").is_some(), "the CSRF cookie carries the state");
 }

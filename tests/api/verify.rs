@@ -34,9 +34,7 @@ async fn opening_the_link_shows_a_button_and_does_not_verify(backend: Backend) {
         assert_eq!(page.input_value("token").as_deref(), Some(token.as_str()));
     }
 
-    app.sign_in(&browser, "ann@example.com", PASSWORD)
-        .await
-        .assert_redirects_to("/verify/resend");
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/verify/resend");
 }
 
 async fn pressing_the_button_verifies_and_the_link_works_once(backend: Backend) {
@@ -48,25 +46,13 @@ async fn pressing_the_button_verifies_and_the_link_works_once(backend: Backend) 
 
     let confirmed = browser.submit(&link, "/verify", &[("token", &token)]).await;
     confirmed.assert_redirects_to("/login");
-    assert!(
-        browser
-            .follow(&confirmed)
-            .await
-            .body
-            .contains("Your address is confirmed")
-    );
+    assert!(browser.follow(&confirmed).await.body.contains("Your address is confirmed"));
 
     let reused = browser.submit(&link, "/verify", &[("token", &token)]).await;
 
     assert_eq!(reused.status, StatusCode::GONE);
-    assert!(
-        reused.body.contains("used or has expired"),
-        "{}",
-        reused.body
-    );
-    app.sign_in(&browser, "ann@example.com", PASSWORD)
-        .await
-        .assert_redirects_to("/account");
+    assert!(reused.body.contains("used or has expired"), "{}", reused.body);
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
 async fn an_expired_link_is_refused(backend: Backend) {
@@ -76,18 +62,10 @@ async fn an_expired_link_is_refused(backend: Backend) {
     let token = app.mail.wait_for("ann@example.com", 1).await.verify_token();
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let page = browser
-        .submit(
-            &format!("/verify?token={token}"),
-            "/verify",
-            &[("token", &token)],
-        )
-        .await;
+    let page = browser.submit(&format!("/verify?token={token}"), "/verify", &[("token", &token)]).await;
 
     assert_eq!(page.status, StatusCode::GONE);
-    app.sign_in(&browser, "ann@example.com", PASSWORD)
-        .await
-        .assert_redirects_to("/verify/resend");
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/verify/resend");
 }
 
 async fn the_emailed_code_verifies_the_address(backend: Backend) {
@@ -96,18 +74,10 @@ async fn the_emailed_code_verifies_the_address(backend: Backend) {
     app.register(&browser, "ann@example.com").await;
     let code = app.mail.wait_for("ann@example.com", 1).await.code();
 
-    let page = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[("email", "ANN@example.com"), ("code", &code)],
-        )
-        .await;
+    let page = browser.submit("/verify", "/verify", &[("email", "ANN@example.com"), ("code", &code)]).await;
 
     page.assert_redirects_to("/login");
-    app.sign_in(&browser, "ann@example.com", PASSWORD)
-        .await
-        .assert_redirects_to("/account");
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
 /// A code that is certainly not `code`.
@@ -122,32 +92,14 @@ async fn five_wrong_codes_void_the_code(backend: Backend) {
     let code = app.mail.wait_for("ann@example.com", 1).await.code();
 
     for attempt in 1..=5 {
-        let page = browser
-            .submit(
-                "/verify",
-                "/verify",
-                &[("email", "ann@example.com"), ("code", &wrong(&code))],
-            )
-            .await;
-        assert_eq!(
-            page.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "attempt {attempt}"
-        );
+        let page = browser.submit("/verify", "/verify", &[("email", "ann@example.com"), ("code", &wrong(&code))]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "attempt {attempt}");
         assert!(page.body.contains("That code is wrong or has expired"));
     }
-    let right_too_late = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[("email", "ann@example.com"), ("code", &code)],
-        )
-        .await;
+    let right_too_late = browser.submit("/verify", "/verify", &[("email", "ann@example.com"), ("code", &code)]).await;
 
     assert_eq!(right_too_late.status, StatusCode::UNPROCESSABLE_ENTITY);
-    app.sign_in(&browser, "ann@example.com", PASSWORD)
-        .await
-        .assert_redirects_to("/verify/resend");
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/verify/resend");
 }
 
 async fn parallel_wrong_codes_get_no_more_than_five_tries(backend: Backend) {
@@ -158,37 +110,19 @@ async fn parallel_wrong_codes_get_no_more_than_five_tries(backend: Backend) {
     let token = browser.get("/verify").await.csrf_token();
     let bad = wrong(&code);
 
-    let fields = [
-        ("csrf_token", token.as_str()),
-        ("email", "ann@example.com"),
-        ("code", bad.as_str()),
-    ];
+    let fields = [("csrf_token", token.as_str()), ("email", "ann@example.com"), ("code", bad.as_str())];
     let guesses = (0..12).map(|_| browser.post_raw("/verify", &fields));
     let pages = futures_util::future::join_all(guesses).await;
 
-    assert!(
-        pages
-            .iter()
-            .all(|page| page.status == StatusCode::UNPROCESSABLE_ENTITY)
-    );
+    assert!(pages.iter().all(|page| page.status == StatusCode::UNPROCESSABLE_ENTITY));
     let attempts: Vec<i32> = email_tokens::table
         .filter(email_tokens::purpose.eq("verify_code"))
         .select(email_tokens::attempts)
         .load(&mut app.db())
         .unwrap();
     assert_eq!(attempts, vec![5], "tries counted atomically and capped");
-    let right = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[("email", "ann@example.com"), ("code", &code)],
-        )
-        .await;
-    assert_eq!(
-        right.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "the code is void"
-    );
+    let right = browser.submit("/verify", "/verify", &[("email", "ann@example.com"), ("code", &code)]).await;
+    assert_eq!(right.status, StatusCode::UNPROCESSABLE_ENTITY, "the code is void");
 }
 
 async fn a_wrong_code_for_an_unknown_address_looks_like_a_wrong_code(backend: Backend) {
@@ -197,20 +131,8 @@ async fn a_wrong_code_for_an_unknown_address_looks_like_a_wrong_code(backend: Ba
     app.register(&browser, "ann@example.com").await;
     let code = app.mail.wait_for("ann@example.com", 1).await.code();
 
-    let known = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[("email", "ann@example.com"), ("code", &wrong(&code))],
-        )
-        .await;
-    let unknown = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[("email", "bob@example.com"), ("code", &wrong(&code))],
-        )
-        .await;
+    let known = browser.submit("/verify", "/verify", &[("email", "ann@example.com"), ("code", &wrong(&code))]).await;
+    let unknown = browser.submit("/verify", "/verify", &[("email", "bob@example.com"), ("code", &wrong(&code))]).await;
 
     assert_eq!(known.status, unknown.status);
     assert_eq!(
@@ -226,30 +148,16 @@ async fn resend_voids_older_links_and_codes(backend: Backend) {
     let first = app.mail.wait_for("ann@example.com", 1).await;
 
     browser
-        .submit(
-            "/verify/resend",
-            "/verify/resend",
-            &[("email", "ann@example.com")],
-        )
+        .submit("/verify/resend", "/verify/resend", &[("email", "ann@example.com")])
         .await
         .assert_redirects_to("/verify");
     let second = app.mail.wait_for("ann@example.com", 2).await;
 
-    let old_code = browser
-        .submit(
-            "/verify",
-            "/verify",
-            &[("email", "ann@example.com"), ("code", &first.code())],
-        )
-        .await;
-    let old_link = browser
-        .submit("/verify", "/verify", &[("token", &first.verify_token())])
-        .await;
+    let old_code = browser.submit("/verify", "/verify", &[("email", "ann@example.com"), ("code", &first.code())]).await;
+    let old_link = browser.submit("/verify", "/verify", &[("token", &first.verify_token())]).await;
     assert!(first.code() == second.code() || old_code.status == StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(old_link.status, StatusCode::GONE);
-    let new_link = browser
-        .submit("/verify", "/verify", &[("token", &second.verify_token())])
-        .await;
+    let new_link = browser.submit("/verify", "/verify", &[("token", &second.verify_token())]).await;
     new_link.assert_redirects_to("/login");
 }
 
@@ -260,29 +168,17 @@ async fn resend_answers_the_same_for_any_address(backend: Backend) {
     app.mail.wait_for("waiting@example.com", 1).await;
 
     let mut answers = Vec::new();
-    for email in [
-        "verified@example.com",
-        "waiting@example.com",
-        "nobody@example.com",
-    ] {
+    for email in ["verified@example.com", "waiting@example.com", "nobody@example.com"] {
         let browser = app.browser();
-        let page = browser
-            .submit("/verify/resend", "/verify/resend", &[("email", email)])
-            .await;
+        let page = browser.submit("/verify/resend", "/verify/resend", &[("email", email)]).await;
         let next = browser.follow(&page).await;
-        answers.push((
-            page.status,
-            page.location().map(str::to_owned),
-            strip_csrf(&next.body.replace(email, "X")),
-        ));
+        answers.push((page.status, page.location().map(str::to_owned), strip_csrf(&next.body.replace(email, "X"))));
     }
 
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[1], answers[2]);
     app.mail.wait_for("waiting@example.com", 2).await;
-    app.mail
-        .assert_no_more("verified@example.com", 1, Duration::from_millis(500))
-        .await;
+    app.mail.assert_no_more("verified@example.com", 1, Duration::from_millis(500)).await;
     assert!(app.mail.to("nobody@example.com").is_empty());
 }
 
@@ -297,8 +193,6 @@ async fn no_raw_token_or_code_is_stored_anywhere(backend: Backend) {
 
     assert!(!stored.contains(&mail.verify_token()), "link token stored");
     assert!(!stored.contains(&mail.code()), "code stored");
-    let session_id = session_browser
-        .cookie("usher_session")
-        .expect("session cookie");
+    let session_id = session_browser.cookie("usher_session").expect("session cookie");
     assert!(!stored.contains(&session_id), "session cookie stored");
 }

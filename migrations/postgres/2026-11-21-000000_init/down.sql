@@ -1,3 +1,4 @@
+DROP TABLE leases;
 DROP TABLE outbox;
 DROP TABLE sessions;
 DROP TABLE email_tokens;

@@ -28,6 +28,7 @@ CREATE INDEX email_tokens_by_expiry ON email_tokens (expires_at);
 CREATE TABLE sessions (
     id_hash BYTEA PRIMARY KEY,                 -- SHA-256 of the cookie's session id
     user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    public_id TEXT NOT NULL,                  -- names the session on the account page; not a secret
     state TEXT NOT NULL,
     remember BOOLEAN NOT NULL,
     created_at BIGINT NOT NULL,
@@ -57,3 +58,11 @@ CREATE TABLE outbox (
     finished_at BIGINT
 );
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+
+-- Named leases, so that one instance at a time runs periodic jobs.
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT,
+    lease_until BIGINT NOT NULL
+);
+INSERT INTO leases (name, owner, lease_until) VALUES ('cleanup', NULL, 0);

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use usher::config::{Config, Settings};
 use usher::db::{DatabaseUrl, DbConnection};
-use usher::mail::MailWorkerHandle;
-use usher::startup::Application;
+use usher::startup::{Application, BackgroundJobs};
 
 use super::database::TestDatabase;
 use super::{Backend, Browser, MailSink, PASSWORD, Page};
@@ -19,7 +18,7 @@ pub struct TestApp {
     pub database: Arc<TestDatabase>,
     flags: Vec<(String, String)>,
     server: ServerHandle,
-    worker: MailWorkerHandle,
+    background: BackgroundJobs,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -35,11 +34,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     TestApp::start(database, mail, flags).await
 }
 
-fn default_flags(
-    database: &TestDatabase,
-    mail: &MailSink,
-    overrides: &[(&str, &str)],
-) -> Vec<(String, String)> {
+fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut flags: Vec<(String, String)> = [
         ("--database-url", database.url.as_str()),
         ("--bind", "127.0.0.1:0"),
@@ -63,29 +58,16 @@ fn default_flags(
 }
 
 impl TestApp {
-    async fn start(
-        database: Arc<TestDatabase>,
-        mail: MailSink,
-        flags: Vec<(String, String)>,
-    ) -> Self {
-        let args = flags
-            .iter()
-            .flat_map(|(flag, value)| [flag.clone(), value.clone()]);
+    async fn start(database: Arc<TestDatabase>, mail: MailSink, flags: Vec<(String, String)>) -> Self {
+        let args = flags.iter().flat_map(|(flag, value)| [flag.clone(), value.clone()]);
         let settings = Settings::from_flags(args).expect("valid test settings");
         let config = Config::resolve(settings).expect("valid test config");
         let app = Application::build(config).await.expect("Usher starts");
         let port = app.port();
         let server = app.handle();
-        let worker = app.mail_worker();
+        let background = app.background_jobs();
         tokio::spawn(app.run_until_stopped());
-        Self {
-            address: format!("http://127.0.0.1:{port}"),
-            mail,
-            database,
-            flags,
-            server,
-            worker,
-        }
+        Self { address: format!("http://127.0.0.1:{port}"), mail, database, flags, server, background }
     }
 
     /// A second server on the same database and mail sink, as a second
@@ -100,61 +82,39 @@ impl TestApp {
 
     /// A direct connection for inspecting and arranging state.
     pub fn db(&self) -> DbConnection {
-        DatabaseUrl::parse(&self.database.url)
-            .connect()
-            .expect("connect to the test database")
+        DatabaseUrl::parse(&self.database.url).connect().expect("connect to the test database")
     }
 
     pub async fn register(&self, browser: &Browser, email: &str) -> Page {
-        let fields = [
-            ("email", email),
-            ("password", PASSWORD),
-            ("password_confirm", PASSWORD),
-        ];
+        let fields = [("email", email), ("password", PASSWORD), ("password_confirm", PASSWORD)];
         browser.submit("/register", "/register", &fields).await
     }
 
     /// Registers and confirms by the emailed link.
     pub async fn register_verified(&self, email: &str) {
         let browser = self.browser();
-        self.register(&browser, email)
-            .await
-            .assert_redirects_to("/verify");
+        self.register(&browser, email).await.assert_redirects_to("/verify");
         let token = self.mail.wait_for(email, 1).await.verify_token();
-        let page = browser
-            .submit(
-                &format!("/verify?token={token}"),
-                "/verify",
-                &[("token", &token)],
-            )
-            .await;
+        let page = browser.submit(&format!("/verify?token={token}"), "/verify", &[("token", &token)]).await;
         page.assert_redirects_to("/login");
     }
 
     pub async fn sign_in(&self, browser: &Browser, email: &str, password: &str) -> Page {
-        browser
-            .submit(
-                "/login",
-                "/login",
-                &[("email", email), ("password", password)],
-            )
-            .await
+        browser.submit("/login", "/login", &[("email", email), ("password", password)]).await
     }
 
     /// A browser signed in as a new verified user.
     pub async fn signed_in_user(&self, email: &str) -> Browser {
         self.register_verified(email).await;
         let browser = self.browser();
-        self.sign_in(&browser, email, PASSWORD)
-            .await
-            .assert_redirects_to("/account");
+        self.sign_in(&browser, email, PASSWORD).await.assert_redirects_to("/account");
         browser
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.worker.stop();
+        self.background.stop();
         // Sends the stop command at once; nothing to wait for here.
         drop(self.server.stop(false));
     }
@@ -198,11 +158,7 @@ impl TestApp {
         let binary = tokens
             .iter()
             .map(|t| String::from_utf8_lossy(&t.secret_hash).into_owned())
-            .chain(
-                sessions
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(&s.id_hash).into_owned()),
-            )
+            .chain(sessions.iter().map(|s| String::from_utf8_lossy(&s.id_hash).into_owned()))
             .collect::<Vec<_>>();
         format!("{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{binary:?}")
     }

@@ -23,9 +23,7 @@ pub struct Page {
 
 impl Page {
     pub fn location(&self) -> Option<&str> {
-        self.headers
-            .get(LOCATION)
-            .and_then(|value| value.to_str().ok())
+        self.headers.get(LOCATION).and_then(|value| value.to_str().ok())
     }
 
     /// The value of the first hidden or text input named `name`.
@@ -41,8 +39,7 @@ impl Page {
     }
 
     pub fn csrf_token(&self) -> String {
-        self.input_value("csrf_token")
-            .unwrap_or_else(|| panic!("no csrf_token on the page:\n{}", self.body))
+        self.input_value("csrf_token").unwrap_or_else(|| panic!("no csrf_token on the page:\n{}", self.body))
     }
 
     /// `Set-Cookie` headers of this response for the named cookie.
@@ -57,12 +54,7 @@ impl Page {
 
     #[track_caller]
     pub fn assert_redirects_to(&self, path: &str) {
-        assert_eq!(
-            self.status,
-            StatusCode::SEE_OTHER,
-            "expected a redirect to {path}, got:\n{}",
-            self.body
-        );
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "expected a redirect to {path}, got:\n{}", self.body);
         assert_eq!(self.location(), Some(path));
     }
 }
@@ -86,11 +78,7 @@ impl Browser {
             .user_agent("usher-tests/1.0")
             .build()
             .expect("http client");
-        Self {
-            base: base.to_owned(),
-            client,
-            jar,
-        }
+        Self { base: base.to_owned(), client, jar }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -104,16 +92,11 @@ impl Browser {
     /// POSTs exactly these fields (no CSRF token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded::to_string(fields).unwrap();
-        self.post_body(path, "application/x-www-form-urlencoded", body.into_bytes())
-            .await
+        self.post_body(path, "application/x-www-form-urlencoded", body.into_bytes()).await
     }
 
     pub async fn post_body(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
-        let request = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body);
+        let request = self.client.post(self.url(path)).header("content-type", content_type).body(body);
         read(request.send().await.expect("POST")).await
     }
 
@@ -136,18 +119,13 @@ impl Browser {
     pub fn cookie(&self, name: &str) -> Option<String> {
         let url = self.base.parse().unwrap();
         let header = self.jar.cookies(&url)?;
-        header
-            .to_str()
-            .ok()?
-            .split("; ")
-            .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+        header.to_str().ok()?.split("; ").find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
     }
 
     /// Puts a cookie in the jar, as an attacker could in a victim's browser.
     pub fn set_cookie(&self, name: &str, value: &str) {
         let url = self.base.parse().unwrap();
-        self.jar
-            .add_cookie_str(&format!("{name}={value}; Path=/"), &url);
+        self.jar.add_cookie_str(&format!("{name}={value}; Path=/"), &url);
     }
 }
 
@@ -155,9 +133,5 @@ async fn read(response: reqwest::Response) -> Page {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.text().await.unwrap_or_default();
-    Page {
-        status,
-        headers,
-        body,
-    }
+    Page { status, headers, body }
 }

@@ -48,27 +48,15 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = dir.path().join("usher.db").to_string_lossy().into_owned();
-                Self {
-                    url,
-                    postgres: None,
-                    _dir: Some(dir),
-                }
+                Self { url, postgres: None, _dir: Some(dir) }
             }
             Backend::Postgres(server_url) => {
                 let name = format!("usher_test_{}", random_suffix());
-                let mut admin = PgConnection::establish(server_url)
-                    .expect("connect to USHER_TEST_POSTGRES_URL");
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create test database");
-                let mut url =
-                    url::Url::parse(server_url).expect("USHER_TEST_POSTGRES_URL is a URL");
+                let mut admin = PgConnection::establish(server_url).expect("connect to USHER_TEST_POSTGRES_URL");
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+                let mut url = url::Url::parse(server_url).expect("USHER_TEST_POSTGRES_URL is a URL");
                 url.set_path(&name);
-                Self {
-                    url: url.to_string(),
-                    postgres: Some((server_url.clone(), name)),
-                    _dir: None,
-                }
+                Self { url: url.to_string(), postgres: Some((server_url.clone(), name)), _dir: None }
             }
         }
     }
@@ -87,7 +75,5 @@ impl Drop for TestDatabase {
 fn random_suffix() -> String {
     use rand::RngExt;
     let mut rng = rand::rng();
-    (0..12)
-        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-        .collect()
+    (0..12).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
 }

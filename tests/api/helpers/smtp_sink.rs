@@ -27,15 +27,9 @@ impl ReceivedMail {
     }
 
     pub fn link_token(&self, marker: &str) -> String {
-        let start = self
-            .text
-            .find(marker)
-            .unwrap_or_else(|| panic!("no {marker} link in:\n{}", self.text))
-            + marker.len();
-        self.text[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect()
+        let start =
+            self.text.find(marker).unwrap_or_else(|| panic!("no {marker} link in:\n{}", self.text)) + marker.len();
+        self.text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
     }
 
     /// The 6-digit code: the line of the text part that is six digits alone.
@@ -64,9 +58,7 @@ impl MailSink {
 
     /// On a given port, e.g. one Usher was told about before the sink was up.
     pub async fn start_on(port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the SMTP sink");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the SMTP sink");
         let sink = Self {
             port: listener.local_addr().unwrap().port(),
             received: Arc::default(),
@@ -99,10 +91,7 @@ impl MailSink {
     }
 
     pub fn to(&self, address: &str) -> Vec<ReceivedMail> {
-        self.all()
-            .into_iter()
-            .filter(|mail| mail.to.eq_ignore_ascii_case(address))
-            .collect()
+        self.all().into_iter().filter(|mail| mail.to.eq_ignore_ascii_case(address)).collect()
     }
 
     /// Waits (up to 10 s) until `address` has received `count` messages and
@@ -116,10 +105,7 @@ impl MailSink {
                 return mails[count - 1].clone();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!(
-                    "{address} received {} mail(s), expected {count}",
-                    mails.len()
-                );
+                panic!("{address} received {} mail(s), expected {count}", mails.len());
             }
         }
     }
@@ -127,11 +113,7 @@ impl MailSink {
     /// Asserts that nothing more arrives for `address` within `wait`.
     pub async fn assert_no_more(&self, address: &str, expected: usize, wait: Duration) {
         tokio::time::sleep(wait).await;
-        assert_eq!(
-            self.to(address).len(),
-            expected,
-            "unexpected mail count for {address}"
-        );
+        assert_eq!(self.to(address).len(), expected, "unexpected mail count for {address}");
     }
 
     async fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
@@ -174,19 +156,11 @@ impl MailSink {
     }
 
     fn store(&self, recipients: Vec<String>, raw: String) {
-        let parsed = MessageParser::default()
-            .parse(raw.as_bytes())
-            .expect("parsable message");
+        let parsed = MessageParser::default().parse(raw.as_bytes()).expect("parsable message");
         let subject = parsed.subject().unwrap_or_default().to_owned();
         let message_id = parsed.message_id().unwrap_or_default().to_owned();
-        let text = parsed
-            .body_text(0)
-            .map(|t| t.into_owned())
-            .unwrap_or_default();
-        let html = parsed
-            .body_html(0)
-            .map(|h| h.into_owned())
-            .unwrap_or_default();
+        let text = parsed.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+        let html = parsed.body_html(0).map(|h| h.into_owned()).unwrap_or_default();
         let mut received = self.received.lock().unwrap();
         for to in recipients {
             received.push(ReceivedMail {
@@ -209,9 +183,7 @@ fn extract_address(line: &str) -> String {
     line[start..end].to_owned()
 }
 
-async fn read_data(
-    lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> std::io::Result<String> {
+async fn read_data(lines: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<String> {
     let mut raw = String::new();
     let mut line = String::new();
     loop {

@@ -1,0 +1,122 @@
+//! Helpers for `bench/run`.
+//!
+//! - `ceiling-http ADDR WORKERS`: a bare actix-web server whose one handler
+//!   returns a fixed short page; the upper bound for any page of Usher.
+//! - `ceiling-argon2 THREADS SECONDS`: THREADS threads verify an Argon2id
+//!   hash flat out with Usher's parameters; prints `verifies/s`, the upper
+//!   bound for sign-ins.
+//! - `hash PASSWORD`: prints an Argon2id PHC string made exactly as Usher
+//!   makes one, to seed users without a sign-up per user.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+// Usher's src/auth/hasher.rs: OWASP's minimum for Argon2id.
+const MEMORY_KIB: u32 = 19_456;
+const PASSES: u32 = 2;
+const LANES: u32 = 1;
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(MEMORY_KIB, PASSES, LANES, None).expect("valid Argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn salt() -> [u8; 16] {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes
+}
+
+fn hash(password: &str) -> String {
+    argon2()
+        .hash_password_with_salt(password.as_bytes(), &salt())
+        .expect("hash")
+        .to_string()
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: usher-bench-tools ceiling-http ADDR WORKERS | ceiling-argon2 THREADS SECONDS | hash PASSWORD"
+    );
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["hash", password] => println!("{}", hash(password)),
+        ["ceiling-argon2", threads, seconds] => {
+            let threads: usize = threads.parse().unwrap_or_else(|_| usage());
+            let seconds: f64 = seconds.parse().unwrap_or_else(|_| usage());
+            ceiling_argon2(threads, Duration::from_secs_f64(seconds));
+        }
+        ["ceiling-http", addr, workers] => {
+            let workers: usize = workers.parse().unwrap_or_else(|_| usage());
+            ceiling_http(addr, workers).expect("serve");
+        }
+        _ => usage(),
+    }
+}
+
+/// Each thread verifies the same correct password against one stored hash,
+/// as Usher's pool threads do (`verify_password` parses the PHC string each
+/// time, as Usher's `verify_now` does).
+fn ceiling_argon2(threads: usize, length: Duration) {
+    let password = "bench: correct horse battery staple";
+    let stored: Arc<str> = hash(password).into();
+    // One verify per thread first: page in the code and the allocator.
+    assert!(argon2().verify_password(password.as_bytes(), &*stored).is_ok());
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let (done, count, stored) = (done.clone(), count.clone(), stored.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let ok = argon2().verify_password(password.as_bytes(), &*stored).is_ok();
+                    assert!(ok, "the password must verify");
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(length);
+    done.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().expect("join");
+    }
+    // Verifies still running at the deadline finish and count: divide by
+    // the time they actually took.
+    let elapsed = start.elapsed().as_secs_f64();
+    let total = count.load(Ordering::Relaxed);
+    println!(
+        "verifies={total} seconds={elapsed:.3} threads={threads} per_second={:.2}",
+        total as f64 / elapsed
+    );
+}
+
+const PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Ceiling</title></head><body><p>A fixed short page.</p></body></html>\n";
+
+async fn page() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(PAGE)
+}
+
+#[actix_web::main]
+async fn ceiling_http(addr: &str, workers: usize) -> std::io::Result<()> {
+    use actix_web::{App, HttpServer, web};
+    HttpServer::new(|| App::new().default_service(web::to(page)))
+        .workers(workers)
+        .bind(addr)?
+        .run()
+        .await
+}

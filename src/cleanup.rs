@@ -1,0 +1,108 @@
+//! Deleting what is no longer needed: spent tokens, timed-out sessions,
+//! finished mail, accounts never verified. Runs in batches, so no single
+//! statement holds a write lock for long; `usher cleanup` runs it once, and
+//! every server runs it periodically on a thread of its own, one instance
+//! at a time under a lease.
+
+use std::fmt;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::db::users::User;
+use crate::db::{Db, DbError, email_tokens, leases, now, outbox, sessions};
+use crate::domain::random_secret;
+
+const BATCH: i64 = 1000;
+/// Sent, dead, expired or skipped mail is kept this long for admins to see.
+const FINISHED_MAIL_KEPT_SECS: i64 = 7 * 24 * 3600;
+const LEASE_NAME: &str = "cleanup";
+
+/// How many rows a run deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub tokens: usize,
+    pub sessions: usize,
+    pub mail: usize,
+    pub unverified_accounts: usize,
+}
+
+impl fmt::Display for CleanupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deleted {} expired or used tokens, {} expired sessions, {} finished mails, {} accounts never verified",
+            self.tokens, self.sessions, self.mail, self.unverified_accounts
+        )
+    }
+}
+
+/// Deletes everything that has expired, batch after batch.
+pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, DbError> {
+    let now = now();
+    let unverified_before = now - unverified_ttl.as_secs() as i64;
+    Ok(CleanupReport {
+        // Accounts first: their tokens, sessions and mail go with them.
+        unverified_accounts: in_batches(db, |conn| User::delete_unverified_batch(conn, unverified_before, BATCH))?,
+        tokens: in_batches(db, |conn| email_tokens::delete_spent_batch(conn, now, BATCH))?,
+        sessions: in_batches(db, |conn| sessions::delete_expired_batch(conn, now, BATCH))?,
+        mail: in_batches(db, |conn| outbox::delete_finished_batch(conn, now - FINISHED_MAIL_KEPT_SECS, BATCH))?,
+    })
+}
+
+fn in_batches(
+    db: &Db,
+    mut delete_batch: impl FnMut(&mut crate::db::DbConnection) -> diesel::QueryResult<usize>,
+) -> Result<usize, DbError> {
+    let mut total = 0;
+    loop {
+        let deleted = db.run_blocking(&mut delete_batch)?;
+        total += deleted;
+        if deleted < BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
+
+/// Stops the periodic cleanup thread.
+#[derive(Clone)]
+pub struct CleanupHandle {
+    stop: Sender<()>,
+}
+
+impl CleanupHandle {
+    pub fn stop(&self) {
+        let _ = self.stop.try_send(());
+    }
+}
+
+/// Runs the cleanup every `interval` on whichever instance takes the lease.
+pub fn spawn_periodic(db: Db, unverified_ttl: Duration, interval: Duration) -> CleanupHandle {
+    let (stop, stopped) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("usher-cleanup".into())
+        .spawn(move || periodic(&db, unverified_ttl, interval, &stopped))
+        .expect("spawn the cleanup thread");
+    CleanupHandle { stop }
+}
+
+fn periodic(db: &Db, unverified_ttl: Duration, interval: Duration, stopped: &Receiver<()>) {
+    let owner: String = random_secret::<8>().iter().map(|b| format!("{b:02x}")).collect();
+    loop {
+        let now = now();
+        // The lease lasts one interval: whoever takes it runs, the others skip this round.
+        let until = now + interval.as_secs().max(1) as i64 - 1;
+        match db.run_blocking(|conn| leases::try_acquire(conn, LEASE_NAME, &owner, now, until)) {
+            Ok(true) => match run_cleanup(db, unverified_ttl) {
+                Ok(report) => tracing::info!(%report, "cleanup done"),
+                Err(error) => tracing::warn!(%error, "cleanup failed; will retry"),
+            },
+            Ok(false) => tracing::debug!("cleanup runs on another instance"),
+            Err(error) => tracing::warn!(%error, "cleanup cannot reach the database; will retry"),
+        }
+        match stopped.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Getting back into an account: a single-use emailed link to choose a new
+//! password. The pages answer the same whether or not an address has an
+//! account.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::db::email_tokens::{self, Purpose};
+use crate::db::users::User;
+use crate::db::{DbConnection, now, sessions};
+use crate::domain::{EmailAddress, PlainToken};
+use crate::mail::{MailKind, queue};
+use crate::state::AppState;
+use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotForm {
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetForm {
+    token: String,
+    password: String,
+    password_confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/forgot.html")]
+struct ForgotPage {
+    ctx: PageContext,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/reset.html")]
+struct ResetPage {
+    ctx: PageContext,
+    token: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/reset_failed.html")]
+struct ResetFailedPage {
+    ctx: PageContext,
+}
+
+pub async fn show_forgot(ctx: PageContext) -> HttpResponse {
+    let email = ctx.flash_email();
+    render(StatusCode::OK, &ForgotPage { ctx, email, error: None })
+}
+
+/// Queues a reset mail for an enabled account; answers the same for any
+/// address. The link is minted when the mail is sent, voiding older ones.
+pub async fn forgot(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    Form(form): Form<ForgotForm>,
+) -> Result<HttpResponse, AppError> {
+    let email = match EmailAddress::parse(&form.email) {
+        Ok(email) => email,
+        Err(problem) => {
+            let page = ForgotPage { ctx, email: form.email, error: Some(problem.to_string()) };
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let config = state.config.clone();
+    let address = email.clone();
+    state.db.run(move |conn| request_reset(conn, &address, &config)).await?;
+    state.mail.wake();
+    let flash = Flash::new(
+        "If an account uses that address, we sent it a link to choose a new password. It works once, for a short time.",
+    );
+    Ok(redirect_with_flash("/password/forgot", flash.with_email(email.as_str())))
+}
+
+fn request_reset(conn: &mut DbConnection, email: &EmailAddress, config: &Config) -> diesel::QueryResult<()> {
+    conn.write(|conn| {
+        match User::find_by_email(conn, email.as_str())? {
+            Some(user) if user.disabled_at.is_none() => {
+                queue(conn, MailKind::PasswordReset, &user.email, Some(user.id), config)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+}
+
+fn parse_token(raw: &str) -> Result<PlainToken, AppError> {
+    PlainToken::parse(raw).ok_or_else(|| {
+        AppError::BadRequest("This reset link is incomplete. Copy the whole link from the email.".into())
+    })
+}
+
+/// Shows the form if the link is still good; looking does not use it.
+pub async fn show_reset(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    query: web::Query<TokenQuery>,
+) -> Result<HttpResponse, AppError> {
+    let token = parse_token(&query.token)?;
+    let hash = token.hash();
+    let live = state.db.run(move |conn| email_tokens::peek_link(conn, Purpose::ResetLink, &hash, now())).await?;
+    if live.is_none() {
+        return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
+    }
+    Ok(render(StatusCode::OK, &ResetPage { ctx, token: token.expose().to_owned(), error: None }))
+}
+
+/// Sets the new password if this request wins the link (of concurrent
+/// submissions exactly one does), then ends every session of the account.
+pub async fn reset(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    Form(form): Form<ResetForm>,
+) -> Result<HttpResponse, AppError> {
+    let token = parse_token(&form.token)?;
+    let hash = token.hash();
+    let owner = state
+        .db
+        .run(move |conn| {
+            let Some(user_id) = email_tokens::peek_link(conn, Purpose::ResetLink, &hash, now())? else {
+                return Ok(None);
+            };
+            User::find(conn, user_id)
+        })
+        .await?;
+    let Some(owner) = owner else {
+        return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
+    };
+    let email = EmailAddress::parse(&owner.email).map_err(|e| AppError::Internal(e.into()))?;
+    let password = match state.password_policy().check(&form.password, &form.password_confirm, &[email.local_part()]) {
+        Ok(password) => password,
+        Err(problem) => {
+            let page = ResetPage { ctx, token: token.expose().to_owned(), error: Some(problem.to_string()) };
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+        }
+    };
+    let password_hash = state.hasher.hash(password).await?;
+    let config = state.config.clone();
+    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &config)).await?;
+    if !done {
+        return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
+    }
+    state.mail.wake();
+    let flash = Flash::new("Your password was changed. Sign in with the new one.");
+    Ok(redirect_with_flash("/login", flash.with_email(email.as_str())))
+}
+
+/// Claims the link and, in the same transaction, sets the password,
+/// verifies the address (the link proved the mailbox), voids the other
+/// links, ends every session and queues the notice.
+fn complete_reset(
+    conn: &mut DbConnection,
+    token: &PlainToken,
+    password_hash: &str,
+    config: &Config,
+) -> diesel::QueryResult<bool> {
+    conn.write(|conn| {
+        let now = now();
+        let Some(user_id) = email_tokens::claim_link(conn, Purpose::ResetLink, &token.hash(), now)? else {
+            return Ok(false);
+        };
+        let Some(user) = User::find(conn, user_id)? else {
+            return Ok(false);
+        };
+        User::set_password(conn, user.id, password_hash, true, now)?;
+        email_tokens::void_all(conn, user.id, &[Purpose::ResetLink, Purpose::VerifyLink, Purpose::VerifyCode], now)?;
+        sessions::delete_all_for_user(conn, user.id)?;
+        queue(conn, MailKind::PasswordChanged, &user.email, Some(user.id), config)?;
+        Ok(true)
+    })
+}
