@@ -20,7 +20,8 @@ const MIN_SESSION_KEY_BYTES: usize = 32;
 pub struct Settings {
     /// `postgres://…` for PostgreSQL, anything else is a SQLite file path.
     #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
-    pub database_url: String,
+    #[arg(value_parser = parse_secret)]
+    pub database_url: Secret,
     /// Listen address.
     #[arg(long, env = "USHER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -150,7 +151,7 @@ pub struct Config {
 
 impl Config {
     pub fn resolve(settings: Settings) -> anyhow::Result<Self> {
-        let database = DatabaseUrl::parse(&settings.database_url);
+        let database = DatabaseUrl::parse(settings.database_url.expose());
         let public_url = match &settings.public_url {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{}", settings.bind))

@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_session::SessionMiddleware;
-use actix_session::config::BrowserSession;
+use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
@@ -17,7 +17,7 @@ use crate::cleanup::{self, CleanupHandle};
 use crate::config::Config;
 use crate::db::{Db, run_migrations};
 use crate::domain::CodeHasher;
-use crate::mail::{MailWorker, MailWorkerHandle, Transport, WorkerSettings, messages::Composer};
+use crate::mail::{MailWorker, MailWorkerHandle, Sealer, Transport, WorkerSettings, messages::Composer};
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::PathOnlySpan;
@@ -109,6 +109,8 @@ impl Application {
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .session_lifecycle(BrowserSession::default())
+                // The id is random and means nothing without the database: signing is enough.
+                .cookie_content_security(CookieContentSecurity::Signed)
                 .build();
             App::new()
                 .app_data(state.clone())
@@ -175,7 +177,8 @@ fn start_mail_worker(config: &Arc<Config>, db: &Db, codes: CodeHasher) -> anyhow
         poll_interval: settings.mail_poll_interval,
     };
     let composer = Composer { config: config.clone(), codes };
-    let (handle, _thread) = MailWorker::new(db.clone(), transport, composer, worker_settings).spawn();
+    let sealer = Sealer::new(config.session_key.expose().as_bytes());
+    let (handle, _thread) = MailWorker::new(db.clone(), transport, composer, sealer, worker_settings).spawn();
     Ok(handle)
 }
 

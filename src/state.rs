@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::auth::PasswordHasher;
+use crate::auth::{HashError, PasswordHasher};
 use crate::config::Config;
 use crate::db::Db;
-use crate::domain::{CodeHasher, PasswordPolicy};
+use crate::domain::{CodeHasher, EmailAddress, PasswordPolicy, PasswordProblem};
 use crate::mail::MailWorkerHandle;
 
 pub struct AppState {
@@ -17,7 +17,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn password_policy(&self) -> PasswordPolicy {
+    fn password_policy(&self) -> PasswordPolicy {
         PasswordPolicy { min_length: usize::from(self.config.settings.password_min_length) }
+    }
+
+    /// Checks a new password against the policy on the hashing pool (the
+    /// strength estimate takes milliseconds of CPU) and returns it normalised.
+    pub async fn check_new_password(
+        &self,
+        password: &str,
+        confirmation: &str,
+        email: &EmailAddress,
+    ) -> Result<Result<String, PasswordProblem>, HashError> {
+        let policy = self.password_policy();
+        let (password, confirmation, local_part) =
+            (password.to_owned(), confirmation.to_owned(), email.local_part().to_owned());
+        self.hasher.run(move || policy.check(&password, &confirmation, &[&local_part])).await
     }
 }

@@ -28,8 +28,17 @@ pub enum HashError {
 }
 
 enum Job {
-    Hash { password: String, reply: oneshot::Sender<Result<String, HashError>> },
-    Verify { password: String, hash: Arc<str>, reply: oneshot::Sender<bool> },
+    /// Other CPU-heavy work that must not run on the async workers.
+    Run(Box<dyn FnOnce() + Send>),
+    Hash {
+        password: String,
+        reply: oneshot::Sender<Result<String, HashError>>,
+    },
+    Verify {
+        password: String,
+        hash: Arc<str>,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 #[derive(Clone)]
@@ -89,6 +98,16 @@ impl PasswordHasher {
         Ok(matched && known)
     }
 
+    /// Runs other CPU-heavy work (password strength estimation) on the same
+    /// bounded pool, so a flood of it cannot stall cheap pages either.
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Run(Box::new(move || {
+            let _ = reply.send(work());
+        })))?;
+        answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))
+    }
+
     fn submit(&self, job: Job) -> Result<(), HashError> {
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => HashError::Busy,
@@ -100,6 +119,7 @@ impl PasswordHasher {
 fn work(inbox: Receiver<Job>) {
     for job in inbox {
         match job {
+            Job::Run(work) => work(),
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_now(&password));
             }

@@ -141,7 +141,7 @@ impl SessionStore for DbSessionStore {
         Ok(key)
     }
 
-    async fn update(&self, key: SessionKey, state: State, ttl: &CookieDuration) -> Result<SessionKey, UpdateError> {
+    async fn update(&self, key: SessionKey, state: State, _ttl: &CookieDuration) -> Result<SessionKey, UpdateError> {
         let id_hash = hash_key(key.as_ref());
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let updated = self
@@ -149,12 +149,12 @@ impl SessionStore for DbSessionStore {
             .run(move |conn| sessions::update_state(conn, &id_hash, &json))
             .await
             .map_err(|e| UpdateError::Other(e.into()))?;
-        if updated == 1 {
-            Ok(key)
-        } else {
-            // The row is gone (expired or revoked meanwhile): start a new one.
-            self.save(state, ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!(e.to_string())))
+        if updated == 0 {
+            // The row is gone (signed out elsewhere, revoked, expired)
+            // meanwhile; it stays gone and the next request is anonymous.
+            tracing::debug!("session ended while a request changed it");
         }
+        Ok(key)
     }
 
     async fn update_ttl(&self, _key: &SessionKey, _ttl: &CookieDuration) -> Result<(), anyhow::Error> {

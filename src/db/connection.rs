@@ -15,11 +15,18 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-/// Where the data lives, parsed from `DATABASE_URL`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the data lives, parsed from `DATABASE_URL`. Its `Debug` hides
+/// any password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Postgres(String),
     Sqlite(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 impl DatabaseUrl {
@@ -46,6 +53,8 @@ impl DatabaseUrl {
                     if url.password().is_some() {
                         let _ = url.set_password(Some("***"));
                     }
+                    // Parameters may carry a password too (`?password=`).
+                    url.set_query(None);
                     url.to_string()
                 }
                 Err(_) => "postgres://(unparsable)".to_owned(),

@@ -17,6 +17,7 @@ pub struct EmailTokenRow {
     pub purpose: String,
     pub secret_hash: Vec<u8>,
     pub attempts: i32,
+    pub password_hash: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
@@ -39,24 +40,56 @@ impl Purpose {
     }
 }
 
-pub fn insert(
-    conn: &mut DbConnection,
-    user_id: i64,
-    purpose: Purpose,
-    hash: &TokenHash,
-    now: i64,
-    expires_at: i64,
-) -> QueryResult<()> {
+/// A secret about to be stored.
+pub struct NewToken<'a> {
+    pub user_id: i64,
+    pub purpose: Purpose,
+    pub hash: &'a TokenHash,
+    /// A verification answering a registration sets that registration's password.
+    pub password_hash: Option<&'a str>,
+    pub expires_at: i64,
+}
+
+/// What using a secret yields.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub user_id: i64,
+    pub password_hash: Option<String>,
+}
+
+pub fn insert(conn: &mut DbConnection, token: NewToken, now: i64) -> QueryResult<i64> {
     diesel::insert_into(email_tokens::table)
         .values((
-            email_tokens::user_id.eq(user_id),
-            email_tokens::purpose.eq(purpose.as_str()),
-            email_tokens::secret_hash.eq(&hash.0),
+            email_tokens::user_id.eq(token.user_id),
+            email_tokens::purpose.eq(token.purpose.as_str()),
+            email_tokens::secret_hash.eq(&token.hash.0),
+            email_tokens::password_hash.eq(token.password_hash),
             email_tokens::created_at.eq(now),
-            email_tokens::expires_at.eq(expires_at),
+            email_tokens::expires_at.eq(token.expires_at),
         ))
-        .execute(conn)?;
-    Ok(())
+        .returning(email_tokens::id)
+        .get_result(conn)
+}
+
+/// Voids the live secrets of these purposes minted before `newest_id`:
+/// once a newer mail went out, the older links stop working.
+pub fn void_older(
+    conn: &mut DbConnection,
+    user_id: i64,
+    purposes: &[Purpose],
+    newest_id: i64,
+    now: i64,
+) -> QueryResult<usize> {
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::purpose.eq_any(purposes))
+            .filter(email_tokens::used_at.is_null())
+            .filter(email_tokens::id.lt(newest_id)),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .execute(conn)
 }
 
 /// Voids every live secret of these purposes for a user.
@@ -73,8 +106,13 @@ pub fn void_all(conn: &mut DbConnection, user_id: i64, purposes: &[Purpose], now
 }
 
 /// Claims a link token in one statement, so of many concurrent claims
-/// exactly one wins. Returns the user it belongs to.
-pub fn claim_link(conn: &mut DbConnection, purpose: Purpose, hash: &TokenHash, now: i64) -> QueryResult<Option<i64>> {
+/// exactly one wins.
+pub fn claim_link(
+    conn: &mut DbConnection,
+    purpose: Purpose,
+    hash: &TokenHash,
+    now: i64,
+) -> QueryResult<Option<Claimed>> {
     diesel::update(
         email_tokens::table
             .filter(email_tokens::secret_hash.eq(&hash.0))
@@ -83,9 +121,10 @@ pub fn claim_link(conn: &mut DbConnection, purpose: Purpose, hash: &TokenHash, n
             .filter(email_tokens::expires_at.gt(now)),
     )
     .set(email_tokens::used_at.eq(now))
-    .returning(email_tokens::user_id)
+    .returning((email_tokens::user_id, email_tokens::password_hash))
     .get_result(conn)
     .optional()
+    .map(|claimed| claimed.map(|(user_id, password_hash)| Claimed { user_id, password_hash }))
 }
 
 /// Counts one try against the user's live code before it is compared, in
@@ -105,12 +144,14 @@ pub fn count_code_attempt(conn: &mut DbConnection, user_id: i64, now: i64) -> Qu
     .get_results(conn)
 }
 
-/// Uses a secret by id; false if another request used it first.
-pub fn claim_by_id(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
-    let changed = diesel::update(email_tokens::table.find(id).filter(email_tokens::used_at.is_null()))
+/// Uses a secret by id; `None` if another request used it first.
+pub fn claim_by_id(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<Option<Claimed>> {
+    diesel::update(email_tokens::table.find(id).filter(email_tokens::used_at.is_null()))
         .set(email_tokens::used_at.eq(now))
-        .execute(conn)?;
-    Ok(changed == 1)
+        .returning((email_tokens::user_id, email_tokens::password_hash))
+        .get_result(conn)
+        .optional()
+        .map(|claimed| claimed.map(|(user_id, password_hash)| Claimed { user_id, password_hash }))
 }
 
 /// The user a live (unused, unexpired) link belongs to, without using it.

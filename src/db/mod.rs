@@ -37,8 +37,12 @@ impl DbError {
         match self {
             Self::Unavailable(_) => true,
             Self::Query(DieselError::DatabaseError(kind, info)) => {
-                matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
-                    || info.message().contains("database is locked")
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection
+                        | DatabaseErrorKind::UnableToSendCommand
+                        | DatabaseErrorKind::SerializationFailure
+                ) || info.message().contains("database is locked")
                     || info.message().contains("terminating connection")
             }
             Self::Query(DieselError::BrokenTransactionManager) => true,

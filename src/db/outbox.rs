@@ -23,6 +23,9 @@ pub struct OutboxRow {
     pub lease_owner: Option<String>,
     pub lease_until: Option<i64>,
     pub finished_at: Option<i64>,
+    pub password_hash: Option<String>,
+    pub payload: Option<Vec<u8>>,
+    pub minted_token_id: Option<i64>,
 }
 
 /// Where a row ends when the worker is done with it.
@@ -53,6 +56,8 @@ pub struct NewMail<'a> {
     pub recipient: &'a str,
     pub user_id: Option<i64>,
     pub send_before: i64,
+    /// For a verification answering a registration: that registration's password.
+    pub password_hash: Option<&'a str>,
 }
 
 /// Queues a mail with a stable Message-ID, so a retried send is recognised
@@ -68,6 +73,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, mail_domain: &str, now: i
             outbox::message_id.eq(message_id),
             outbox::created_at.eq(now),
             outbox::send_before.eq(mail.send_before),
+            outbox::password_hash.eq(mail.password_hash),
             outbox::next_attempt_at.eq(now),
         ))
         .returning(outbox::id)
@@ -101,6 +107,8 @@ pub fn lease(conn: &mut DbConnection, id: i64, owner: &str, now: i64, until: i64
     .optional()
 }
 
+/// Ends a row's life and wipes its encrypted message. False if this
+/// worker no longer holds the lease.
 pub fn finish(
     conn: &mut DbConnection,
     id: i64,
@@ -108,22 +116,39 @@ pub fn finish(
     state: FinalState,
     error: Option<&str>,
     now: i64,
-) -> QueryResult<()> {
-    diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+) -> QueryResult<bool> {
+    let finished = diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
         .set((
             outbox::state.eq(state.as_str()),
             outbox::last_error.eq(error),
             outbox::finished_at.eq(now),
             outbox::lease_owner.eq(None::<String>),
             outbox::lease_until.eq(None::<i64>),
+            outbox::payload.eq(None::<Vec<u8>>),
+            outbox::password_hash.eq(None::<String>),
         ))
         .execute(conn)?;
-    Ok(())
+    Ok(finished == 1)
+}
+
+/// Keeps the composed (encrypted) message, so every retry sends the same
+/// bytes with the same links. False if the lease was lost.
+pub fn store_payload(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    payload: &[u8],
+    minted_token_id: Option<i64>,
+) -> QueryResult<bool> {
+    let stored = diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+        .set((outbox::payload.eq(payload), outbox::minted_token_id.eq(minted_token_id)))
+        .execute(conn)?;
+    Ok(stored == 1)
 }
 
 /// Releases the lease and schedules another attempt.
-pub fn retry_later(conn: &mut DbConnection, id: i64, owner: &str, error: &str, at: i64) -> QueryResult<()> {
-    diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+pub fn retry_later(conn: &mut DbConnection, id: i64, owner: &str, error: &str, at: i64) -> QueryResult<bool> {
+    let released = diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
         .set((
             outbox::last_error.eq(error),
             outbox::next_attempt_at.eq(at),
@@ -131,7 +156,7 @@ pub fn retry_later(conn: &mut DbConnection, id: i64, owner: &str, error: &str, a
             outbox::lease_until.eq(None::<i64>),
         ))
         .execute(conn)?;
-    Ok(())
+    Ok(released == 1)
 }
 
 /// Deletes up to `batch` rows that were finished before `before`.

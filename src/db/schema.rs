@@ -21,6 +21,7 @@ diesel::table! {
         purpose -> Text,
         secret_hash -> Binary,
         attempts -> Integer,
+        password_hash -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
@@ -59,6 +60,9 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_until -> Nullable<BigInt>,
         finished_at -> Nullable<BigInt>,
+        password_hash -> Nullable<Text>,
+        payload -> Nullable<Binary>,
+        minted_token_id -> Nullable<BigInt>,
     }
 }
 

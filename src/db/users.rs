@@ -98,6 +98,16 @@ impl User {
         diesel::delete(users::table.filter(users::id.eq_any(stale))).execute(conn)
     }
 
+    /// Locks the account's row until the transaction ends. Every
+    /// transaction that touches an account's tokens takes this lock first,
+    /// so on PostgreSQL they queue in one order instead of deadlocking
+    /// (SQLite's `BEGIN IMMEDIATE` already serialises writers).
+    pub fn lock(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
+        let locked =
+            diesel::update(users::table.find(id)).set(users::updated_at.eq(users::updated_at)).execute(conn)?;
+        Ok(locked == 1)
+    }
+
     /// Marks the address verified; false if it already was.
     pub fn mark_verified(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
         let changed = diesel::update(users::table.find(id).filter(users::email_verified_at.is_null()))

@@ -33,8 +33,10 @@ impl EmailAddress {
             && domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && !normalised.chars().any(|c| c.is_whitespace() || c.is_control())
-            && email_address::EmailAddress::is_valid(&normalised);
+            && !normalised.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '[' | ']'))
+            && email_address::EmailAddress::is_valid(&normalised)
+            // What the mailer cannot send to would leave an account nobody can verify.
+            && normalised.parse::<lettre::Address>().is_ok();
         if !plausible {
             return Err(EmailProblem::Malformed);
         }
@@ -78,6 +80,8 @@ mod tests {
             ("ann@localhost", EmailProblem::Malformed),
             ("ann lee@example.com", EmailProblem::Malformed),
             ("ann@example.com.", EmailProblem::Malformed),
+            ("a@[1.2.3.4]", EmailProblem::Malformed),
+            ("\"a\"@example.com", EmailProblem::Malformed),
         ];
         for (raw, expected) in cases {
             assert_eq!(EmailAddress::parse(raw), Err(expected), "input {raw:?}");

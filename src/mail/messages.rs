@@ -10,7 +10,7 @@ use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 
 use crate::config::Config;
-use crate::db::email_tokens::{self, Purpose};
+use crate::db::email_tokens::{self, NewToken, Purpose};
 use crate::db::outbox::{self, NewMail, OutboxRow};
 use crate::db::users::User;
 use crate::db::{DbConnection, now};
@@ -44,8 +44,18 @@ impl MailKind {
         }
     }
 
-    fn parse(kind: &str) -> Option<Self> {
+    pub fn parse(kind: &str) -> Option<Self> {
         ALL_KINDS.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// The secrets this mail carries; once it is sent, older ones of these
+    /// purposes stop working.
+    pub fn secret_purposes(self) -> &'static [Purpose] {
+        match self {
+            Self::VerifyEmail => &[Purpose::VerifyLink, Purpose::VerifyCode],
+            Self::SignupAttempt | Self::PasswordReset => &[Purpose::ResetLink],
+            Self::PasswordChanged => &[],
+        }
     }
 
     /// After this a queued mail is no longer worth sending: its link would
@@ -67,12 +77,38 @@ pub fn queue(
     user_id: Option<i64>,
     config: &Config,
 ) -> QueryResult<i64> {
+    enqueue(conn, kind, recipient, user_id, None, config)
+}
+
+/// Queues a verification that answers a registration of an address not
+/// yet verified: using its link or code also sets the password chosen at
+/// that registration. (Otherwise whoever registered the address first
+/// would keep their password once the owner verifies it.)
+pub fn queue_verification_for_registration(
+    conn: &mut DbConnection,
+    recipient: &str,
+    user_id: i64,
+    password_hash: &str,
+    config: &Config,
+) -> QueryResult<i64> {
+    enqueue(conn, MailKind::VerifyEmail, recipient, Some(user_id), Some(password_hash), config)
+}
+
+fn enqueue(
+    conn: &mut DbConnection,
+    kind: MailKind,
+    recipient: &str,
+    user_id: Option<i64>,
+    password_hash: Option<&str>,
+    config: &Config,
+) -> QueryResult<i64> {
     let now = now();
     let mail = NewMail {
         kind: kind.as_str(),
         recipient,
         user_id,
         send_before: now + kind.deliver_within(config).as_secs() as i64,
+        password_hash,
     };
     outbox::enqueue(conn, mail, config.settings.mail_from.email.domain(), now)
 }
@@ -109,10 +145,17 @@ struct HtmlPart<'a> {
 }
 
 /// A message ready for the transport, with its links for the log in
-/// file mode.
+/// file mode, and the first secret minted for it.
 pub struct Composed {
     pub message: Message,
     pub links: Vec<String>,
+    pub minted_token_id: Option<i64>,
+}
+
+/// Content and the id of the first secret minted for it.
+struct Minted {
+    content: EmailContent,
+    first_token_id: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -132,13 +175,13 @@ impl Composer {
         let Some(kind) = MailKind::parse(&row.kind) else {
             anyhow::bail!("unknown mail kind {:?}", row.kind);
         };
-        let content = match kind {
+        let minted = match kind {
             MailKind::VerifyEmail => self.verify_email(conn, row)?,
             MailKind::SignupAttempt => self.signup_attempt(conn, row)?,
             MailKind::PasswordReset => self.password_reset(conn, row)?,
-            MailKind::PasswordChanged => Some(self.password_changed()),
+            MailKind::PasswordChanged => Some(Minted { content: self.password_changed(), first_token_id: None }),
         };
-        let Some(content) = content else {
+        let Some(Minted { content, first_token_id }) = minted else {
             return Ok(None);
         };
         let mut links: Vec<String> = content.button.iter().map(|button| button.link.clone()).collect();
@@ -152,37 +195,46 @@ impl Composer {
             .subject(content.subject)
             .message_id(Some(row.message_id.clone()))
             .multipart(MultiPart::alternative_plain_html(text, html))?;
-        Ok(Some(Composed { message, links }))
+        Ok(Some(Composed { message, links, minted_token_id: first_token_id }))
     }
 
-    /// Mints a new link and code (voiding the older ones) in one transaction.
-    fn verify_email(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<EmailContent>> {
+    /// Mints a new link and code. Older ones stop working once this mail
+    /// is sent, not before: a resend while mail is down keeps the last
+    /// delivered link good.
+    fn verify_email(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
         let settings = &self.config.settings;
         let token = PlainToken::generate();
         let code = VerificationCode::generate();
-        let minted = conn.write(|conn| -> QueryResult<bool> {
-            let Some(user) = recipient_account(conn, row)? else {
-                return Ok(false);
+        let first_token_id = conn.write(|conn| -> QueryResult<Option<i64>> {
+            let Some(user) = locked_recipient(conn, row)? else {
+                return Ok(None);
             };
             if user.email_verified_at.is_some() {
-                return Ok(false);
+                return Ok(None);
             }
             let now = now();
-            email_tokens::void_all(conn, user.id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
-            let link_expiry = now + settings.verify_token_ttl.as_secs() as i64;
-            email_tokens::insert(conn, user.id, Purpose::VerifyLink, &token.hash(), now, link_expiry)?;
-            let code_expiry = now + settings.verify_code_ttl.as_secs() as i64;
-            email_tokens::insert(
-                conn,
-                user.id,
-                Purpose::VerifyCode,
-                &self.codes.hash(user.id, &code),
-                now,
-                code_expiry,
-            )?;
-            Ok(true)
+            let link = NewToken {
+                user_id: user.id,
+                purpose: Purpose::VerifyLink,
+                hash: &token.hash(),
+                password_hash: row.password_hash.as_deref(),
+                expires_at: now + settings.verify_token_ttl.as_secs() as i64,
+            };
+            let link_id = email_tokens::insert(conn, link, now)?;
+            let code = NewToken {
+                user_id: user.id,
+                purpose: Purpose::VerifyCode,
+                hash: &self.codes.hash(user.id, &code),
+                password_hash: row.password_hash.as_deref(),
+                expires_at: now + settings.verify_code_ttl.as_secs() as i64,
+            };
+            email_tokens::insert(conn, code, now)?;
+            Ok(Some(link_id))
         })?;
-        Ok(minted.then(|| EmailContent {
+        let Some(first_token_id) = first_token_id else {
+            return Ok(None);
+        };
+        let content = EmailContent {
             subject: format!("Confirm your email address for {SITE_NAME}"),
             intro: vec![format!("Confirm that this address is yours to finish creating your {SITE_NAME} account.")],
             button: Some(Button {
@@ -196,14 +248,15 @@ impl Composer {
             }),
             code: Some(code.expose().to_owned()),
             outro: vec!["If you did not sign up, ignore this email; no account will be activated.".into()],
-        }))
+        };
+        Ok(Some(Minted { content, first_token_id: Some(first_token_id) }))
     }
 
-    fn signup_attempt(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<EmailContent>> {
-        let Some(reset) = self.mint_reset_link(conn, row)? else {
+    fn signup_attempt(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let Some((reset, first_token_id)) = self.mint_reset_link(conn, row)? else {
             return Ok(None);
         };
-        Ok(Some(EmailContent {
+        let content = EmailContent {
             subject: format!("Someone tried to sign up for {SITE_NAME} with your address"),
             intro: vec![
                 format!(
@@ -218,20 +271,22 @@ impl Composer {
             button: Some(reset),
             code: None,
             outro: vec!["If it was not you, ignore this email. Your account is safe.".into()],
-        }))
+        };
+        Ok(Some(Minted { content, first_token_id: Some(first_token_id) }))
     }
 
-    fn password_reset(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<EmailContent>> {
-        let Some(reset) = self.mint_reset_link(conn, row)? else {
+    fn password_reset(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let Some((reset, first_token_id)) = self.mint_reset_link(conn, row)? else {
             return Ok(None);
         };
-        Ok(Some(EmailContent {
+        let content = EmailContent {
             subject: format!("Reset your {SITE_NAME} password"),
             intro: vec!["Someone (hopefully you) asked to reset the password of your account.".into()],
             button: Some(reset),
             code: None,
             outro: vec!["If you did not ask for this, ignore this email; your password stays as it is.".into()],
-        }))
+        };
+        Ok(Some(Minted { content, first_token_id: Some(first_token_id) }))
     }
 
     fn password_changed(&self) -> EmailContent {
@@ -251,33 +306,48 @@ impl Composer {
         }
     }
 
-    /// Mints a reset link for an enabled account, voiding older ones.
-    fn mint_reset_link(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Button>> {
+    /// Mints a reset link for an enabled account; older links stop
+    /// working once this mail is sent.
+    fn mint_reset_link(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<(Button, i64)>> {
         let ttl = self.config.settings.reset_token_ttl;
         let token = PlainToken::generate();
-        let minted = conn.write(|conn| -> QueryResult<bool> {
-            let Some(user) = recipient_account(conn, row)? else {
-                return Ok(false);
+        let token_id = conn.write(|conn| -> QueryResult<Option<i64>> {
+            let Some(user) = locked_recipient(conn, row)? else {
+                return Ok(None);
             };
             if user.disabled_at.is_some() {
-                return Ok(false);
+                return Ok(None);
             }
             let now = now();
-            email_tokens::void_all(conn, user.id, &[Purpose::ResetLink], now)?;
-            email_tokens::insert(conn, user.id, Purpose::ResetLink, &token.hash(), now, now + ttl.as_secs() as i64)?;
-            Ok(true)
+            let reset = NewToken {
+                user_id: user.id,
+                purpose: Purpose::ResetLink,
+                hash: &token.hash(),
+                password_hash: None,
+                expires_at: now + ttl.as_secs() as i64,
+            };
+            email_tokens::insert(conn, reset, now).map(Some)
         })?;
-        Ok(minted.then(|| Button {
-            label: "Choose a new password",
-            link: self.config.link(&format!("/password/reset?token={}", token.expose())),
-            note: format!("The link works once, for {}.", lifetime(ttl)),
+        Ok(token_id.map(|id| {
+            let button = Button {
+                label: "Choose a new password",
+                link: self.config.link(&format!("/password/reset?token={}", token.expose())),
+                note: format!("The link works once, for {}.", lifetime(ttl)),
+            };
+            (button, id)
         }))
     }
 }
 
-/// The account a mail is about, if it still exists under that address.
-fn recipient_account(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<Option<User>> {
-    let Some(user) = row.user_id.map(|id| User::find(conn, id)).transpose()?.flatten() else {
+/// The account a mail is about, locked, if it still exists under that address.
+fn locked_recipient(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<Option<User>> {
+    let Some(user_id) = row.user_id else {
+        return Ok(None);
+    };
+    if !User::lock(conn, user_id)? {
+        return Ok(None);
+    }
+    let Some(user) = User::find(conn, user_id)? else {
         return Ok(None);
     };
     Ok((user.email == row.recipient).then_some(user))

@@ -2,9 +2,11 @@
 //! that sends queued mail and never loses it.
 
 pub mod messages;
+mod sealer;
 mod transport;
 mod worker;
 
-pub use messages::{MailKind, queue};
+pub use messages::{MailKind, queue, queue_verification_for_registration};
+pub use sealer::Sealer;
 pub use transport::Transport;
 pub use worker::{MailWorker, MailWorkerHandle, WorkerSettings};

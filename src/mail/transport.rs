@@ -1,8 +1,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::transport::smtp::SmtpTransport;
-use lettre::{FileTransport, Message, Transport as _};
+use lettre::{FileTransport, Transport as _};
 
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -43,9 +44,10 @@ impl Transport {
         matches!(self, Self::Files { .. })
     }
 
-    pub fn send(&self, message: &Message) -> Result<(), SendError> {
+    /// Sends a composed message as it was first composed, byte for byte.
+    pub fn send_raw(&self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         match self {
-            Self::Smtp(smtp) => smtp.send(message).map(|_| ()).map_err(|error| {
+            Self::Smtp(smtp) => smtp.send_raw(envelope, message).map(|_| ()).map_err(|error| {
                 if error.is_permanent() {
                     SendError::Permanent(error.to_string())
                 } else {
@@ -53,7 +55,7 @@ impl Transport {
                 }
             }),
             Self::Files { transport, dir } => transport
-                .send(message)
+                .send_raw(envelope, message)
                 .map(|_| ())
                 .map_err(|e| SendError::Temporary(format!("writing to {}: {e}", dir.display()))),
         }

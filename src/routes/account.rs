@@ -126,7 +126,7 @@ pub async fn change_password(
         return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
     }
     let email = EmailAddress::parse(&account.email).map_err(|e| AppError::Internal(e.into()))?;
-    let password = match state.password_policy().check(&form.password, &form.password_confirm, &[email.local_part()]) {
+    let password = match state.check_new_password(&form.password, &form.password_confirm, &email).await? {
         Ok(password) => password,
         Err(problem) => {
             let errors = PageErrors { current_password: None, password: Some(problem.to_string()) };

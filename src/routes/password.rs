@@ -142,7 +142,7 @@ pub async fn reset(
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     };
     let email = EmailAddress::parse(&owner.email).map_err(|e| AppError::Internal(e.into()))?;
-    let password = match state.password_policy().check(&form.password, &form.password_confirm, &[email.local_part()]) {
+    let password = match state.check_new_password(&form.password, &form.password_confirm, &email).await? {
         Ok(password) => password,
         Err(problem) => {
             let page = ResetPage { ctx, token: token.expose().to_owned(), error: Some(problem.to_string()) };
@@ -171,10 +171,16 @@ fn complete_reset(
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
-        let Some(user_id) = email_tokens::claim_link(conn, Purpose::ResetLink, &token.hash(), now)? else {
+        let hash = token.hash();
+        // The account's lock comes first in every transaction on its tokens.
+        let Some(owner) = email_tokens::peek_link(conn, Purpose::ResetLink, &hash, now)? else {
             return Ok(false);
         };
-        let Some(user) = User::find(conn, user_id)? else {
+        User::lock(conn, owner)?;
+        let Some(claimed) = email_tokens::claim_link(conn, Purpose::ResetLink, &hash, now)? else {
+            return Ok(false);
+        };
+        let Some(user) = User::find(conn, claimed.user_id)? else {
             return Ok(false);
         };
         User::set_password(conn, user.id, password_hash, true, now)?;

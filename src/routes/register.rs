@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::db::users::{NewUser, User};
 use crate::db::{DbConnection, now};
 use crate::domain::{Approval, EmailAddress};
-use crate::mail::{MailKind, queue};
+use crate::mail::{MailKind, queue, queue_verification_for_registration};
 use crate::state::AppState;
 use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
 
@@ -47,7 +47,7 @@ pub async fn submit(
         Ok(email) => email,
         Err(problem) => return invalid(Some(problem.to_string()), None),
     };
-    let password = match state.password_policy().check(&form.password, &form.password_confirm, &[email.local_part()]) {
+    let password = match state.check_new_password(&form.password, &form.password_confirm, &email).await? {
         Ok(password) => password,
         Err(problem) => return invalid(None, Some(problem.to_string())),
     };
@@ -60,8 +60,9 @@ pub async fn submit(
     Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
 }
 
-/// Creates the account and queues its verification mail, or, when the
-/// address is taken, queues a note to its owner.
+/// Creates the account and queues its verification mail. A taken address
+/// gets a note to its verified owner, or, if nobody verified it yet, a
+/// verification that carries this registration's password.
 fn register(
     conn: &mut DbConnection,
     email: &EmailAddress,
@@ -87,8 +88,12 @@ fn register(
         let Some(owner) = User::find_by_email(conn, email.as_str())? else {
             return Ok(());
         };
-        let kind = if owner.email_verified_at.is_some() { MailKind::SignupAttempt } else { MailKind::VerifyEmail };
-        queue(conn, kind, email.as_str(), Some(owner.id), config)?;
+        if owner.email_verified_at.is_some() {
+            queue(conn, MailKind::SignupAttempt, email.as_str(), Some(owner.id), config)?;
+        } else {
+            // Whoever proves the mailbox gets the password they chose here.
+            queue_verification_for_registration(conn, email.as_str(), owner.id, password_hash, config)?;
+        }
         Ok(())
     })
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
-use crate::db::{DbConnection, now};
+use crate::db::{DbConnection, now, sessions};
 use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
@@ -128,10 +128,16 @@ pub async fn submit(
 fn verify_by_link(conn: &mut DbConnection, token: &PlainToken) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
-        let Some(user_id) = email_tokens::claim_link(conn, Purpose::VerifyLink, &token.hash(), now)? else {
+        let hash = token.hash();
+        // The account's lock comes first in every transaction on its tokens.
+        let Some(owner) = email_tokens::peek_link(conn, Purpose::VerifyLink, &hash, now)? else {
             return Ok(false);
         };
-        mark_verified(conn, user_id, now)?;
+        User::lock(conn, owner)?;
+        let Some(claimed) = email_tokens::claim_link(conn, Purpose::VerifyLink, &hash, now)? else {
+            return Ok(false);
+        };
+        complete_verification(conn, &claimed, now)?;
         Ok(true)
     })
 }
@@ -149,10 +155,14 @@ fn verify_by_code(
         let Some(user) = User::find_by_email(conn, email.as_str())? else {
             return Ok(false);
         };
+        User::lock(conn, user.id)?;
         let expected = codes.hash(user.id, code);
         for (token_id, stored_hash) in email_tokens::count_code_attempt(conn, user.id, now)? {
-            if expected.matches(&stored_hash) && email_tokens::claim_by_id(conn, token_id, now)? {
-                mark_verified(conn, user.id, now)?;
+            if !expected.matches(&stored_hash) {
+                continue;
+            }
+            if let Some(claimed) = email_tokens::claim_by_id(conn, token_id, now)? {
+                complete_verification(conn, &claimed, now)?;
                 return Ok(true);
             }
         }
@@ -160,10 +170,21 @@ fn verify_by_code(
     })
 }
 
-/// Verifies the address and voids every other link and code sent for it.
-fn mark_verified(conn: &mut DbConnection, user_id: i64, now: i64) -> diesel::QueryResult<()> {
-    User::mark_verified(conn, user_id, now)?;
-    email_tokens::void_all(conn, user_id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
+/// Verifies the address, voids every other link and code sent for it, sets
+/// the password of the registration the secret answered (if any), and ends
+/// every session: whoever registered the address before its owner proved
+/// it keeps no way in.
+fn complete_verification(
+    conn: &mut DbConnection,
+    claimed: &email_tokens::Claimed,
+    now: i64,
+) -> diesel::QueryResult<()> {
+    if let Some(password_hash) = &claimed.password_hash {
+        User::set_password(conn, claimed.user_id, password_hash, false, now)?;
+    }
+    User::mark_verified(conn, claimed.user_id, now)?;
+    email_tokens::void_all(conn, claimed.user_id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
+    sessions::delete_all_for_user(conn, claimed.user_id)?;
     Ok(())
 }
 

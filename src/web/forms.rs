@@ -84,8 +84,10 @@ fn take_field(fields: &mut Vec<(String, String)>, name: &str) -> Option<String> 
 }
 
 /// Signed in: the token bound to the session. Anonymous: the double-submit
-/// token from our signed cookie, which the browser must already hold.
+/// token from our signed cookie, which the browser must already hold. In
+/// both cases a browser's `Origin` (or `Referer`) must be this site.
 fn check_csrf(req: &HttpRequest, submitted: Option<&str>) -> Result<(), AppError> {
+    check_origin(req)?;
     let submitted = submitted.filter(|token| !token.is_empty()).ok_or(AppError::CsrfRejected)?;
     let expected = match SessionData::of(req).csrf_token() {
         Some(session_token) => session_token,
@@ -98,6 +100,37 @@ fn check_csrf(req: &HttpRequest, submitted: Option<&str>) -> Result<(), AppError
         }
     };
     if bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) { Ok(()) } else { Err(AppError::CsrfRejected) }
+}
+
+/// Refuses a POST that a browser says came from another site. The site is
+/// the public URL's origin, or the host the browser addressed (so the same
+/// server reached as `localhost` and as `127.0.0.1` both work). Clients
+/// that send neither header (not browsers) are left to the token check.
+fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
+    let headers = req.headers();
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    if text("sec-fetch-site") == Some("cross-site") {
+        return Err(AppError::CsrfRejected);
+    }
+    let claimed = match (text("origin"), text("referer")) {
+        (Some(origin), _) => url::Url::parse(origin).ok(),
+        (None, Some(referer)) => url::Url::parse(referer).ok(),
+        (None, None) => return Ok(()),
+    };
+    let Some(claimed) = claimed.filter(|url| url.has_host()) else {
+        // `Origin: null` (sandboxed frames, some redirects) or garbage.
+        return Err(AppError::CsrfRejected);
+    };
+    let public = req
+        .app_data::<web::Data<crate::state::AppState>>()
+        .map(|state| state.config.public_url.origin().ascii_serialization());
+    let same_as_public = public.as_deref() == Some(claimed.origin().ascii_serialization().as_str());
+    let authority = match claimed.port() {
+        Some(port) => format!("{}:{port}", claimed.host_str().unwrap_or_default()),
+        None => claimed.host_str().unwrap_or_default().to_owned(),
+    };
+    let same_as_host = text("host").is_some_and(|host| host.eq_ignore_ascii_case(&authority));
+    if same_as_public || same_as_host { Ok(()) } else { Err(AppError::CsrfRejected) }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ on_both_backends!(
     an_anonymous_token_is_reusable_across_tabs_and_requests,
     a_token_without_its_cookie_is_refused,
     signed_in_forms_need_the_token_bound_to_the_session,
+    a_post_from_another_site_is_refused,
 );
 
 async fn a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(backend: Backend) {
@@ -71,4 +72,27 @@ async fn signed_in_forms_need_the_token_bound_to_the_session(backend: Backend) {
     let session_token = browser.get("/account").await.csrf_token();
     assert_ne!(session_token, anonymous_token);
     browser.post_raw("/logout", &[("csrf_token", &session_token)]).await.assert_redirects_to("/");
+}
+
+async fn a_post_from_another_site_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    let browser = app.browser();
+    let token = browser.get("/login").await.csrf_token();
+    let body = format!("csrf_token={token}&email=ann%40example.com&password=x");
+    let site = app.address.clone();
+    let cases = [
+        ("origin", "https://evil.example", false),
+        ("origin", "null", false),
+        ("referer", "https://evil.example/page", false),
+        ("sec-fetch-site", "cross-site", false),
+        ("origin", site.as_str(), true),
+        ("referer", &format!("{site}/login"), true),
+    ];
+
+    for (header, value, allowed) in cases {
+        let page = browser.post_with_header("/login", (header, value), body.clone()).await;
+        let expected = if allowed { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+        assert_eq!(page.status, expected, "{header}: {value}");
+    }
 }

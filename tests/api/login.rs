@@ -96,6 +96,9 @@ async fn sign_in_without_required_verification_works_for_unverified_accounts(bac
     assert!(browser.follow(&page).await.body.contains("email not verified"));
 }
 
+/// The address has no account: that sign-ins are shed at all shows that an
+/// unknown address costs an Argon2 check (against the dummy hash) like a
+/// known one, so timing does not tell them apart.
 async fn a_full_hashing_queue_answers_503_with_a_page(backend: Backend) {
     let app = spawn_app_with(backend, &[("--hash-queue", "1")]).await;
     let browser = app.browser();

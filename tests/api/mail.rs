@@ -11,6 +11,7 @@ use crate::on_both_backends;
 on_both_backends!(
     mail_leaves_at_once_after_the_request,
     mail_is_retried_when_the_smtp_server_was_down_at_first,
+    a_resend_while_mail_is_down_keeps_the_delivered_link_working,
     a_permanent_smtp_error_marks_the_mail_dead,
     mail_whose_link_expired_is_never_sent,
     two_instances_send_each_mail_exactly_once,
@@ -41,7 +42,7 @@ async fn mail_leaves_at_once_after_the_request(backend: Backend) {
     let app = spawn_app_with(backend, &[("--mail-poll-interval", "60s")]).await;
     app.register(&app.browser(), "ann@example.com").await;
     app.mail.wait_for("ann@example.com", 1).await;
-    assert_eq!(outbox_rows(&app)[0].state, "sent");
+    wait_until("the row is marked sent", || outbox_rows(&app)[0].state == "sent").await;
 }
 
 async fn mail_is_retried_when_the_smtp_server_was_down_at_first(backend: Backend) {
@@ -53,13 +54,34 @@ async fn mail_is_retried_when_the_smtp_server_was_down_at_first(backend: Backend
         outbox_rows(&app)[0].attempts >= 1 && outbox_rows(&app)[0].last_error.is_some()
     })
     .await;
+    assert!(outbox_rows(&app)[0].payload.is_some(), "the composed message waits, encrypted");
 
     let sink = MailSink::start_on(port).await;
 
     let mail = sink.wait_for("ann@example.com", 1).await;
-    assert!(!mail.verify_token().is_empty());
     wait_until("the row is marked sent", || outbox_rows(&app)[0].state == "sent").await;
-    assert!(outbox_rows(&app)[0].attempts >= 2);
+    let row = &outbox_rows(&app)[0];
+    assert!(row.attempts >= 2);
+    assert_eq!(row.payload, None, "wiped once sent");
+    assert_eq!(mail.message_id, row.message_id.trim_matches(['<', '>']), "the Message-ID queued");
+    assert_eq!(app.row_counts().email_tokens, 2, "one link and one code, minted once for all attempts");
+    let browser = app.browser();
+    let confirmed = browser.submit("/verify", "/verify", &[("token", &mail.verify_token())]).await;
+    confirmed.assert_redirects_to("/login");
+}
+
+async fn a_resend_while_mail_is_down_keeps_the_delivered_link_working(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    app.register(&browser, "ann@example.com").await;
+    let delivered = app.mail.wait_for("ann@example.com", 1).await;
+    app.mail.fail_temporarily(true);
+
+    browser.submit("/verify/resend", "/verify/resend", &[("email", "ann@example.com")]).await;
+    wait_until("the resend failed once", || outbox_rows(&app).get(1).is_some_and(|row| row.last_error.is_some())).await;
+
+    let confirmed = browser.submit("/verify", "/verify", &[("token", &delivered.verify_token())]).await;
+    confirmed.assert_redirects_to("/login");
 }
 
 async fn a_permanent_smtp_error_marks_the_mail_dead(backend: Backend) {

@@ -26,7 +26,9 @@ async fn request_reset(app: &TestApp, email: &str) -> String {
     let before = app.mail.to(email).len();
     let page = app.browser().submit("/password/forgot", "/password/forgot", &[("email", email)]).await;
     page.assert_redirects_to("/password/forgot");
-    app.mail.wait_for(email, before + 1).await.link_token("/password/reset?token=")
+    let token = app.mail.wait_for(email, before + 1).await.link_token("/password/reset?token=");
+    app.mail_settled().await;
+    token
 }
 
 /// Submits the reset form (its CSRF token comes from another page, since a

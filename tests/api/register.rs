@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, PASSWORD, spawn_app};
+use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -8,6 +8,7 @@ on_both_backends!(
     a_new_account_cannot_sign_in_before_verifying,
     registering_a_taken_address_answers_like_a_new_one_and_emails_the_owner,
     registering_an_unverified_address_again_sends_a_fresh_verification,
+    whoever_verifies_a_pre_registered_address_gets_their_own_password,
     emails_are_unique_whatever_their_case,
     a_weak_password_is_refused_with_a_reason_and_nothing_is_stored,
 );
@@ -75,10 +76,35 @@ async fn registering_an_unverified_address_again_sends_a_fresh_verification(back
     app.register(&app.browser(), "ann@example.com").await.assert_redirects_to("/verify");
 
     let second = app.mail.wait_for("ann@example.com", 2).await;
+    app.mail_settled().await;
     assert_ne!(first.verify_token(), second.verify_token());
     assert_eq!(app.row_counts().users, 1);
     let old = browser.submit("/verify", "/verify", &[("token", &first.verify_token())]).await;
     assert_eq!(old.status, StatusCode::GONE, "the older link is void");
+}
+
+async fn whoever_verifies_a_pre_registered_address_gets_their_own_password(backend: Backend) {
+    // Without required verification, an impostor could sign in before the owner shows up.
+    let app = spawn_app_with(backend, &[("--require-email-verification", "false")]).await;
+    let impostor = app.browser();
+    let impostor_password = "impostor chose this one 55";
+    let fields =
+        [("email", "ann@example.com"), ("password", impostor_password), ("password_confirm", impostor_password)];
+    impostor.submit("/register", "/register", &fields).await.assert_redirects_to("/verify");
+    app.sign_in(&impostor, "ann@example.com", impostor_password).await.assert_redirects_to("/account");
+    app.mail.wait_for("ann@example.com", 1).await;
+
+    let owner = app.browser();
+    app.register(&owner, "ann@example.com").await.assert_redirects_to("/verify");
+    let token = app.mail.wait_for("ann@example.com", 2).await.verify_token();
+    owner.submit("/verify", "/verify", &[("token", &token)]).await.assert_redirects_to("/login");
+
+    assert_eq!(impostor.get("/account").await.status, StatusCode::SEE_OTHER, "the impostor's session ended");
+    assert_eq!(
+        app.sign_in(&app.browser(), "ann@example.com", impostor_password).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.sign_in(&owner, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
 async fn emails_are_unique_whatever_their_case(backend: Backend) {

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use reqwest::StatusCode;
 use usher::db::schema::users;
 
-use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, session_id, sha256, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -22,27 +22,33 @@ on_both_backends!(
 async fn signing_in_issues_a_new_session_id(backend: Backend) {
     let app = spawn_app(backend).await;
     let browser = app.signed_in_user("ann@example.com").await;
-    let first = browser.cookie("usher_session").unwrap();
+    let first = session_id(&browser).unwrap();
+    assert_eq!(app.session_hashes(), vec![sha256(&first)], "only a hash of the id is stored");
 
     // Signing in again from a signed-in page (its form carries the session's token).
     let again = browser.submit("/account", "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
 
     again.assert_redirects_to("/account");
-    let second = browser.cookie("usher_session").unwrap();
+    let second = session_id(&browser).unwrap();
     assert_ne!(first, second);
-    assert_eq!(app.row_counts().sessions, 1, "the old session was deleted");
+    assert_eq!(app.session_hashes(), vec![sha256(&second)], "the old session was deleted");
 }
 
 async fn a_planted_session_cookie_is_not_adopted(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register_verified("ann@example.com").await;
-    let browser = app.browser();
-    browser.set_cookie("usher_session", "attacker-chosen-value");
+    let attacker = app.signed_in_user("eve@example.com").await;
+    let planted = attacker.cookie("usher_session").unwrap();
+    let victim = app.browser();
+    victim.set_cookie("usher_session", &planted);
 
-    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+    // The victim's pages now carry the planted session's form token; signing in from one of them:
+    let signed_in = victim.submit("/account", "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
 
-    assert_ne!(browser.cookie("usher_session").as_deref(), Some("attacker-chosen-value"));
-    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+    signed_in.assert_redirects_to("/account");
+    assert_ne!(victim.cookie("usher_session").unwrap(), planted, "a new id at sign-in");
+    assert!(victim.get("/account").await.body.contains("ann@example.com"));
+    assert_eq!(attacker.get("/account").await.status, StatusCode::SEE_OTHER, "the planted session is gone");
 }
 
 async fn the_session_cookie_is_http_only_and_same_site_lax(backend: Backend) {
@@ -127,7 +133,7 @@ async fn a_session_ends_when_its_account_is_disabled(backend: Backend) {
 async fn anonymous_page_views_write_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register_verified("ann@example.com").await;
-    let before = app.row_counts();
+    let before = app.dump_all_tables();
     let browser = app.browser();
     let token = "A".repeat(43);
 
@@ -147,7 +153,7 @@ async fn anonymous_page_views_write_nothing(backend: Backend) {
         assert!(page.status.as_u16() < 500, "{path}: {}", page.status);
     }
 
-    assert_eq!(app.row_counts(), before);
+    assert_eq!(app.dump_all_tables(), before, "no row added or changed");
     assert!(browser.cookie("usher_session").is_none(), "no session for anonymous visitors");
     assert!(browser.cookie("usher_csrf").is_some(), "the CSRF cookie carries the state");
 }

@@ -98,9 +98,23 @@ fn ceiling_argon2(threads: usize, length: Duration) {
     let elapsed = start.elapsed().as_secs_f64();
     let total = count.load(Ordering::Relaxed);
     println!(
-        "verifies={total} seconds={elapsed:.3} threads={threads} per_second={:.2}",
-        total as f64 / elapsed
+        "verifies={total} seconds={elapsed:.3} threads={threads} per_second={:.2} peak_rss_kib={}",
+        total as f64 / elapsed,
+        peak_rss_kib()
     );
+}
+
+/// This process's VmHWM: what `threads` concurrent verifies need at least.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 const PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Ceiling</title></head><body><p>A fixed short page.</p></body></html>\n";

@@ -17,6 +17,7 @@ CREATE TABLE email_tokens (
     purpose TEXT NOT NULL,                    -- verify_link | verify_code | reset_link
     secret_hash BYTEA NOT NULL,                -- SHA-256 (links) or keyed SHA-256 (codes)
     attempts INTEGER NOT NULL DEFAULT 0,
+    password_hash TEXT,                       -- chosen at the registration this secret answers
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     used_at BIGINT
@@ -55,7 +56,10 @@ CREATE TABLE outbox (
     next_attempt_at BIGINT NOT NULL,
     lease_owner TEXT,
     lease_until BIGINT,
-    finished_at BIGINT
+    finished_at BIGINT,
+    password_hash TEXT,                       -- for a verification answering a new registration
+    payload BYTEA,                            -- the composed message, encrypted; wiped when finished
+    minted_token_id BIGINT                    -- first secret minted for this message
 );
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 

@@ -163,3 +163,42 @@ impl TestApp {
         format!("{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{binary:?}")
     }
 }
+
+impl TestApp {
+    /// Waits until the outbox has nothing pending: mail is sent and the
+    /// secrets of older mails are void.
+    pub async fn mail_settled(&self) {
+        use diesel::prelude::*;
+        use usher::db::schema::outbox;
+        for _ in 0..100 {
+            let pending: i64 =
+                outbox::table.filter(outbox::state.eq("pending")).count().get_result(&mut self.db()).unwrap();
+            if pending == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("mail still pending");
+    }
+
+    /// The `id_hash` of every stored session.
+    pub fn session_hashes(&self) -> Vec<Vec<u8>> {
+        use diesel::prelude::*;
+        use usher::db::schema::sessions;
+        sessions::table.select(sessions::id_hash).load(&mut self.db()).unwrap()
+    }
+}
+
+/// The session id inside a browser's signed session cookie (the cookie is
+/// a percent-encoded 44-character signature followed by the id).
+pub fn session_id(browser: &Browser) -> Option<String> {
+    let cookie = browser.cookie("usher_session")?;
+    let decoded = percent_encoding::percent_decode_str(&cookie).decode_utf8().ok()?;
+    Some(decoded[44..].to_owned())
+}
+
+/// What the database should keep of a session id.
+pub fn sha256(value: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(value.as_bytes()).to_vec()
+}

@@ -100,6 +100,17 @@ impl Browser {
         read(request.send().await.expect("POST")).await
     }
 
+    /// POSTs a urlencoded body with one extra header (`Origin`, `Referer`, …).
+    pub async fn post_with_header(&self, path: &str, header: (&str, &str), body: String) -> Page {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(header.0, header.1)
+            .body(body);
+        read(request.send().await.expect("POST")).await
+    }
+
     /// Opens `page`, then submits its form to `action` with these fields
     /// plus the page's CSRF token, as a person pressing the button would.
     pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {

@@ -5,7 +5,7 @@ mod browser;
 mod database;
 mod smtp_sink;
 
-pub use app::{TestApp, spawn_app, spawn_app_with};
+pub use app::{TestApp, session_id, sha256, spawn_app, spawn_app_with};
 pub use browser::{Browser, Page};
 pub use database::Backend;
 pub use smtp_sink::MailSink;

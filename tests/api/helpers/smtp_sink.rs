@@ -49,6 +49,7 @@ pub struct MailSink {
     received: Arc<Mutex<Vec<ReceivedMail>>>,
     arrived: Arc<Notify>,
     reject_permanently: Arc<AtomicBool>,
+    fail_temporarily: Arc<AtomicBool>,
 }
 
 impl MailSink {
@@ -64,6 +65,7 @@ impl MailSink {
             received: Arc::default(),
             arrived: Arc::default(),
             reject_permanently: Arc::default(),
+            fail_temporarily: Arc::default(),
         };
         let serving = sink.clone();
         tokio::spawn(async move {
@@ -84,6 +86,11 @@ impl MailSink {
     /// From now on, answer every recipient with a permanent 550.
     pub fn reject_all_permanently(&self) {
         self.reject_permanently.store(true, Ordering::SeqCst);
+    }
+
+    /// While on, answer every sender with a temporary 451.
+    pub fn fail_temporarily(&self, on: bool) {
+        self.fail_temporarily.store(on, Ordering::SeqCst);
     }
 
     pub fn all(&self) -> Vec<ReceivedMail> {
@@ -145,6 +152,8 @@ impl MailSink {
             } else if command == "QUIT" {
                 writer.write_all(b"221 bye\r\n").await?;
                 return Ok(());
+            } else if command.starts_with("MAIL FROM:") && self.fail_temporarily.load(Ordering::SeqCst) {
+                b"451 4.3.0 try again later\r\n"
             } else if command.starts_with("RSET") || command.starts_with("MAIL FROM:") {
                 recipients.clear();
                 b"250 OK\r\n"
