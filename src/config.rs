@@ -22,6 +22,9 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
     #[arg(value_parser = parse_secret)]
     pub database_url: Secret,
+    /// The site's name on every page and email.
+    #[arg(long, env = "USHER_SITE_NAME", default_value = "Usher", value_parser = parse_site_name)]
+    pub site_name: String,
     /// Listen address.
     #[arg(long, env = "USHER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -134,6 +137,14 @@ impl fmt::Debug for Secret {
 
 fn parse_secret(raw: &str) -> Result<Secret, String> {
     Ok(Secret(raw.to_owned()))
+}
+
+fn parse_site_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+        return Err("1 to 80 printable characters".into());
+    }
+    Ok(name.to_owned())
 }
 
 fn parse_mailbox(raw: &str) -> Result<lettre::message::Mailbox, String> {

@@ -81,6 +81,7 @@ impl Application {
         if !config.settings.throttle {
             tracing::warn!("USHER_THROTTLE=off: rate limits are disabled; use this for tests and benchmarks only");
         }
+        crate::web::pages::set_site_name(&config.settings.site_name);
         let config = Arc::new(config);
         let db = open_database(&config).await?;
 

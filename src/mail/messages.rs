@@ -15,7 +15,6 @@ use crate::db::outbox::{self, NewMail, OutboxRow};
 use crate::db::users::User;
 use crate::db::{DbConnection, now};
 use crate::domain::{CodeHasher, PlainToken, VerificationCode};
-use crate::web::pages::SITE_NAME;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -186,8 +185,8 @@ impl Composer {
         };
         let mut links: Vec<String> = content.button.iter().map(|button| button.link.clone()).collect();
         links.extend(content.code.iter().map(|code| format!("code {code}")));
-        let text = TextPart { site_name: SITE_NAME, email: &content }.render()?;
-        let html = HtmlPart { site_name: SITE_NAME, email: &content }.render()?;
+        let text = TextPart { site_name: &self.config.settings.site_name, email: &content }.render()?;
+        let html = HtmlPart { site_name: &self.config.settings.site_name, email: &content }.render()?;
         let to: Mailbox = row.recipient.parse()?;
         let message = Message::builder()
             .from(self.config.settings.mail_from.clone())
@@ -202,6 +201,7 @@ impl Composer {
     /// is sent, not before: a resend while mail is down keeps the last
     /// delivered link good.
     fn verify_email(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let site = &self.config.settings.site_name;
         let settings = &self.config.settings;
         let token = PlainToken::generate();
         let code = VerificationCode::generate();
@@ -235,8 +235,8 @@ impl Composer {
             return Ok(None);
         };
         let content = EmailContent {
-            subject: format!("Confirm your email address for {SITE_NAME}"),
-            intro: vec![format!("Confirm that this address is yours to finish creating your {SITE_NAME} account.")],
+            subject: format!("Confirm your email address for {site}"),
+            intro: vec![format!("Confirm that this address is yours to finish creating your {site} account.")],
             button: Some(Button {
                 label: "Confirm my email address",
                 link: self.config.link(&format!("/verify?token={}", token.expose())),
@@ -253,14 +253,15 @@ impl Composer {
     }
 
     fn signup_attempt(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let site = &self.config.settings.site_name;
         let Some((reset, first_token_id)) = self.mint_reset_link(conn, row)? else {
             return Ok(None);
         };
         let content = EmailContent {
-            subject: format!("Someone tried to sign up for {SITE_NAME} with your address"),
+            subject: format!("Someone tried to sign up for {site} with your address"),
             intro: vec![
                 format!(
-                    "Someone just tried to create an account on {SITE_NAME} with your email address. \
+                    "Someone just tried to create an account on {site} with your email address. \
                      You already have an account, so nothing was changed."
                 ),
                 format!(
@@ -276,11 +277,12 @@ impl Composer {
     }
 
     fn password_reset(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let site = &self.config.settings.site_name;
         let Some((reset, first_token_id)) = self.mint_reset_link(conn, row)? else {
             return Ok(None);
         };
         let content = EmailContent {
-            subject: format!("Reset your {SITE_NAME} password"),
+            subject: format!("Reset your {site} password"),
             intro: vec!["Someone (hopefully you) asked to reset the password of your account.".into()],
             button: Some(reset),
             code: None,
@@ -290,8 +292,9 @@ impl Composer {
     }
 
     fn password_changed(&self) -> EmailContent {
+        let site = &self.config.settings.site_name;
         EmailContent {
-            subject: format!("Your {SITE_NAME} password was changed"),
+            subject: format!("Your {site} password was changed"),
             intro: vec![
                 "The password of your account was just changed.".into(),
                 "If this was you, there is nothing to do.".into(),

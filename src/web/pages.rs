@@ -11,7 +11,17 @@ use serde::{Deserialize, Serialize};
 use super::cookies::RequestCookies;
 use crate::auth::SessionData;
 
-pub const SITE_NAME: &str = "Usher";
+static SITE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the site on every page. Set once at start (error pages are
+/// rendered without a request, so it is process-wide).
+pub fn set_site_name(name: &str) {
+    let _ = SITE_NAME.set(name.to_owned());
+}
+
+pub fn site_name() -> &'static str {
+    SITE_NAME.get().map_or("Usher", String::as_str)
+}
 
 /// A message shown once on the page after a redirect. It travels in an
 /// encrypted cookie, so the email it may carry to pre-fill a form stays private.
@@ -47,7 +57,13 @@ pub struct PageContext {
 impl PageContext {
     /// For pages rendered without a request (error pages): no forms, no flash.
     pub fn bare() -> Self {
-        Self { site_name: SITE_NAME, csrf_token: String::new(), flash: None, signed_in: false, password_min_length: 12 }
+        Self {
+            site_name: site_name(),
+            csrf_token: String::new(),
+            flash: None,
+            signed_in: false,
+            password_min_length: 12,
+        }
     }
 
     /// The email a flash message carried, to pre-fill a form.
@@ -68,7 +84,7 @@ impl FromRequest for PageContext {
             .app_data::<actix_web::web::Data<crate::state::AppState>>()
             .map_or(12, |state| state.config.settings.password_min_length);
         ready(Ok(Self {
-            site_name: SITE_NAME,
+            site_name: site_name(),
             csrf_token,
             flash: cookies.flash,
             signed_in: session.user_id().is_some(),
