@@ -1,10 +1,15 @@
-//! The `usher` command line: `serve` (the default), `migrate`, `cleanup`.
+//! The `usher` command line: `serve` (the default), `migrate`,
+//! `create-admin`, `cleanup`.
 
 use clap::{Parser, Subcommand};
 
+use crate::auth::hash_now;
 use crate::cleanup::run_cleanup;
 use crate::config::{Config, Settings};
-use crate::db::{DatabaseUrl, Db, run_migrations};
+use crate::db::audit::{self, Event, EventKind};
+use crate::db::users::{NewUser, User};
+use crate::db::{DatabaseUrl, Db, now, run_migrations};
+use crate::domain::{Approval, EmailAddress, PasswordPolicy};
 use crate::startup::Application;
 
 #[derive(Parser, Debug)]
@@ -24,6 +29,18 @@ enum Command {
     Migrate {
         #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
         database_url: String,
+    },
+    /// Create an administrator (verified and approved), or make an existing
+    /// account one. The password is prompted for, or read from standard
+    /// input when it is not a terminal.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
+        database_url: String,
+        /// Shortest password accepted (8 to 64).
+        #[arg(long, env = "USHER_PASSWORD_MIN_LENGTH", default_value = "12", value_parser = clap::value_parser!(u16).range(8..=64))]
+        password_min_length: u16,
     },
     /// Delete expired and used tokens, expired sessions, finished mail older
     /// than a week and accounts never verified; print how many of each.
@@ -56,6 +73,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.settings).await,
         Some(Command::Serve(settings)) => serve(*settings).await,
         Some(Command::Migrate { database_url }) => migrate(&database_url),
+        Some(Command::CreateAdmin { email, database_url, password_min_length }) => {
+            create_admin(&email, &database_url, PasswordPolicy { min_length: usize::from(password_min_length) })
+        }
         Some(Command::Cleanup { database_url, unverified_ttl }) => cleanup(&database_url, unverified_ttl),
     }
 }
@@ -72,6 +92,71 @@ fn migrate(database_url: &str) -> anyhow::Result<()> {
     let applied = run_migrations(&mut db.connect_for_admin()?)?;
     println!("{applied} migration(s) applied");
     Ok(())
+}
+
+fn create_admin(email: &str, database_url: &str, policy: PasswordPolicy) -> anyhow::Result<()> {
+    let email = EmailAddress::parse(email).map_err(|problem| anyhow::anyhow!("--email: {problem}"))?;
+    let db = Db::new(&DatabaseUrl::parse(database_url), 1);
+    run_migrations(&mut db.connect_for_admin()?)?;
+    let existing = db.run_blocking(|conn| User::find_by_email(conn, email.as_str()))?;
+    let password_hash = match existing {
+        Some(_) => None,
+        None => {
+            let (password, confirmation) = read_new_password()?;
+            let password = policy.check(&password, &confirmation, &[email.local_part()])?;
+            Some(hash_now(&password)?)
+        }
+    };
+    db.run_blocking(|conn| {
+        conn.write(|conn| {
+            let now = now();
+            let user_id = match (&existing, &password_hash) {
+                (Some(user), _) => user.id,
+                (None, Some(hash)) => {
+                    let admin = NewUser {
+                        email: email.as_str(),
+                        password_hash: hash,
+                        email_verified_at: Some(now),
+                        approval: Approval::Approved.as_str(),
+                        is_admin: true,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    User::insert(conn, &admin)?.ok_or(diesel::result::Error::RollbackTransaction)?
+                }
+                (None, None) => unreachable!("a new account always has a password"),
+            };
+            User::promote_to_admin(conn, user_id, now)?;
+            let event = Event {
+                kind: EventKind::AdminCreated,
+                user_id: Some(user_id),
+                actor_id: None,
+                ip: "command line",
+                detail: "",
+            };
+            audit::record(conn, event, now)
+        })
+    })?;
+    match existing {
+        Some(_) => println!("{email} is now an administrator"),
+        None => println!("created the administrator {email}"),
+    }
+    Ok(())
+}
+
+/// Prompts twice on a terminal; otherwise reads one line from standard input.
+fn read_new_password() -> anyhow::Result<(String, String)> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let password = rpassword::prompt_password("Password: ")?;
+        let confirmation = rpassword::prompt_password("Repeat the password: ")?;
+        Ok((password, confirmation))
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        Ok((password.clone(), password))
+    }
 }
 
 fn cleanup(database_url: &str, unverified_ttl: std::time::Duration) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 
 use super::SessionData;
+use crate::web::AppError;
 
 /// A signed-in user. The session store has already checked that the
 /// account may still sign in; anyone else is sent to the sign-in page.
@@ -41,5 +42,34 @@ impl FromRequest for SignedInUser {
             None => Err(SignInRequired { next: req.uri().path().to_owned() }),
         };
         ready(result)
+    }
+}
+
+/// A signed-in administrator. Checked against the database on every
+/// request, so a demoted or disabled admin loses access at once. Anonymous
+/// visitors are sent to sign in; other users get 403.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminUser {
+    pub user_id: i64,
+}
+
+impl FromRequest for AdminUser {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let signed_in = SignedInUser::from_request(req, payload).into_inner();
+        let state = req.app_data::<actix_web::web::Data<crate::state::AppState>>().cloned();
+        Box::pin(async move {
+            let user = signed_in?;
+            let state = state.expect("app state");
+            let user_id = user.user_id;
+            let account =
+                state.db.run(move |conn| crate::db::users::User::find(conn, user_id)).await.map_err(AppError::from)?;
+            match account {
+                Some(account) if account.is_admin && account.disabled_at.is_none() => Ok(Self { user_id }),
+                _ => Err(AppError::Forbidden.into()),
+            }
+        })
     }
 }

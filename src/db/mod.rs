@@ -1,5 +1,6 @@
 //! Storage: the connection pool, migrations, and one module per table.
 
+pub mod audit;
 mod connection;
 pub mod email_tokens;
 pub mod leases;

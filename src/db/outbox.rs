@@ -172,3 +172,28 @@ pub fn delete_finished_batch(conn: &mut DbConnection, before: i64, batch: i64) -
     }
     diesel::delete(outbox::table.filter(outbox::id.eq_any(finished))).execute(conn)
 }
+
+/// Mail that could not be sent, newest first, for administrators.
+pub fn dead(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> {
+    outbox::table.filter(outbox::state.eq("dead")).order(outbox::id.desc()).limit(limit).load(conn)
+}
+
+/// Puts a dead row back in the queue with fresh attempts; its links are
+/// minted anew when it is composed.
+pub fn revive_dead(conn: &mut DbConnection, id: i64, send_before: i64, now: i64) -> QueryResult<bool> {
+    let revived = diesel::update(outbox::table.find(id).filter(outbox::state.eq("dead")))
+        .set((
+            outbox::state.eq("pending"),
+            outbox::attempts.eq(0),
+            outbox::next_attempt_at.eq(now),
+            outbox::send_before.eq(send_before),
+            outbox::finished_at.eq(None::<i64>),
+            outbox::payload.eq(None::<Vec<u8>>),
+        ))
+        .execute(conn)?;
+    Ok(revived == 1)
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<OutboxRow>> {
+    outbox::table.find(id).first(conn).optional()
+}

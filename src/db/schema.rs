@@ -74,7 +74,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        kind -> Text,
+        user_id -> Nullable<BigInt>,
+        actor_id -> Nullable<BigInt>,
+        ip -> Text,
+        detail -> Text,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, sessions, outbox, leases);
+diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, sessions, outbox, leases, audit_events);

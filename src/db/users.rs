@@ -115,4 +115,89 @@ impl User {
             .execute(conn)?;
         Ok(changed == 1)
     }
+
+    /// Verified sign-ups waiting for an administrator, oldest first.
+    pub fn awaiting_approval(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<User>> {
+        users::table
+            .filter(users::approval.eq(Approval::Pending.as_str()))
+            .filter(users::email_verified_at.is_not_null())
+            .order((users::created_at, users::id))
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// A page of users in email order after `after`, optionally only those
+    /// whose address starts with `prefix`. Both use the unique index on
+    /// `email` (a range scan, not `LIKE`), so a page deep in a million
+    /// users costs what the first one does.
+    pub fn page(conn: &mut DbConnection, prefix: &str, after: Option<&str>, limit: i64) -> QueryResult<Vec<User>> {
+        let mut query = users::table.order(users::email).limit(limit).into_boxed();
+        if !prefix.is_empty() {
+            query = query.filter(users::email.ge(prefix.to_owned()));
+            if let Some(end) = prefix_end(prefix) {
+                query = query.filter(users::email.lt(end));
+            }
+        }
+        if let Some(after) = after {
+            query = query.filter(users::email.gt(after.to_owned()));
+        }
+        query.load(conn)
+    }
+
+    pub fn set_approval(conn: &mut DbConnection, id: i64, approval: Approval, now: i64) -> QueryResult<bool> {
+        let changed = diesel::update(users::table.find(id))
+            .set((users::approval.eq(approval.as_str()), users::updated_at.eq(now)))
+            .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    pub fn set_disabled(conn: &mut DbConnection, id: i64, disabled: bool, now: i64) -> QueryResult<bool> {
+        let changed = diesel::update(users::table.find(id))
+            .set((users::disabled_at.eq(disabled.then_some(now)), users::updated_at.eq(now)))
+            .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Makes an account an administrator who can sign in at once.
+    pub fn promote_to_admin(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::is_admin.eq(true),
+                users::approval.eq(Approval::Approved.as_str()),
+                users::disabled_at.eq(None::<i64>),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Self::mark_verified(conn, id, now)?;
+        Ok(())
+    }
+
+    pub fn count_enabled_admins(conn: &mut DbConnection) -> QueryResult<i64> {
+        users::table.filter(users::is_admin.eq(true)).filter(users::disabled_at.is_null()).count().get_result(conn)
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`:
+/// the prefix with its last character incremented.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_bounds_the_range_of_a_prefix() {
+        assert_eq!(prefix_end("ann").as_deref(), Some("ano"));
+        assert_eq!(prefix_end("a@b.c").as_deref(), Some("a@b.d"));
+        assert_eq!(prefix_end(""), None);
+    }
 }

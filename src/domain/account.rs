@@ -41,6 +41,17 @@ pub enum SignInBlock {
     Rejected,
 }
 
+impl SignInBlock {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Disabled => "account disabled",
+            Self::EmailUnverified => "email not verified",
+            Self::AwaitingApproval => "awaiting approval",
+            Self::Rejected => "not approved",
+        }
+    }
+}
+
 impl AccountState {
     /// Every state the operator requires must hold; the first one missing
     /// is what the person is told about.

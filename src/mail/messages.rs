@@ -28,10 +28,20 @@ pub enum MailKind {
     PasswordReset,
     /// A notice after the password was changed or reset.
     PasswordChanged,
+    /// An administrator approved the account.
+    AccountApproved,
+    /// An administrator rejected the account.
+    AccountRejected,
 }
 
-const ALL_KINDS: [MailKind; 4] =
-    [MailKind::VerifyEmail, MailKind::SignupAttempt, MailKind::PasswordReset, MailKind::PasswordChanged];
+const ALL_KINDS: [MailKind; 6] = [
+    MailKind::VerifyEmail,
+    MailKind::SignupAttempt,
+    MailKind::PasswordReset,
+    MailKind::PasswordChanged,
+    MailKind::AccountApproved,
+    MailKind::AccountRejected,
+];
 
 impl MailKind {
     pub fn as_str(self) -> &'static str {
@@ -40,6 +50,8 @@ impl MailKind {
             Self::SignupAttempt => "signup_attempt",
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::AccountApproved => "account_approved",
+            Self::AccountRejected => "account_rejected",
         }
     }
 
@@ -53,7 +65,7 @@ impl MailKind {
         match self {
             Self::VerifyEmail => &[Purpose::VerifyLink, Purpose::VerifyCode],
             Self::SignupAttempt | Self::PasswordReset => &[Purpose::ResetLink],
-            Self::PasswordChanged => &[],
+            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected => &[],
         }
     }
 
@@ -63,7 +75,7 @@ impl MailKind {
         match self {
             Self::VerifyEmail => config.settings.verify_token_ttl,
             Self::PasswordReset | Self::SignupAttempt => config.settings.reset_token_ttl,
-            Self::PasswordChanged => DAY,
+            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected => DAY,
         }
     }
 }
@@ -110,6 +122,19 @@ fn enqueue(
         password_hash,
     };
     outbox::enqueue(conn, mail, config.settings.mail_from.email.domain(), now)
+}
+
+/// Queues a dead mail again (an administrator's retry), with a new
+/// deadline as if it had just been queued.
+pub fn requeue_dead(conn: &mut DbConnection, id: i64, config: &Config) -> QueryResult<bool> {
+    let Some(row) = outbox::find(conn, id)? else {
+        return Ok(false);
+    };
+    let Some(kind) = MailKind::parse(&row.kind) else {
+        return Ok(false);
+    };
+    let now = now();
+    outbox::revive_dead(conn, id, now + kind.deliver_within(config).as_secs() as i64, now)
 }
 
 /// A call to action: a button in HTML, a line with the link in text.
@@ -179,6 +204,8 @@ impl Composer {
             MailKind::SignupAttempt => self.signup_attempt(conn, row)?,
             MailKind::PasswordReset => self.password_reset(conn, row)?,
             MailKind::PasswordChanged => Some(Minted { content: self.password_changed(), first_token_id: None }),
+            MailKind::AccountApproved => Some(Minted { content: self.account_approved(), first_token_id: None }),
+            MailKind::AccountRejected => Some(Minted { content: self.account_rejected(), first_token_id: None }),
         };
         let Some(Minted { content, first_token_id }) = minted else {
             return Ok(None);
@@ -304,6 +331,35 @@ impl Composer {
                 link: self.config.link("/password/forgot"),
                 note: "If it was not you, reset your password now and check your account.".into(),
             }),
+            code: None,
+            outro: vec![],
+        }
+    }
+
+    fn account_approved(&self) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        EmailContent {
+            subject: format!("Your {site} account was approved"),
+            intro: vec![format!("Good news: an administrator approved your {site} account. You can sign in now.")],
+            button: Some(Button {
+                label: "Sign in",
+                link: self.config.link("/login"),
+                note: "Sign in with the email address and password you chose.".into(),
+            }),
+            code: None,
+            outro: vec![],
+        }
+    }
+
+    fn account_rejected(&self) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        EmailContent {
+            subject: format!("Your {site} account was not approved"),
+            intro: vec![format!(
+                "An administrator of {site} did not approve your account, so you cannot sign in. \
+                 If you think this is a mistake, contact the site's administrators."
+            )],
+            button: None,
             code: None,
             outro: vec![],
         }

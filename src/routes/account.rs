@@ -9,13 +9,14 @@ use serde::Deserialize;
 use super::NoFields;
 use crate::auth::{SessionData, SignedInUser};
 use crate::config::Config;
+use crate::db::audit::{self, Event, EventKind};
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
 use crate::db::{DbConnection, now};
 use crate::domain::{EmailAddress, normalize_password};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
-use crate::web::{AppError, Flash, Form, PageContext, redirect, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +41,7 @@ struct AccountPage {
     ctx: PageContext,
     email: String,
     status: &'static str,
+    is_admin: bool,
     sessions: Vec<SessionView>,
     current_password_error: Option<String>,
     password_error: Option<String>,
@@ -88,6 +90,7 @@ async fn account_page(
         ctx,
         email: account.email.clone(),
         status: account.state().describe(),
+        is_admin: account.is_admin && account.disabled_at.is_none(),
         sessions: session_views(rows, current.as_deref()),
         current_password_error: errors.current_password,
         password_error: errors.password,
@@ -110,6 +113,7 @@ pub async fn show(
 pub async fn change_password(
     req: HttpRequest,
     user: SignedInUser,
+    client: ClientInfo,
     ctx: PageContext,
     state: web::Data<AppState>,
     Form(form): Form<ChangePasswordForm>,
@@ -136,7 +140,7 @@ pub async fn change_password(
     let password_hash = state.hasher.hash(password).await?;
     let keep = SessionData::of(&req).public_id().unwrap_or_default();
     let config = state.config.clone();
-    state.db.run(move |conn| store_new_password(conn, &account, &password_hash, &keep, &config)).await?;
+    state.db.run(move |conn| store_new_password(conn, &account, &password_hash, &keep, &client.ip, &config)).await?;
     state.mail.wake();
     SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
     Ok(redirect_with_flash("/account", Flash::new("Your password was changed. Your other sessions were signed out.")))
@@ -147,12 +151,15 @@ fn store_new_password(
     account: &User,
     password_hash: &str,
     keep_session: &str,
+    ip: &str,
     config: &Config,
 ) -> diesel::QueryResult<()> {
     conn.write(|conn| {
-        User::set_password(conn, account.id, password_hash, false, now())?;
+        let now = now();
+        User::set_password(conn, account.id, password_hash, false, now)?;
         sessions::delete_others(conn, account.id, keep_session)?;
         queue(conn, MailKind::PasswordChanged, &account.email, Some(account.id), config)?;
+        audit::record(conn, Event::own(EventKind::PasswordChanged, account.id, ip), now)?;
         Ok(())
     })
 }

@@ -5,6 +5,8 @@ use serde::Deserialize;
 
 use super::NoFields;
 use crate::auth::{SessionData, SessionStart};
+use crate::db::audit::{self, Event, EventKind};
+use crate::db::now;
 use crate::db::users::User;
 use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::state::AppState;
@@ -90,19 +92,25 @@ pub async fn submit(
     };
     let password_matches =
         state.hasher.verify(normalize_password(&form.password), user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let known = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| password_matches) else {
+        let attempted = email.map(|email| email.as_str().to_owned()).unwrap_or_default();
+        record(&state, EventKind::SignInFailed, known, &client.ip, attempted).await?;
         let page = LoginPage { ctx, email: form.email, next, remember_me: remember, error: Some(INVALID_CREDENTIALS) };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let settings = &state.config.settings;
-    match user.state().sign_in_block(settings.require_email_verification, settings.require_admin_approval) {
-        None => {}
-        Some(SignInBlock::EmailUnverified) => {
+    if let Some(block) =
+        user.state().sign_in_block(settings.require_email_verification, settings.require_admin_approval)
+    {
+        record(&state, EventKind::SignInFailed, Some(user.id), &client.ip, block.describe().to_owned()).await?;
+        if block == SignInBlock::EmailUnverified {
             let flash = Flash::new("Confirm your email address first. We can send you a new link and code.");
             return Ok(redirect_with_flash("/verify/resend", flash.with_email(user.email)));
         }
-        Some(block) => return Ok(blocked_page(ctx, block)),
+        return Ok(blocked_page(ctx, block));
     }
+    record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new()).await?;
     SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
     let mut response = redirect(&next);
@@ -127,7 +135,33 @@ fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
     render(StatusCode::FORBIDDEN, &SignInBlockedPage { ctx, title, message })
 }
 
-pub async fn logout(req: HttpRequest, _form: Form<NoFields>) -> HttpResponse {
+pub async fn logout(
+    req: HttpRequest,
+    client: ClientInfo,
+    state: web::Data<AppState>,
+    _form: Form<NoFields>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(user_id) = SessionData::of(&req).user_id() {
+        record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new()).await?;
+    }
     SessionData::end(&req);
-    redirect_with_flash("/", Flash::new("You are signed out."))
+    Ok(redirect_with_flash("/", Flash::new("You are signed out.")))
+}
+
+/// Records a sign-in event about an account (or an address without one).
+async fn record(
+    state: &AppState,
+    kind: EventKind,
+    user_id: Option<i64>,
+    ip: &str,
+    detail: String,
+) -> Result<(), AppError> {
+    let ip = ip.to_owned();
+    state
+        .db
+        .run(move |conn| {
+            audit::record(conn, Event { kind, user_id, actor_id: user_id, ip: &ip, detail: &detail }, now())
+        })
+        .await?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per page family.
 
 mod account;
+mod admin;
 mod health;
 mod home;
 mod login;
@@ -24,6 +25,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/account/sessions/revoke-others").post(account::revoke_other_sessions))
         .service(web::resource("/password/forgot").get(password::show_forgot).post(password::forgot))
         .service(web::resource("/password/reset").get(password::show_reset).post(password::reset))
+        .service(web::resource("/admin").get(admin::dashboard))
+        .service(web::resource("/admin/users").get(admin::users))
+        .service(web::resource("/admin/users/{id}").get(admin::user))
+        .service(web::resource("/admin/users/{id}/approve").post(admin::approve))
+        .service(web::resource("/admin/users/{id}/reject").post(admin::reject))
+        .service(web::resource("/admin/users/{id}/disable").post(admin::disable))
+        .service(web::resource("/admin/users/{id}/enable").post(admin::enable))
+        .service(web::resource("/admin/events").get(admin::events))
+        .service(web::resource("/admin/mail/{id}/retry").post(admin::retry_mail))
         .service(web::resource("/healthz").get(health::live))
         .service(web::resource("/readyz").get(health::ready))
         .service(web::resource("/static/usher.css").get(home::stylesheet));

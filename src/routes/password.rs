@@ -8,13 +8,14 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
 use crate::db::{DbConnection, now, sessions};
 use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
-use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +68,7 @@ pub async fn show_forgot(ctx: PageContext) -> HttpResponse {
 /// address. The link is minted when the mail is sent, voiding older ones.
 pub async fn forgot(
     ctx: PageContext,
+    client: ClientInfo,
     state: web::Data<AppState>,
     Form(form): Form<ForgotForm>,
 ) -> Result<HttpResponse, AppError> {
@@ -79,7 +81,7 @@ pub async fn forgot(
     };
     let config = state.config.clone();
     let address = email.clone();
-    state.db.run(move |conn| request_reset(conn, &address, &config)).await?;
+    state.db.run(move |conn| request_reset(conn, &address, &client.ip, &config)).await?;
     state.mail.wake();
     let flash = Flash::new(
         "If an account uses that address, we sent it a link to choose a new password. It works once, for a short time.",
@@ -87,11 +89,12 @@ pub async fn forgot(
     Ok(redirect_with_flash("/password/forgot", flash.with_email(email.as_str())))
 }
 
-fn request_reset(conn: &mut DbConnection, email: &EmailAddress, config: &Config) -> diesel::QueryResult<()> {
+fn request_reset(conn: &mut DbConnection, email: &EmailAddress, ip: &str, config: &Config) -> diesel::QueryResult<()> {
     conn.write(|conn| {
         match User::find_by_email(conn, email.as_str())? {
             Some(user) if user.disabled_at.is_none() => {
                 queue(conn, MailKind::PasswordReset, &user.email, Some(user.id), config)?;
+                audit::record(conn, Event::own(EventKind::ResetRequested, user.id, ip), now())?;
             }
             _ => {}
         }
@@ -124,6 +127,7 @@ pub async fn show_reset(
 /// submissions exactly one does), then ends every session of the account.
 pub async fn reset(
     ctx: PageContext,
+    client: ClientInfo,
     state: web::Data<AppState>,
     Form(form): Form<ResetForm>,
 ) -> Result<HttpResponse, AppError> {
@@ -151,7 +155,7 @@ pub async fn reset(
     };
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
-    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &config)).await?;
+    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client.ip, &config)).await?;
     if !done {
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     }
@@ -167,6 +171,7 @@ fn complete_reset(
     conn: &mut DbConnection,
     token: &PlainToken,
     password_hash: &str,
+    ip: &str,
     config: &Config,
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
@@ -187,6 +192,7 @@ fn complete_reset(
         email_tokens::void_all(conn, user.id, &[Purpose::ResetLink, Purpose::VerifyLink, Purpose::VerifyCode], now)?;
         sessions::delete_all_for_user(conn, user.id)?;
         queue(conn, MailKind::PasswordChanged, &user.email, Some(user.id), config)?;
+        audit::record(conn, Event::own(EventKind::PasswordReset, user.id, ip), now)?;
         Ok(true)
     })
 }

@@ -4,12 +4,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{NewUser, User};
 use crate::db::{DbConnection, now};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::{MailKind, queue, queue_verification_for_registration};
 use crate::state::AppState;
-use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +37,7 @@ pub async fn show(ctx: PageContext) -> HttpResponse {
 /// gets an email instead of an error on the page.
 pub async fn submit(
     ctx: PageContext,
+    client: ClientInfo,
     state: web::Data<AppState>,
     Form(form): Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
@@ -54,7 +56,7 @@ pub async fn submit(
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
     let address = email.clone();
-    state.db.run(move |conn| register(conn, &address, &password_hash, &config)).await?;
+    state.db.run(move |conn| register(conn, &address, &password_hash, &client.ip, &config)).await?;
     state.mail.wake();
     let flash = Flash::new("Check your inbox: we sent you a link and a code to confirm your address.");
     Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
@@ -67,6 +69,7 @@ fn register(
     conn: &mut DbConnection,
     email: &EmailAddress,
     password_hash: &str,
+    ip: &str,
     config: &Config,
 ) -> diesel::QueryResult<()> {
     conn.write(|conn| {
@@ -83,6 +86,7 @@ fn register(
         };
         if let Some(user_id) = User::insert(conn, &new_user)? {
             queue(conn, MailKind::VerifyEmail, email.as_str(), Some(user_id), config)?;
+            audit::record(conn, Event::own(EventKind::Registered, user_id, ip), now)?;
             return Ok(());
         }
         let Some(owner) = User::find_by_email(conn, email.as_str())? else {

@@ -7,13 +7,14 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
 use crate::db::{DbConnection, now, sessions};
 use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
-use crate::web::{AppError, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 const WRONG_CODE: &str = "That code is wrong or has expired. Check the latest email, or ask for a new code.";
 
@@ -83,6 +84,7 @@ pub async fn show(ctx: PageContext, query: web::Query<LinkQuery>) -> Result<Http
 
 pub async fn submit(
     ctx: PageContext,
+    client: ClientInfo,
     state: web::Data<AppState>,
     Form(form): Form<VerifyForm>,
 ) -> Result<HttpResponse, AppError> {
@@ -90,7 +92,7 @@ pub async fn submit(
         (Some(token), None, None) => {
             let token = PlainToken::parse(&token)
                 .ok_or_else(|| AppError::BadRequest("This confirmation link is malformed.".into()))?;
-            state.db.run(move |conn| verify_by_link(conn, &token)).await?
+            state.db.run(move |conn| verify_by_link(conn, &token, &client.ip)).await?
         }
         (None, Some(email), Some(code)) => {
             let Some((address, code)) = EmailAddress::parse(&email).ok().zip(VerificationCode::parse(&code)) else {
@@ -102,7 +104,7 @@ pub async fn submit(
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             };
             let codes = state.codes.clone();
-            let verified = state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes)).await?;
+            let verified = state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip)).await?;
             if !verified {
                 let page = EnterCodePage { ctx, email, error: Some(WRONG_CODE.into()) };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
@@ -125,7 +127,7 @@ pub async fn submit(
 }
 
 /// Uses the link token (one claim wins) and marks the address verified.
-fn verify_by_link(conn: &mut DbConnection, token: &PlainToken) -> diesel::QueryResult<bool> {
+fn verify_by_link(conn: &mut DbConnection, token: &PlainToken, ip: &str) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
         let hash = token.hash();
@@ -137,7 +139,7 @@ fn verify_by_link(conn: &mut DbConnection, token: &PlainToken) -> diesel::QueryR
         let Some(claimed) = email_tokens::claim_link(conn, Purpose::VerifyLink, &hash, now)? else {
             return Ok(false);
         };
-        complete_verification(conn, &claimed, now)?;
+        complete_verification(conn, &claimed, ip, now)?;
         Ok(true)
     })
 }
@@ -149,6 +151,7 @@ fn verify_by_code(
     email: &EmailAddress,
     code: &VerificationCode,
     codes: &CodeHasher,
+    ip: &str,
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
@@ -162,7 +165,7 @@ fn verify_by_code(
                 continue;
             }
             if let Some(claimed) = email_tokens::claim_by_id(conn, token_id, now)? {
-                complete_verification(conn, &claimed, now)?;
+                complete_verification(conn, &claimed, ip, now)?;
                 return Ok(true);
             }
         }
@@ -177,6 +180,7 @@ fn verify_by_code(
 fn complete_verification(
     conn: &mut DbConnection,
     claimed: &email_tokens::Claimed,
+    ip: &str,
     now: i64,
 ) -> diesel::QueryResult<()> {
     if let Some(password_hash) = &claimed.password_hash {
@@ -185,6 +189,7 @@ fn complete_verification(
     User::mark_verified(conn, claimed.user_id, now)?;
     email_tokens::void_all(conn, claimed.user_id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
     sessions::delete_all_for_user(conn, claimed.user_id)?;
+    audit::record(conn, Event::own(EventKind::EmailVerified, claimed.user_id, ip), now)?;
     Ok(())
 }
 

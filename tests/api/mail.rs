@@ -86,7 +86,7 @@ async fn a_resend_while_mail_is_down_keeps_the_delivered_link_working(backend: B
 
 async fn a_permanent_smtp_error_marks_the_mail_dead(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.mail.reject_all_permanently();
+    app.mail.reject_all_permanently(true);
 
     app.register(&app.browser(), "ann@example.com").await;
 

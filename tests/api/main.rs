@@ -6,6 +6,7 @@
 mod helpers;
 
 mod account;
+mod admin;
 mod bad_input;
 mod cleanup;
 mod config;

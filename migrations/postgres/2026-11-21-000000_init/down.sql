@@ -1,3 +1,4 @@
+DROP TABLE audit_events;
 DROP TABLE leases;
 DROP TABLE outbox;
 DROP TABLE sessions;

@@ -10,6 +10,8 @@ CREATE TABLE users (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+-- The admin's queue of sign-ups waiting for approval, oldest first.
+CREATE INDEX users_by_approval ON users (approval, created_at);
 
 CREATE TABLE email_tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -70,3 +72,15 @@ CREATE TABLE leases (
     lease_until BIGINT NOT NULL
 );
 INSERT INTO leases (name, owner, lease_until) VALUES ('cleanup', NULL, 0);
+
+-- Security events, for administrators. Never a password or a token.
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    user_id BIGINT REFERENCES users(id) ON DELETE SET NULL,
+    actor_id BIGINT REFERENCES users(id) ON DELETE SET NULL,
+    ip TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_events_by_user ON audit_events (user_id, id);

@@ -202,3 +202,36 @@ pub fn sha256(value: &str) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(value.as_bytes()).to_vec()
 }
+
+impl TestApp {
+    /// Runs `usher create-admin` against this app's database, the password
+    /// on standard input.
+    pub fn create_admin_command(&self, email: &str, password: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+            .args(["create-admin", "--email", email, "--database-url", &self.database.url])
+            .env_remove("DATABASE_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run usher create-admin");
+        let _ = writeln!(child.stdin.take().unwrap(), "{password}");
+        child.wait_with_output().unwrap()
+    }
+
+    /// A browser signed in as a new administrator.
+    pub async fn signed_in_admin(&self, email: &str) -> Browser {
+        let output = self.create_admin_command(email, PASSWORD);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let browser = self.browser();
+        self.sign_in(&browser, email, PASSWORD).await.assert_redirects_to("/account");
+        browser
+    }
+
+    pub fn user_id(&self, email: &str) -> i64 {
+        use diesel::prelude::*;
+        use usher::db::schema::users;
+        users::table.filter(users::email.eq(email)).select(users::id).first(&mut self.db()).unwrap()
+    }
+}

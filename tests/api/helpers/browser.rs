@@ -59,8 +59,10 @@ impl Page {
     }
 }
 
-fn html_unescape(text: &str) -> String {
-    text.replace("&#x2f;", "/")
+pub fn html_unescape(text: &str) -> String {
+    text.replace("&#38;", "&")
+        .replace("&#x26;", "&")
+        .replace("&#x2f;", "/")
         .replace("&#x27;", "'")
         .replace("&#39;", "'")
         .replace("&quot;", "\"")

@@ -6,7 +6,7 @@ mod database;
 mod smtp_sink;
 
 pub use app::{TestApp, session_id, sha256, spawn_app, spawn_app_with};
-pub use browser::{Browser, Page};
+pub use browser::{Browser, Page, html_unescape};
 pub use database::Backend;
 pub use smtp_sink::MailSink;
 

@@ -83,9 +83,9 @@ impl MailSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    /// From now on, answer every recipient with a permanent 550.
-    pub fn reject_all_permanently(&self) {
-        self.reject_permanently.store(true, Ordering::SeqCst);
+    /// While on, answer every recipient with a permanent 550.
+    pub fn reject_all_permanently(&self, on: bool) {
+        self.reject_permanently.store(on, Ordering::SeqCst);
     }
 
     /// While on, answer every sender with a temporary 451.

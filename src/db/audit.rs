@@ -1,0 +1,98 @@
+//! The `audit_events` table: who did what to which account, when, from where.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::audit_events;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Registered,
+    EmailVerified,
+    SignedIn,
+    SignInFailed,
+    SignedOut,
+    ResetRequested,
+    PasswordReset,
+    PasswordChanged,
+    Approved,
+    Rejected,
+    Disabled,
+    Enabled,
+    AdminCreated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::EmailVerified => "email verified",
+            Self::SignedIn => "signed in",
+            Self::SignInFailed => "sign-in failed",
+            Self::SignedOut => "signed out",
+            Self::ResetRequested => "password reset requested",
+            Self::PasswordReset => "password reset",
+            Self::PasswordChanged => "password changed",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+            Self::AdminCreated => "made administrator",
+        }
+    }
+}
+
+/// One event to record. `detail` is free text for admins (an address that
+/// has no account, say), never a password or a token.
+pub struct Event<'a> {
+    pub kind: EventKind,
+    pub user_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub ip: &'a str,
+    pub detail: &'a str,
+}
+
+impl<'a> Event<'a> {
+    /// An event a person caused on their own account.
+    pub fn own(kind: EventKind, user_id: i64, ip: &'a str) -> Self {
+        Self { kind, user_id: Some(user_id), actor_id: Some(user_id), ip, detail: "" }
+    }
+}
+
+#[derive(Queryable, Clone, Debug)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub user_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub ip: String,
+    pub detail: String,
+}
+
+pub fn record(conn: &mut DbConnection, event: Event, now: i64) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table)
+        .values((
+            audit_events::at.eq(now),
+            audit_events::kind.eq(event.kind.as_str()),
+            audit_events::user_id.eq(event.user_id),
+            audit_events::actor_id.eq(event.actor_id),
+            audit_events::ip.eq(event.ip),
+            audit_events::detail.eq(event.detail),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Newest first, older than `before` (an event id) when paging on.
+pub fn page(conn: &mut DbConnection, before: Option<i64>, limit: i64) -> QueryResult<Vec<EventRow>> {
+    let mut query = audit_events::table.order(audit_events::id.desc()).limit(limit).into_boxed();
+    if let Some(before) = before {
+        query = query.filter(audit_events::id.lt(before));
+    }
+    query.load(conn)
+}
+
+pub fn latest_for_user(conn: &mut DbConnection, user_id: i64, limit: i64) -> QueryResult<Vec<EventRow>> {
+    audit_events::table.filter(audit_events::user_id.eq(user_id)).order(audit_events::id.desc()).limit(limit).load(conn)
+}

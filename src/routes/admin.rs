@@ -1,0 +1,378 @@
+//! Administration: sign-ups waiting for approval, the user list, a user's
+//! recent security events, the event log, and mail that could not be sent.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::login::safe_next;
+use crate::auth::AdminUser;
+use crate::config::Config;
+use crate::db::audit::{self, Event, EventKind, EventRow};
+use crate::db::outbox::{self, OutboxRow};
+use crate::db::users::User;
+use crate::db::{DbConnection, now, sessions};
+use crate::domain::Approval;
+use crate::mail::{MailKind, queue, requeue_dead};
+use crate::state::AppState;
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
+
+const PAGE_SIZE: i64 = 50;
+const MAX_QUERY_CHARS: usize = 254;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserListQuery {
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    before: Option<i64>,
+}
+
+/// Where to go back to after an action.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionForm {
+    back: Option<String>,
+}
+
+/// A user as the admin pages show them.
+pub struct UserView {
+    id: i64,
+    email: String,
+    created: String,
+    verified: bool,
+    approval: &'static str,
+    disabled: bool,
+    admin: bool,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        let approval = Approval::from_db(&user.approval).as_str();
+        Self {
+            id: user.id,
+            created: format_time(user.created_at),
+            verified: user.email_verified_at.is_some(),
+            disabled: user.disabled_at.is_some(),
+            admin: user.is_admin,
+            email: user.email,
+            approval,
+        }
+    }
+}
+
+pub struct EventView {
+    at: String,
+    kind: String,
+    user_id: Option<i64>,
+    actor_id: Option<i64>,
+    ip: String,
+    detail: String,
+}
+
+impl From<EventRow> for EventView {
+    fn from(row: EventRow) -> Self {
+        Self {
+            at: format_time(row.at),
+            kind: row.kind,
+            user_id: row.user_id,
+            actor_id: row.actor_id,
+            ip: row.ip,
+            detail: row.detail,
+        }
+    }
+}
+
+pub struct DeadMailView {
+    id: i64,
+    kind: String,
+    recipient: String,
+    attempts: i32,
+    error: String,
+    failed_at: String,
+}
+
+impl From<OutboxRow> for DeadMailView {
+    fn from(row: OutboxRow) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind,
+            recipient: row.recipient,
+            attempts: row.attempts,
+            error: row.last_error.unwrap_or_default(),
+            failed_at: row.finished_at.map(format_time).unwrap_or_default(),
+        }
+    }
+}
+
+fn format_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/dashboard.html")]
+struct DashboardPage {
+    ctx: PageContext,
+    waiting: Vec<UserView>,
+    dead_mail: Vec<DeadMailView>,
+    approval_required: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/users.html")]
+struct UsersPage {
+    ctx: PageContext,
+    q: String,
+    users: Vec<UserView>,
+    next_page: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/user.html")]
+struct UserPage {
+    ctx: PageContext,
+    user: UserView,
+    /// Where the action buttons return to: this page.
+    back: String,
+    events: Vec<EventView>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/events.html")]
+struct EventsPage {
+    ctx: PageContext,
+    events: Vec<EventView>,
+    next_page: Option<String>,
+}
+
+pub async fn dashboard(
+    _admin: AdminUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let (waiting, dead) =
+        state.db.run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::dead(conn, 50)?))).await?;
+    let page = DashboardPage {
+        ctx,
+        waiting: waiting.into_iter().map(UserView::from).collect(),
+        dead_mail: dead.into_iter().map(DeadMailView::from).collect(),
+        approval_required: state.config.settings.require_admin_approval,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+pub async fn users(
+    _admin: AdminUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    query: web::Query<UserListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let UserListQuery { q, after } = query.into_inner();
+    if q.chars().count() > MAX_QUERY_CHARS || after.as_ref().is_some_and(|a| a.chars().count() > MAX_QUERY_CHARS) {
+        return Err(AppError::BadRequest("The search is too long.".into()));
+    }
+    let prefix = q.trim().to_lowercase();
+    let rows = state.db.run(move |conn| User::page(conn, &prefix, after.as_deref(), PAGE_SIZE)).await?;
+    let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| {
+        let last = rows.last().map(|user| user.email.clone()).unwrap_or_default();
+        serde_urlencoded::to_string([("q", q.as_str()), ("after", last.as_str())]).unwrap_or_default()
+    });
+    let page = UsersPage { ctx, q, users: rows.into_iter().map(UserView::from).collect(), next_page };
+    Ok(render(StatusCode::OK, &page))
+}
+
+pub async fn user(
+    _admin: AdminUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let found =
+        state.db.run(move |conn| Ok(User::find(conn, id)?.zip(Some(audit::latest_for_user(conn, id, 20)?)))).await?;
+    let Some((user, events)) = found else {
+        return Err(AppError::NotFound);
+    };
+    let back = format!("/admin/users/{}", user.id);
+    let page = UserPage { ctx, user: user.into(), back, events: events.into_iter().map(EventView::from).collect() };
+    Ok(render(StatusCode::OK, &page))
+}
+
+pub async fn events(
+    _admin: AdminUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, AppError> {
+    let before = query.before;
+    let rows = state.db.run(move |conn| audit::page(conn, before, PAGE_SIZE)).await?;
+    let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| format!("before={}", rows.last().map_or(0, |e| e.id)));
+    let page = EventsPage { ctx, events: rows.into_iter().map(EventView::from).collect(), next_page };
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// What an administrator can do to an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Approve,
+    Reject,
+    Disable,
+    Enable,
+}
+
+impl Action {
+    fn done(self) -> &'static str {
+        match self {
+            Self::Approve => "approved",
+            Self::Reject => "rejected",
+            Self::Disable => "disabled",
+            Self::Enable => "enabled",
+        }
+    }
+}
+
+/// Why an action was refused.
+enum Refusal {
+    NoSuchUser,
+    OwnAccount,
+    LastAdmin,
+}
+
+pub async fn approve(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    id: web::Path<i64>,
+    form: Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    act(admin, state, client, id.into_inner(), form.0, Action::Approve).await
+}
+
+pub async fn reject(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    id: web::Path<i64>,
+    form: Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    act(admin, state, client, id.into_inner(), form.0, Action::Reject).await
+}
+
+pub async fn disable(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    id: web::Path<i64>,
+    form: Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    act(admin, state, client, id.into_inner(), form.0, Action::Disable).await
+}
+
+pub async fn enable(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    id: web::Path<i64>,
+    form: Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    act(admin, state, client, id.into_inner(), form.0, Action::Enable).await
+}
+
+async fn act(
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    target: i64,
+    form: ActionForm,
+    action: Action,
+) -> Result<HttpResponse, AppError> {
+    let config = state.config.clone();
+    let outcome = state.db.run(move |conn| apply(conn, admin.user_id, target, action, &client.ip, &config)).await?;
+    let back = safe_next(form.back.as_deref()).to_owned();
+    let message = match outcome {
+        Ok(email) => format!("{email} was {}.", action.done()),
+        Err(Refusal::NoSuchUser) => return Err(AppError::NotFound),
+        Err(Refusal::OwnAccount) => "You cannot disable your own account.".to_owned(),
+        Err(Refusal::LastAdmin) => "That would leave no enabled administrator.".to_owned(),
+    };
+    state.mail.wake();
+    Ok(redirect_with_flash(&back, Flash::new(message)))
+}
+
+/// Applies an action in one transaction with its audit event and mail.
+fn apply(
+    conn: &mut DbConnection,
+    actor: i64,
+    target: i64,
+    action: Action,
+    ip: &str,
+    config: &Config,
+) -> diesel::QueryResult<Result<String, Refusal>> {
+    conn.write(|conn| {
+        let now = now();
+        if !User::lock(conn, target)? {
+            return Ok(Err(Refusal::NoSuchUser));
+        }
+        let Some(user) = User::find(conn, target)? else {
+            return Ok(Err(Refusal::NoSuchUser));
+        };
+        let (kind, mail) = match action {
+            Action::Approve => {
+                User::set_approval(conn, target, Approval::Approved, now)?;
+                (EventKind::Approved, Some(MailKind::AccountApproved))
+            }
+            Action::Reject => {
+                User::set_approval(conn, target, Approval::Rejected, now)?;
+                if config.settings.require_admin_approval {
+                    sessions::delete_all_for_user(conn, target)?;
+                }
+                (EventKind::Rejected, Some(MailKind::AccountRejected))
+            }
+            Action::Disable => {
+                if target == actor {
+                    return Ok(Err(Refusal::OwnAccount));
+                }
+                if user.is_admin && user.disabled_at.is_none() && User::count_enabled_admins(conn)? <= 1 {
+                    return Ok(Err(Refusal::LastAdmin));
+                }
+                User::set_disabled(conn, target, true, now)?;
+                sessions::delete_all_for_user(conn, target)?;
+                (EventKind::Disabled, None)
+            }
+            Action::Enable => {
+                User::set_disabled(conn, target, false, now)?;
+                (EventKind::Enabled, None)
+            }
+        };
+        if let Some(mail) = mail {
+            queue(conn, mail, &user.email, Some(target), config)?;
+        }
+        let event = Event { kind, user_id: Some(target), actor_id: Some(actor), ip, detail: "" };
+        audit::record(conn, event, now)?;
+        Ok(Ok(user.email))
+    })
+}
+
+/// Sends a dead mail again, as if newly queued.
+pub async fn retry_mail(
+    _admin: AdminUser,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    _form: Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let config = state.config.clone();
+    let revived = state.db.run(move |conn| requeue_dead(conn, id, &config)).await?;
+    if !revived {
+        return Err(AppError::NotFound);
+    }
+    state.mail.wake();
+    Ok(redirect_with_flash("/admin", Flash::new("The mail was queued again.")))
+}

@@ -1,0 +1,297 @@
+use diesel::prelude::*;
+use reqwest::StatusCode;
+use usher::db::schema::audit_events;
+use usher::db::users::{NewUser, User};
+
+use crate::helpers::{Backend, PASSWORD, TestApp, html_unescape, spawn_app, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    create_admin_makes_a_new_administrator_or_promotes_an_existing_user,
+    create_admin_refuses_a_weak_password_or_a_bad_email,
+    with_approval_required_a_verified_sign_up_waits,
+    approving_emails_the_user_who_can_then_sign_in,
+    rejecting_refuses_sign_in_and_can_be_undone,
+    disabling_ends_live_sessions_and_enabling_restores_sign_in,
+    an_admin_cannot_disable_themselves_or_the_last_admin,
+    only_admins_reach_admin_pages,
+    admin_actions_need_the_csrf_token,
+    the_user_list_searches_by_prefix_and_pages_through_everyone,
+    security_events_are_recorded_and_shown_without_secrets,
+    dead_mail_is_shown_and_can_be_sent_again,
+);
+
+async fn approval_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[("--require-admin-approval", "true")]).await
+}
+
+/// Presses an action button as an admin would, from the user's page.
+async fn act(app: &TestApp, admin: &crate::helpers::Browser, email: &str, action: &str) -> crate::helpers::Page {
+    let id = app.user_id(email);
+    let page = format!("/admin/users/{id}");
+    admin.submit(&page, &format!("/admin/users/{id}/{action}"), &[("back", &page)]).await
+}
+
+async fn create_admin_makes_a_new_administrator_or_promotes_an_existing_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let admin = app.signed_in_admin("root@example.com").await;
+    assert_eq!(admin.get("/admin").await.status, StatusCode::OK);
+    assert!(admin.get("/account").await.body.contains("href=\"/admin\""), "a link to the admin pages");
+
+    let bob = app.signed_in_user("bob@example.com").await;
+    assert_eq!(bob.get("/admin").await.status, StatusCode::FORBIDDEN);
+    let output = app.create_admin_command("bob@example.com", "");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("is now an administrator"));
+    assert_eq!(bob.get("/admin").await.status, StatusCode::OK);
+    app.sign_in(&app.browser(), "bob@example.com", PASSWORD).await.assert_redirects_to("/account");
+}
+
+async fn create_admin_refuses_a_weak_password_or_a_bad_email(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (email, password, complaint) in
+        [("root@example.com", "password1234", "too easy to guess"), ("not-an-email", PASSWORD, "--email")]
+    {
+        let output = app.create_admin_command(email, password);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{email}");
+        assert!(stderr.contains(complaint), "{email}: {stderr}");
+    }
+    assert_eq!(app.row_counts().users, 0);
+}
+
+async fn with_approval_required_a_verified_sign_up_waits(backend: Backend) {
+    let app = approval_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    let browser = app.browser();
+
+    let right = app.sign_in(&browser, "ann@example.com", PASSWORD).await;
+    let wrong = app.sign_in(&browser, "ann@example.com", "not the password").await;
+
+    assert_eq!(right.status, StatusCode::FORBIDDEN);
+    assert!(right.body.contains("Awaiting approval"), "{}", right.body);
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(!wrong.body.contains("approv"), "a wrong password learns nothing about approval");
+    assert_eq!(app.row_counts().sessions, 0);
+}
+
+async fn approving_emails_the_user_who_can_then_sign_in(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+    app.register(&app.browser(), "unverified@example.com").await;
+    let dashboard = admin.get("/admin").await;
+    assert!(dashboard.body.contains("ann@example.com"), "{}", dashboard.body);
+    assert!(!dashboard.body.contains("unverified@example.com"), "only verified sign-ups wait for approval");
+
+    let id = app.user_id("ann@example.com");
+    let page = admin.submit("/admin", &format!("/admin/users/{id}/approve"), &[("back", "/admin")]).await;
+
+    page.assert_redirects_to("/admin");
+    let after = admin.follow(&page).await;
+    assert!(after.body.contains("ann@example.com was approved."));
+    assert!(!after.body.contains("href=\"/admin/users/"), "nobody waits any more");
+    let mail = app.mail.wait_for("ann@example.com", 2).await;
+    assert!(mail.subject.contains("approved"), "{}", mail.subject);
+    assert!(mail.text.contains(&format!("{}/login", app.address)));
+    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+}
+
+async fn rejecting_refuses_sign_in_and_can_be_undone(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+
+    act(&app, &admin, "ann@example.com", "reject").await;
+
+    let refused = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("Not approved"));
+    assert!(app.mail.wait_for("ann@example.com", 2).await.subject.contains("not approved"));
+
+    act(&app, &admin, "ann@example.com", "approve").await;
+    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+}
+
+async fn disabling_ends_live_sessions_and_enabling_restores_sign_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    let ann = app.signed_in_user("ann@example.com").await;
+
+    let page = act(&app, &admin, "ann@example.com", "disable").await;
+
+    assert!(admin.follow(&page).await.body.contains("ann@example.com was disabled."));
+    assert_eq!(ann.get("/account").await.status, StatusCode::SEE_OTHER, "her live session ended");
+    let refused = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    act(&app, &admin, "ann@example.com", "enable").await;
+    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+}
+
+async fn an_admin_cannot_disable_themselves_or_the_last_admin(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let root = app.signed_in_admin("root@example.com").await;
+
+    let own = act(&app, &root, "root@example.com", "disable").await;
+    assert!(root.follow(&own).await.body.contains("You cannot disable your own account."));
+
+    let second = app.signed_in_admin("second@example.com").await;
+    act(&app, &second, "root@example.com", "disable").await;
+    // Root is disabled; second is the last enabled admin and cannot be disabled by anyone.
+    let last = act(&app, &second, "second@example.com", "disable").await;
+    assert!(second.follow(&last).await.body.contains("You cannot disable your own account."));
+    assert_eq!(app.sign_in(&app.browser(), "root@example.com", PASSWORD).await.status, StatusCode::FORBIDDEN);
+    let mut conn = app.db();
+    let second_user = User::find_by_email(&mut conn, "second@example.com").unwrap().unwrap();
+    assert!(second_user.disabled_at.is_none());
+    assert_eq!(User::count_enabled_admins(&mut conn).unwrap(), 1);
+}
+
+async fn only_admins_reach_admin_pages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signed_in_admin("root@example.com").await;
+    let user = app.signed_in_user("ann@example.com").await;
+    let anonymous = app.browser();
+    let id = app.user_id("ann@example.com");
+    let pages =
+        ["/admin".to_owned(), "/admin/users".to_owned(), format!("/admin/users/{id}"), "/admin/events".to_owned()];
+    let actions = ["approve", "reject", "disable", "enable"].map(|a| format!("/admin/users/{id}/{a}"));
+
+    for page in &pages {
+        assert_eq!(user.get(page).await.status, StatusCode::FORBIDDEN, "{page}");
+        let redirect = anonymous.get(page).await;
+        assert_eq!(redirect.status, StatusCode::SEE_OTHER, "{page}");
+        assert!(redirect.location().unwrap().starts_with("/login?next="), "{page}");
+    }
+    let token = user.get("/account").await.csrf_token();
+    for action in actions.iter().chain([&"/admin/mail/1/retry".to_owned()]) {
+        let page = user.post_raw(action, &[("csrf_token", &token)]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{action}");
+    }
+    assert_eq!(user.get("/account").await.status, StatusCode::OK, "nothing happened to her");
+}
+
+async fn admin_actions_need_the_csrf_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    let id = app.user_id("ann@example.com");
+
+    let page = admin.post_raw(&format!("/admin/users/{id}/disable"), &[("back", "/admin")]).await;
+
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(ann.get("/account").await.status, StatusCode::OK);
+}
+
+fn seed_users(app: &TestApp, count: usize) {
+    let mut conn = app.db();
+    for i in 0..count {
+        let email = format!("user{i:03}@example.com");
+        let user = NewUser {
+            email: &email,
+            password_hash: "unused",
+            email_verified_at: Some(1),
+            approval: "approved",
+            is_admin: false,
+            created_at: 1,
+            updated_at: 1,
+        };
+        User::insert(&mut conn, &user).unwrap();
+    }
+}
+
+async fn the_user_list_searches_by_prefix_and_pages_through_everyone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    seed_users(&app, 120);
+
+    let search = admin.get("/admin/users?q=User11").await;
+    let found = search.body.matches("@example.com</a>").count();
+    assert_eq!(found, 10, "user110 to user119:\n{}", search.body);
+    assert!(!search.body.contains("user012@"));
+
+    let mut seen = Vec::new();
+    let mut next = Some("/admin/users".to_owned());
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        pages += 1;
+        assert!(pages <= 5, "paging does not end");
+        let page = admin.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        seen.extend(page.body.match_indices("@example.com</a>").map(|(at, _)| {
+            let start = page.body[..at].rfind('>').unwrap() + 1;
+            page.body[start..at].to_owned()
+        }));
+        next = page.body.split("href=\"").find_map(|rest| rest.strip_prefix("/admin/users?q=")).map(|rest| {
+            let query = &rest[..rest.find('"').unwrap()];
+            format!("/admin/users?q={}", html_unescape(query))
+        });
+    }
+    assert_eq!(seen.len(), 121, "every user once, the admin included");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "in order, no repeats");
+}
+
+async fn security_events_are_recorded_and_shown_without_secrets(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+    let ann = app.browser();
+    assert_eq!(app.sign_in(&ann, "ann@example.com", "a wrong password!").await.status, StatusCode::UNAUTHORIZED);
+    act(&app, &admin, "ann@example.com", "approve").await;
+    app.sign_in(&ann, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+    ann.submit("/account", "/logout", &[]).await;
+    act(&app, &admin, "ann@example.com", "disable").await;
+    act(&app, &admin, "ann@example.com", "enable").await;
+    act(&app, &admin, "ann@example.com", "reject").await;
+
+    let id = app.user_id("ann@example.com");
+    let page = admin.get(&format!("/admin/users/{id}")).await.body;
+    for kind in [
+        "registered",
+        "email verified",
+        "sign-in failed",
+        "approved",
+        "signed in",
+        "signed out",
+        "disabled",
+        "enabled",
+        "rejected",
+    ] {
+        assert!(page.contains(&format!("<strong>{kind}</strong>")), "{kind} missing:\n{page}");
+    }
+    let log = admin.get("/admin/events").await.body;
+    assert!(log.contains("made administrator"), "{log}");
+    let details: Vec<(String, String)> =
+        audit_events::table.select((audit_events::kind, audit_events::detail)).load(&mut app.db()).unwrap();
+    let stored = format!("{details:?}");
+    assert!(!stored.contains(PASSWORD) && !stored.contains("a wrong password"), "{stored}");
+}
+
+async fn dead_mail_is_shown_and_can_be_sent_again(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.mail.reject_all_permanently(true);
+    app.register(&app.browser(), "ann@example.com").await;
+    for _ in 0..100 {
+        if admin.get("/admin").await.body.contains("mailbox unavailable") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dashboard = admin.get("/admin").await;
+    assert!(dashboard.body.contains("verify_email"), "{}", dashboard.body);
+    app.mail.reject_all_permanently(false);
+
+    let retry = dashboard.body.split("action=\"").find_map(|rest| rest.strip_prefix("/admin/mail/")).unwrap();
+    let action = format!("/admin/mail/{}", &retry[..retry.find('"').unwrap()]);
+    admin.submit("/admin", &action, &[]).await.assert_redirects_to("/admin");
+
+    let mail = app.mail.wait_for("ann@example.com", 1).await;
+    let browser = app.browser();
+    browser.submit("/verify", "/verify", &[("token", &mail.verify_token())]).await.assert_redirects_to("/login");
+}

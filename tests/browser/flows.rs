@@ -1,0 +1,218 @@
+//! What a person does in a browser, page by page. Each test has one
+//! browser; every page it passes gets the checks of `Chrome::check_page`.
+
+use crate::chrome::{Chrome, link_in, tools};
+use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app};
+
+const NEW_PASSWORD: &str = "copper lantern meadow 77";
+
+/// Usher and a browser on it; `None` (the test passes) when the machine
+/// has no browser and the browser tests are not required.
+async fn app_and_browser() -> Option<(TestApp, Chrome)> {
+    let tools = tools()?;
+    let app = spawn_app(Backend::Sqlite).await;
+    let chrome = Chrome::start(tools, &app.address).await;
+    Some((app, chrome))
+}
+
+/// Sign up, open the emailed link, confirm, sign in, see the account, sign
+/// out; on the way the error pages (404, and 403 for a form whose CSRF
+/// cookie is gone) and a used link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_confirm_by_link_sign_in_and_out() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let email = "ada@example.com";
+
+    chrome.open("/").await;
+    chrome.check_page("home").await;
+    chrome.follow("Create account").await;
+    chrome.wait_for_path("/register").await;
+    chrome.check_page("register").await;
+
+    chrome.fill("email", "not an address").await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.fill("password_confirm", PASSWORD).await;
+    chrome.press("Create account").await;
+    chrome.wait_for_path("/register").await;
+    assert_eq!(chrome.attribute("#email", "aria-invalid").await.as_deref(), Some("true"));
+    assert_eq!(chrome.attribute("#email", "aria-describedby").await.as_deref(), Some("email-error"));
+    chrome.check_page("register-email-error").await;
+
+    chrome.fill("email", email).await;
+    chrome.fill("password", "short").await;
+    chrome.fill("password_confirm", "short").await;
+    chrome.press("Create account").await;
+    chrome.wait_for_path("/register").await;
+    assert_eq!(chrome.attribute("#password", "aria-invalid").await.as_deref(), Some("true"));
+    chrome.check_page("register-password-error").await;
+
+    chrome.fill("email", email).await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.fill("password_confirm", PASSWORD).await;
+    chrome.press("Create account").await;
+    chrome.wait_for_path("/verify").await;
+    assert!(chrome.flash().await.contains("Check your inbox"), "{}", chrome.flash().await);
+    chrome.check_page("verify-code").await;
+
+    let mail = app.mail.wait_for(email, 1).await;
+    let link = link_in(&mail.text, "/verify?token=");
+    chrome.screenshot_email("email-confirm", &mail.html).await;
+    chrome.open_url(&link).await;
+    chrome.check_page("verify-link").await;
+    chrome.press("Confirm my email address").await;
+    chrome.wait_for_path("/login").await;
+    assert!(!chrome.flash().await.is_empty(), "a flash message after confirming");
+    chrome.check_page("login").await;
+
+    chrome.fill("email", email).await;
+    chrome.fill("password", "not the password at all").await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/login").await;
+    assert!(chrome.text("#login-error").await.contains("Invalid email or password"));
+    chrome.check_page("login-error").await;
+
+    chrome.fill("email", email).await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, email);
+    chrome.check_page("account").await;
+
+    chrome.press("Sign out").await;
+    chrome.wait_for_path("/").await;
+    assert_eq!(chrome.flash().await, "You are signed out.");
+    chrome.open("/account").await;
+    chrome.wait_for_path("/login").await;
+
+    // The same link again: it has been used.
+    chrome.open_url(&link).await;
+    chrome.press("Confirm my email address").await;
+    chrome.wait_for_path("/verify").await;
+    assert!(chrome.text("h1").await.contains("used or has expired"));
+    chrome.check_page("verify-link-used").await;
+
+    chrome.open("/no-such-page").await;
+    assert!(chrome.text("main").await.contains("Error 404"));
+    chrome.check_page("error-404").await;
+
+    // A form whose CSRF cookie is gone (cookies cleared in another tab,
+    // say) is refused with the 403 page.
+    chrome.open("/login").await;
+    chrome.client.delete_all_cookies().await.expect("clear cookies");
+    chrome.fill("email", email).await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/login").await;
+    assert!(chrome.text("main").await.contains("Error 403"), "{}", chrome.text("main").await);
+    chrome.check_page("error-403").await;
+
+    // The audit is live: a page with known problems fails it.
+    chrome.open_url("data:text/html,<title>Broken</title><input name=unlabelled>").await;
+    let found: Vec<String> =
+        chrome.axe_violations("broken").await.iter().map(|v| v["id"].as_str().unwrap_or("").to_owned()).collect();
+    assert!(found.iter().any(|id| id == "label") && found.iter().any(|id| id == "html-has-lang"), "{found:?}");
+
+    chrome.finish().await;
+}
+
+/// Sign up, ask for a new email, type a wrong code and then the right one,
+/// sign in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_by_code_after_a_resend() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let email = "grace@example.com";
+
+    chrome.open("/register").await;
+    chrome.fill("email", email).await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.fill("password_confirm", PASSWORD).await;
+    chrome.press("Create account").await;
+    chrome.wait_for_path("/verify").await;
+    app.mail.wait_for(email, 1).await;
+
+    chrome.follow("Send a new link and code").await;
+    chrome.wait_for_path("/verify/resend").await;
+    chrome.check_page("resend").await;
+    chrome.fill("email", email).await;
+    chrome.press("Send").await;
+    chrome.wait_for_path("/verify").await;
+    assert!(chrome.flash().await.contains("new link and code"), "{}", chrome.flash().await);
+    let code = app.mail.wait_for(email, 2).await.code();
+    app.mail_settled().await;
+
+    chrome.fill("email", email).await;
+    chrome.fill("code", if code == "000000" { "111111" } else { "000000" }).await;
+    chrome.press("Confirm").await;
+    chrome.wait_for_path("/verify").await;
+    assert_eq!(chrome.attribute("#code", "aria-invalid").await.as_deref(), Some("true"));
+    assert_eq!(chrome.attribute("#code", "inputmode").await.as_deref(), Some("numeric"));
+    chrome.check_page("verify-code-error").await;
+
+    chrome.fill("email", email).await;
+    chrome.fill("code", &code).await;
+    chrome.press("Confirm").await;
+    chrome.wait_for_path("/login").await;
+    chrome.fill("email", email).await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, email);
+
+    chrome.finish().await;
+}
+
+/// Forgot the password: ask for a link, open it, choose a new password
+/// (a mismatch first), sign in with it; the link then no longer works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgot_password_reset_and_sign_in() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let email = "alan@example.com";
+    app.register_verified(email).await;
+
+    chrome.open("/login").await;
+    chrome.follow("Forgot your password?").await;
+    chrome.wait_for_path("/password/forgot").await;
+    chrome.check_page("forgot").await;
+    chrome.fill("email", email).await;
+    chrome.press("Send me a link").await;
+    chrome.wait_for_path("/password/forgot").await;
+    assert!(!chrome.flash().await.is_empty(), "a flash message after asking for a link");
+    chrome.check_page("forgot-sent").await;
+
+    let mail = app.mail.wait_for(email, 2).await;
+    let link = link_in(&mail.text, "/password/reset?token=");
+    chrome.screenshot_email("email-reset", &mail.html).await;
+    chrome.open_url(&link).await;
+    chrome.check_page("reset").await;
+
+    chrome.fill("password", NEW_PASSWORD).await;
+    chrome.fill("password_confirm", "something else entirely").await;
+    chrome.press("Set the new password").await;
+    chrome.wait_for_path("/password/reset").await;
+    assert_eq!(chrome.attribute("#password", "aria-invalid").await.as_deref(), Some("true"));
+    chrome.check_page("reset-error").await;
+
+    chrome.fill("password", NEW_PASSWORD).await;
+    chrome.fill("password_confirm", NEW_PASSWORD).await;
+    chrome.press("Set the new password").await;
+    chrome.wait_for_path("/login").await;
+    assert!(chrome.flash().await.contains("password was changed"), "{}", chrome.flash().await);
+    chrome.fill("email", email).await;
+    chrome.fill("password", NEW_PASSWORD).await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, email);
+
+    chrome.open_url(&link).await;
+    assert!(chrome.text("h1").await.contains("used or has expired"));
+    chrome.check_page("reset-link-used").await;
+
+    chrome.finish().await;
+}
+
+// ADMIN APPROVAL BROWSER TEST GOES HERE (issue 5): once /admin and
+// /admin/users land, add `admin_approves_a_waiting_user`: spawn the app with
+// `[("--require-admin-approval", "true")]`, sign up and confirm a user in the
+// browser (the sign-in then shows the "Awaiting approval" page: check it),
+// sign in as an administrator, `check_page` /admin and /admin/users, press
+// the approve button, sign out, and sign the user in to /account.
