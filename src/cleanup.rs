@@ -10,13 +10,15 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::db::users::User;
-use crate::db::{Db, DbError, email_tokens, leases, now, outbox, sessions};
+use crate::db::{Db, DbError, email_tokens, leases, now, outbox, sessions, throttle_hits};
 use crate::domain::random_secret;
 
 const BATCH: i64 = 1000;
 /// Sent, dead, expired or skipped mail is kept this long for admins to see.
 const FINISHED_MAIL_KEPT_SECS: i64 = 7 * 24 * 3600;
 const LEASE_NAME: &str = "cleanup";
+/// Counted attempts are kept this long; rate-limit windows should be shorter.
+const THROTTLE_RECORDS_KEPT_SECS: i64 = 7 * 24 * 3600;
 
 /// How many rows a run deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,14 +27,16 @@ pub struct CleanupReport {
     pub sessions: usize,
     pub mail: usize,
     pub unverified_accounts: usize,
+    pub throttle_records: usize,
 }
 
 impl fmt::Display for CleanupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "deleted {} expired or used tokens, {} expired sessions, {} finished mails, {} accounts never verified",
-            self.tokens, self.sessions, self.mail, self.unverified_accounts
+            "deleted {} expired or used tokens, {} expired sessions, {} finished mails, {} accounts never verified, \
+             {} old throttle records",
+            self.tokens, self.sessions, self.mail, self.unverified_accounts, self.throttle_records
         )
     }
 }
@@ -47,6 +51,9 @@ pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, D
         tokens: in_batches(db, |conn| email_tokens::delete_spent_batch(conn, now, BATCH))?,
         sessions: in_batches(db, |conn| sessions::delete_expired_batch(conn, now, BATCH))?,
         mail: in_batches(db, |conn| outbox::delete_finished_batch(conn, now - FINISHED_MAIL_KEPT_SECS, BATCH))?,
+        throttle_records: in_batches(db, |conn| {
+            throttle_hits::delete_older_batch(conn, now - THROTTLE_RECORDS_KEPT_SECS, BATCH)
+        })?,
     })
 }
 

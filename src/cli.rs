@@ -167,5 +167,6 @@ fn cleanup(database_url: &str, unverified_ttl: std::time::Duration) -> anyhow::R
     println!("sessions: {}", report.sessions);
     println!("mail: {}", report.mail);
     println!("unverified accounts: {}", report.unverified_accounts);
+    println!("throttle records: {}", report.throttle_records);
     Ok(())
 }

@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::db::DatabaseUrl;
 use crate::domain::random_secret;
+use crate::throttle::{Limit, Limits};
 
 const SESSION_KEY_FILE: &str = "var/session.key";
 const MIN_SESSION_KEY_BYTES: usize = 32;
@@ -73,6 +74,24 @@ pub struct Settings {
     /// Accounts never verified are deleted after this.
     #[arg(long, env = "USHER_UNVERIFIED_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub unverified_ttl: Duration,
+    /// Failed sign-ins per address, as attempts/window.
+    #[arg(long, env = "USHER_LIMIT_SIGN_IN_PER_ADDRESS", default_value = "10/15m")]
+    pub limit_sign_in_per_address: Limit,
+    /// Failed sign-ins per client IP.
+    #[arg(long, env = "USHER_LIMIT_SIGN_IN_PER_IP", default_value = "100/15m")]
+    pub limit_sign_in_per_ip: Limit,
+    /// Mail-sending requests (resend, forgot password, registration) per address.
+    #[arg(long, env = "USHER_LIMIT_MAIL_PER_ADDRESS", default_value = "5/1h")]
+    pub limit_mail_per_address: Limit,
+    /// Verification codes typed per address.
+    #[arg(long, env = "USHER_LIMIT_CODES_PER_ADDRESS", default_value = "10/1h")]
+    pub limit_codes_per_address: Limit,
+    /// Sign-ups per client IP.
+    #[arg(long, env = "USHER_LIMIT_SIGN_UPS_PER_IP", default_value = "20/1h")]
+    pub limit_sign_ups_per_ip: Limit,
+    /// Proxies (comma-separated IPs) whose X-Forwarded-For is believed.
+    #[arg(long, env = "USHER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `off` turns every rate limit and lockout off (tests and benchmarks only).
     #[arg(long, env = "USHER_THROTTLE", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub throttle: bool,
@@ -179,6 +198,17 @@ impl Config {
             None => load_or_create_key_file(Path::new(SESSION_KEY_FILE))?,
         };
         Ok(Self { settings, database, public_url, session_key })
+    }
+
+    pub fn limits(&self) -> Limits {
+        let s = &self.settings;
+        Limits {
+            sign_in_per_address: s.limit_sign_in_per_address,
+            sign_in_per_ip: s.limit_sign_in_per_ip,
+            mail_per_address: s.limit_mail_per_address,
+            codes_per_address: s.limit_codes_per_address,
+            sign_ups_per_ip: s.limit_sign_ups_per_ip,
+        }
     }
 
     pub fn is_https(&self) -> bool {

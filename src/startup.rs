@@ -21,6 +21,7 @@ use crate::mail::{MailWorker, MailWorkerHandle, Sealer, Transport, WorkerSetting
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::PathOnlySpan;
+use crate::throttle::Throttle;
 use crate::web::AppError;
 use crate::web::cookies::{CookieSettings, SESSION_COOKIE, cookie_layer};
 use crate::web::errors::{render_bare_errors, session_errors_as_outages};
@@ -90,8 +91,15 @@ impl Application {
         let codes = CodeHasher::new(config.session_key.expose().as_bytes());
         let mail = start_mail_worker(&config, &db, codes.clone())?;
 
-        let state =
-            web::Data::new(AppState { db: db.clone(), config: config.clone(), hasher, codes, mail: mail.clone() });
+        let throttle = Throttle::new(config.settings.throttle, config.limits());
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            config: config.clone(),
+            hasher,
+            codes,
+            mail: mail.clone(),
+            throttle,
+        });
         let cookies = web::Data::new(CookieSettings {
             key: derive_key(config.session_key.expose(), "usher cookies"),
             secure: config.is_https(),

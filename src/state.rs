@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::domain::{CodeHasher, EmailAddress, PasswordPolicy, PasswordProblem};
 use crate::mail::MailWorkerHandle;
+use crate::throttle::{Bucket, Throttle};
+use crate::web::AppError;
 
 pub struct AppState {
     pub db: Db,
@@ -14,6 +16,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub codes: CodeHasher,
     pub mail: MailWorkerHandle,
+    pub throttle: Throttle,
 }
 
 impl AppState {
@@ -33,5 +36,26 @@ impl AppState {
         let (password, confirmation, local_part) =
             (password.to_owned(), confirmation.to_owned(), email.local_part().to_owned());
         self.hasher.run(move || policy.check(&password, &confirmation, &[&local_part])).await
+    }
+
+    /// Counts one attempt against each bucket, in one transaction; refuses
+    /// with a 429 (counting nothing more) once a bucket is full.
+    pub async fn rate_limit(&self, buckets: Vec<Bucket>) -> Result<(), AppError> {
+        let throttle = self.throttle;
+        let verdict = self
+            .db
+            .run(move |conn| {
+                conn.write(|conn| {
+                    let now = crate::db::now();
+                    for bucket in buckets {
+                        if let Err(wait) = throttle.take(conn, bucket, now)? {
+                            return Ok(Err(wait));
+                        }
+                    }
+                    Ok(Ok(()))
+                })
+            })
+            .await?;
+        verdict.map_err(AppError::from)
     }
 }

@@ -8,6 +8,7 @@ mod migrations;
 pub mod outbox;
 pub mod schema;
 pub mod sessions;
+pub mod throttle_hits;
 pub mod users;
 
 use std::time::Duration;

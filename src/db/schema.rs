@@ -86,7 +86,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// No primary key: rows are counted and deleted by bucket and time only.
+    throttle_hits (bucket, at) {
+        bucket -> Text,
+        at -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, sessions, outbox, leases, audit_events);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    email_tokens,
+    sessions,
+    outbox,
+    leases,
+    audit_events,
+    throttle_hits
+);

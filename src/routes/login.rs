@@ -10,6 +10,7 @@ use crate::db::now;
 use crate::db::users::User;
 use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::state::AppState;
+use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
 
 const INVALID_CREDENTIALS: &str = "Invalid email or password.";
@@ -85,17 +86,26 @@ pub async fn submit(
     let next = safe_next(form.next.as_deref()).to_owned();
     let remember = form.remember_me.is_some();
     let email = EmailAddress::parse(&form.email).ok();
-    let lookup = email.clone();
-    let user = match lookup {
-        Some(email) => state.db.run(move |conn| User::find_by_email(conn, email.as_str())).await?,
-        None => None,
-    };
+    // Throttled by what was typed, normalised, whether or not it has an account.
+    let address = email.as_ref().map_or_else(|| form.email.trim().to_lowercase(), |email| email.as_str().to_owned());
+    let (throttle, key, ip, lookup) = (state.throttle, address.clone(), client.ip.clone(), email.clone());
+    let user = state
+        .db
+        .run(move |conn| {
+            let now = now();
+            let by_address = throttle.check(conn, &Bucket::SignInAddress(key), now)?;
+            let by_ip = throttle.check(conn, &Bucket::SignInIp(ip), now)?;
+            if let Err(wait) = by_address.and(by_ip) {
+                return Ok(Err(wait));
+            }
+            lookup.map(|email| User::find_by_email(conn, email.as_str())).transpose().map(|user| Ok(user.flatten()))
+        })
+        .await??;
     let password_matches =
         state.hasher.verify(normalize_password(&form.password), user.as_ref().map(|u| u.password_hash.clone())).await?;
     let known = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| password_matches) else {
-        let attempted = email.map(|email| email.as_str().to_owned()).unwrap_or_default();
-        record(&state, EventKind::SignInFailed, known, &client.ip, attempted).await?;
+        record_failure(&state, known, &client.ip, address).await?;
         let page = LoginPage { ctx, email: form.email, next, remember_me: remember, error: Some(INVALID_CREDENTIALS) };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
@@ -103,14 +113,15 @@ pub async fn submit(
     if let Some(block) =
         user.state().sign_in_block(settings.require_email_verification, settings.require_admin_approval)
     {
-        record(&state, EventKind::SignInFailed, Some(user.id), &client.ip, block.describe().to_owned()).await?;
+        record(&state, EventKind::SignInFailed, Some(user.id), &client.ip, block.describe().to_owned(), None).await?;
         if block == SignInBlock::EmailUnverified {
             let flash = Flash::new("Confirm your email address first. We can send you a new link and code.");
             return Ok(redirect_with_flash("/verify/resend", flash.with_email(user.email)));
         }
         return Ok(blocked_page(ctx, block));
     }
-    record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new()).await?;
+    // A success forgets the address's failures: one transaction with the event.
+    record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), Some(address)).await?;
     SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
     let mut response = redirect(&next);
@@ -142,7 +153,7 @@ pub async fn logout(
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(user_id) = SessionData::of(&req).user_id() {
-        record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new()).await?;
+        record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), None).await?;
     }
     SessionData::end(&req);
     Ok(redirect_with_flash("/", Flash::new("You are signed out.")))
@@ -155,12 +166,39 @@ async fn record(
     user_id: Option<i64>,
     ip: &str,
     detail: String,
+    clear_failures_of: Option<String>,
 ) -> Result<(), AppError> {
-    let ip = ip.to_owned();
+    let (ip, throttle) = (ip.to_owned(), state.throttle);
     state
         .db
         .run(move |conn| {
-            audit::record(conn, Event { kind, user_id, actor_id: user_id, ip: &ip, detail: &detail }, now())
+            conn.write(|conn| {
+                audit::record(conn, Event { kind, user_id, actor_id: user_id, ip: &ip, detail: &detail }, now())?;
+                match &clear_failures_of {
+                    Some(address) => throttle.clear(conn, &Bucket::SignInAddress(address.clone())),
+                    None => Ok(()),
+                }
+            })
+        })
+        .await?;
+    Ok(())
+}
+
+/// A wrong password (or an unknown address): an event, and one more
+/// failure against both the address and the client.
+async fn record_failure(state: &AppState, user_id: Option<i64>, ip: &str, address: String) -> Result<(), AppError> {
+    let (ip, throttle) = (ip.to_owned(), state.throttle);
+    state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                let now = now();
+                let event =
+                    Event { kind: EventKind::SignInFailed, user_id, actor_id: user_id, ip: &ip, detail: &address };
+                audit::record(conn, event, now)?;
+                throttle.hit(conn, &Bucket::SignInAddress(address.clone()), now)?;
+                throttle.hit(conn, &Bucket::SignInIp(ip.clone()), now)
+            })
         })
         .await?;
     Ok(())

@@ -15,6 +15,7 @@ use crate::db::{DbConnection, now, sessions};
 use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
+use crate::throttle::{Bucket, Throttle};
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
@@ -79,6 +80,7 @@ pub async fn forgot(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
+    state.rate_limit(vec![Bucket::MailAddress(email.as_str().to_owned())]).await?;
     let config = state.config.clone();
     let address = email.clone();
     state.db.run(move |conn| request_reset(conn, &address, &client.ip, &config)).await?;
@@ -155,7 +157,9 @@ pub async fn reset(
     };
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
-    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client.ip, &config)).await?;
+    let throttle = state.throttle;
+    let done =
+        state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client.ip, throttle, &config)).await?;
     if !done {
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     }
@@ -172,6 +176,7 @@ fn complete_reset(
     token: &PlainToken,
     password_hash: &str,
     ip: &str,
+    throttle: Throttle,
     config: &Config,
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
@@ -189,6 +194,8 @@ fn complete_reset(
             return Ok(false);
         };
         User::set_password(conn, user.id, password_hash, true, now)?;
+        // The owner is back in: failed sign-ins against the address are forgotten.
+        throttle.clear(conn, &Bucket::SignInAddress(user.email.clone()))?;
         email_tokens::void_all(conn, user.id, &[Purpose::ResetLink, Purpose::VerifyLink, Purpose::VerifyCode], now)?;
         sessions::delete_all_for_user(conn, user.id)?;
         queue(conn, MailKind::PasswordChanged, &user.email, Some(user.id), config)?;

@@ -10,6 +10,7 @@ use crate::db::{DbConnection, now};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::{MailKind, queue, queue_verification_for_registration};
 use crate::state::AppState;
+use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
@@ -53,6 +54,9 @@ pub async fn submit(
         Ok(password) => password,
         Err(problem) => return invalid(None, Some(problem.to_string())),
     };
+    // Counted once the form is valid: a sign-up may send mail to the address.
+    let buckets = vec![Bucket::SignUpIp(client.ip.clone()), Bucket::MailAddress(email.as_str().to_owned())];
+    state.rate_limit(buckets).await?;
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
     let address = email.clone();

@@ -14,6 +14,7 @@ use crate::db::{DbConnection, now, sessions};
 use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
+use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 const WRONG_CODE: &str = "That code is wrong or has expired. Check the latest email, or ask for a new code.";
@@ -103,6 +104,7 @@ pub async fn submit(
                 };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             };
+            state.rate_limit(vec![Bucket::CodeAddress(address.as_str().to_owned())]).await?;
             let codes = state.codes.clone();
             let verified = state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip)).await?;
             if !verified {
@@ -212,6 +214,7 @@ pub async fn resend(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
+    state.rate_limit(vec![Bucket::MailAddress(email.as_str().to_owned())]).await?;
     let config = state.config.clone();
     let address = email.clone();
     state

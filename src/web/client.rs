@@ -1,17 +1,37 @@
 use std::future::{Ready, ready};
+use std::net::IpAddr;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest, web};
+
+use crate::state::AppState;
 
 /// Longest user agent kept with a session.
 const MAX_USER_AGENT: usize = 200;
 
-/// Who is asking: the peer's address (no forwarding header is trusted) and
-/// the browser's own description.
+/// Who is asking: the client's address and the browser's own description.
 #[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub ip: String,
     pub user_agent: String,
+}
+
+/// The peer's address, or, when the peer is a trusted proxy, the last
+/// address in `X-Forwarded-For` that is not one of the trusted proxies
+/// (what comes before it could be made up by the client).
+fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    Some(forwarded.into_iter().rev().find(|hop| !trusted_proxies.contains(hop)).unwrap_or(peer))
 }
 
 impl FromRequest for ClientInfo {
@@ -19,7 +39,9 @@ impl FromRequest for ClientInfo {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ip = req.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_else(|| "unknown".into());
+        let trusted: &[IpAddr] =
+            req.app_data::<web::Data<AppState>>().map_or(&[], |state| &state.config.settings.trusted_proxies);
+        let ip = client_ip(req, trusted).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let user_agent = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)

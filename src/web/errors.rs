@@ -21,10 +21,26 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("Forms must be sent as application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
+    #[error("Too many attempts. Try again in {}.", minutes(.0))]
+    TooManyRequests(std::time::Duration),
     #[error("Usher is busy or cannot reach its database. Nothing was lost; please try again in a moment.")]
     Unavailable(String),
     #[error("Something went wrong on our side.")]
     Internal(#[source] anyhow::Error),
+}
+
+/// "3 minutes", rounded up, at least one.
+fn minutes(wait: &std::time::Duration) -> String {
+    match wait.as_secs().div_ceil(60).max(1) {
+        1 => "1 minute".to_owned(),
+        n => format!("{n} minutes"),
+    }
+}
+
+impl From<crate::throttle::RetryAfter> for AppError {
+    fn from(retry: crate::throttle::RetryAfter) -> Self {
+        Self::TooManyRequests(retry.0)
+    }
 }
 
 impl From<DbError> for AppError {
@@ -67,6 +83,7 @@ impl ResponseError for AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,10 +95,13 @@ impl ResponseError for AppError {
             _ => {}
         }
         let mut response = error_page(self.status_code(), &self.to_string());
-        if matches!(self, Self::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("5"));
+        let retry_after = match self {
+            Self::Unavailable(_) => Some(5),
+            Self::TooManyRequests(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }

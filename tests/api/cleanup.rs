@@ -38,11 +38,11 @@ async fn the_cleanup_command_deletes_what_expired_and_prints_counts(backend: Bac
 
     let printed = run_cleanup_command(&app);
 
-    assert_eq!(printed, "tokens: 2\nsessions: 1\nmail: 1\nunverified accounts: 1\n", "{printed}");
+    assert_eq!(printed, "tokens: 2\nsessions: 1\nmail: 1\nunverified accounts: 1\nthrottle records: 0\n", "{printed}");
     let counts = app.row_counts();
     assert_eq!((counts.users, counts.email_tokens, counts.sessions, counts.outbox), (1, 0, 0, 0));
     let again = run_cleanup_command(&app);
-    assert_eq!(again, "tokens: 0\nsessions: 0\nmail: 0\nunverified accounts: 0\n");
+    assert_eq!(again, "tokens: 0\nsessions: 0\nmail: 0\nunverified accounts: 0\nthrottle records: 0\n");
 }
 
 async fn the_server_cleans_up_periodically(backend: Backend) {

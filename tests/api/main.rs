@@ -17,4 +17,5 @@ mod outage;
 mod recovery;
 mod register;
 mod sessions;
+mod throttle;
 mod verify;

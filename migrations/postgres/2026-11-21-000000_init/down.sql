@@ -1,3 +1,4 @@
+DROP TABLE throttle_hits;
 DROP TABLE audit_events;
 DROP TABLE leases;
 DROP TABLE outbox;

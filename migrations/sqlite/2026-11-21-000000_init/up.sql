@@ -84,3 +84,10 @@ CREATE TABLE audit_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX audit_events_by_user ON audit_events (user_id, id);
+
+-- Rate limiting shared by all instances: one row per counted attempt.
+CREATE TABLE throttle_hits (
+    bucket TEXT NOT NULL,                     -- e.g. 'signin-address:ann@example.com'
+    at BIGINT NOT NULL
+);
+CREATE INDEX throttle_hits_by_bucket ON throttle_hits (bucket, at);

@@ -1,0 +1,156 @@
+//! Rate limits that hold across instances: attempts are rows in the
+//! database, counted per bucket over a sliding window. Buckets are keyed by
+//! the normalised address (whether or not it has an account) or by the
+//! client's IP, so a limit never tells whether an address is registered.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use diesel::QueryResult;
+
+use crate::db::{DbConnection, throttle_hits};
+
+/// At most `max` attempts per `window`, written `10/15m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl FromStr for Limit {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let (max, window) = raw.split_once('/').ok_or("expected attempts/duration, e.g. 10/15m")?;
+        let max = max.trim().parse().map_err(|_| format!("{max:?} is not a number of attempts"))?;
+        let window = humantime::parse_duration(window.trim()).map_err(|e| e.to_string())?;
+        if window.is_zero() {
+            return Err("the duration must be longer than zero".into());
+        }
+        Ok(Self { max, window })
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.max, humantime::format_duration(self.window))
+    }
+}
+
+/// What is being counted, and for whom.
+#[derive(Clone, Debug)]
+pub enum Bucket {
+    /// Failed sign-ins for an address.
+    SignInAddress(String),
+    /// Failed sign-ins from a client.
+    SignInIp(String),
+    /// Requests that send mail to an address (resend, forgot, registration).
+    MailAddress(String),
+    /// Verification codes typed for an address.
+    CodeAddress(String),
+    /// Sign-ups from a client.
+    SignUpIp(String),
+}
+
+impl Bucket {
+    fn key(&self) -> String {
+        match self {
+            Self::SignInAddress(address) => format!("signin-address:{address}"),
+            Self::SignInIp(ip) => format!("signin-ip:{ip}"),
+            Self::MailAddress(address) => format!("mail-address:{address}"),
+            Self::CodeAddress(address) => format!("code-address:{address}"),
+            Self::SignUpIp(ip) => format!("signup-ip:{ip}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub sign_in_per_address: Limit,
+    pub sign_in_per_ip: Limit,
+    pub mail_per_address: Limit,
+    pub codes_per_address: Limit,
+    pub sign_ups_per_ip: Limit,
+}
+
+/// The limits in force, or none when `USHER_THROTTLE=off`.
+#[derive(Clone, Copy, Debug)]
+pub struct Throttle {
+    limits: Option<Limits>,
+}
+
+/// How long until the bucket allows another attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryAfter(pub Duration);
+
+impl Throttle {
+    pub fn new(enabled: bool, limits: Limits) -> Self {
+        Self { limits: enabled.then_some(limits) }
+    }
+
+    fn limit(&self, bucket: &Bucket) -> Option<Limit> {
+        let limits = self.limits?;
+        Some(match bucket {
+            Bucket::SignInAddress(_) => limits.sign_in_per_address,
+            Bucket::SignInIp(_) => limits.sign_in_per_ip,
+            Bucket::MailAddress(_) => limits.mail_per_address,
+            Bucket::CodeAddress(_) => limits.codes_per_address,
+            Bucket::SignUpIp(_) => limits.sign_ups_per_ip,
+        })
+    }
+
+    /// `Err` with the wait if the bucket is full; counts nothing.
+    pub fn check(&self, conn: &mut DbConnection, bucket: &Bucket, now: i64) -> QueryResult<Result<(), RetryAfter>> {
+        let Some(limit) = self.limit(bucket) else {
+            return Ok(Ok(()));
+        };
+        let window = limit.window.as_secs() as i64;
+        let (count, oldest) = throttle_hits::count_since(conn, &bucket.key(), now - window)?;
+        if count < i64::from(limit.max) {
+            return Ok(Ok(()));
+        }
+        let wait = oldest.map_or(window, |oldest| oldest + window - now).max(1);
+        Ok(Err(RetryAfter(Duration::from_secs(wait as u64))))
+    }
+
+    /// Counts one attempt.
+    pub fn hit(&self, conn: &mut DbConnection, bucket: &Bucket, now: i64) -> QueryResult<()> {
+        if self.limits.is_some() {
+            throttle_hits::insert(conn, &bucket.key(), now)?;
+        }
+        Ok(())
+    }
+
+    /// Checks, and counts the attempt if it is allowed.
+    pub fn take(&self, conn: &mut DbConnection, bucket: Bucket, now: i64) -> QueryResult<Result<(), RetryAfter>> {
+        let verdict = self.check(conn, &bucket, now)?;
+        if verdict.is_ok() {
+            self.hit(conn, &bucket, now)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Forgets a bucket's attempts (a successful sign-in or reset clears
+    /// the failures of its address).
+    pub fn clear(&self, conn: &mut DbConnection, bucket: &Bucket) -> QueryResult<()> {
+        if self.limits.is_some() {
+            throttle_hits::clear(conn, &bucket.key())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_from_attempts_over_a_duration() {
+        assert_eq!("10/15m".parse(), Ok(Limit { max: 10, window: Duration::from_secs(900) }));
+        assert_eq!(" 5 / 1h ".parse(), Ok(Limit { max: 5, window: Duration::from_secs(3600) }));
+        for bad in ["10", "ten/15m", "10/soon", "10/0s", "-1/1h"] {
+            assert!(bad.parse::<Limit>().is_err(), "{bad}");
+        }
+    }
+}
