@@ -23,9 +23,10 @@ use crate::state::AppState;
 use crate::telemetry::PathOnlySpan;
 use crate::throttle::Throttle;
 use crate::web::AppError;
-use crate::web::cookies::{CookieSettings, SESSION_COOKIE, cookie_layer};
+use crate::web::cookies::{CookieNames, CookieSettings, cookie_layer};
 use crate::web::errors::{render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
+use crate::web::limits::{header_limit, request_timeout};
 
 const POOL_SIZE: u32 = 16;
 
@@ -100,9 +101,12 @@ impl Application {
             mail: mail.clone(),
             throttle,
         });
+        let secure = config.is_https();
+        let cookie_names = CookieNames::new(secure);
         let cookies = web::Data::new(CookieSettings {
             key: derive_key(config.session_key.expose(), "usher cookies"),
-            secure: config.is_https(),
+            secure,
+            names: cookie_names.clone(),
             remember_for: config.settings.session_remember_ttl,
         });
         let session_key = derive_key(config.session_key.expose(), "usher sessions");
@@ -113,7 +117,7 @@ impl Application {
 
         let server = HttpServer::new(move || {
             let sessions = SessionMiddleware::builder(store.clone(), session_key.clone())
-                .cookie_name(SESSION_COOKIE.to_owned())
+                .cookie_name(cookie_names.session.clone())
                 .cookie_secure(secure)
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
@@ -133,8 +137,10 @@ impl Application {
                 .wrap(sessions)
                 .wrap(from_fn(session_errors_as_outages))
                 .wrap(from_fn(cookie_layer))
+                .wrap(from_fn(request_timeout))
+                .wrap(from_fn(header_limit))
                 .wrap(ErrorHandlers::new().default_handler(render_bare_errors))
-                .wrap(security_headers())
+                .wrap(security_headers(secure))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
         })
         .workers(config.settings.workers.unwrap_or(cores))
@@ -194,8 +200,8 @@ fn start_mail_worker(config: &Arc<Config>, db: &Db, codes: CodeHasher) -> anyhow
 /// Headers on every response. Pages load nothing from other sites, and the
 /// referrer stays on the site (not `no-referrer`, with which browsers send
 /// `Origin: null` on form posts), so a token in a URL never leaves it.
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
         .add((
             "Content-Security-Policy",
             "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -203,5 +209,6 @@ fn security_headers() -> DefaultHeaders {
         .add(("Referrer-Policy", "same-origin"))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("X-Frame-Options", "DENY"))
-        .add(("Cache-Control", "no-store"))
+        .add(("Cache-Control", "no-store"));
+    if https { headers.add(("Strict-Transport-Security", "max-age=31536000")) } else { headers }
 }

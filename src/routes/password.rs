@@ -2,6 +2,8 @@
 //! password. The pages answer the same whether or not an address has an
 //! account.
 
+use std::time::Instant;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -16,7 +18,7 @@ use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::throttle::{Bucket, Throttle};
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +75,7 @@ pub async fn forgot(
     state: web::Data<AppState>,
     Form(form): Form<ForgotForm>,
 ) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
@@ -84,6 +87,7 @@ pub async fn forgot(
     let config = state.config.clone();
     let address = email.clone();
     state.db.run(move |conn| request_reset(conn, &address, &client.ip, &config)).await?;
+    answer_no_sooner(started).await;
     state.mail.wake();
     let flash = Flash::new(
         "If an account uses that address, we sent it a link to choose a new password. It works once, for a short time.",

@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -11,7 +13,7 @@ use crate::domain::{Approval, EmailAddress};
 use crate::mail::{MailKind, queue, queue_verification_for_registration};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +44,7 @@ pub async fn submit(
     state: web::Data<AppState>,
     Form(form): Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
     let invalid = |email_error: Option<String>, password_error: Option<String>| {
         let page = RegisterPage { ctx: ctx.clone(), email: form.email.clone(), email_error, password_error };
         Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
@@ -61,6 +64,7 @@ pub async fn submit(
     let config = state.config.clone();
     let address = email.clone();
     state.db.run(move |conn| register(conn, &address, &password_hash, &client.ip, &config)).await?;
+    answer_no_sooner(started).await;
     state.mail.wake();
     let flash = Flash::new("Check your inbox: we sent you a link and a code to confirm your address.");
     Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))

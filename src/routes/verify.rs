@@ -2,6 +2,8 @@
 //! POST uses the token, so mail scanners that prefetch links do no harm) or
 //! by typing the emailed code.
 
+use std::time::Instant;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -15,7 +17,7 @@ use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
 
 const WRONG_CODE: &str = "That code is wrong or has expired. Check the latest email, or ask for a new code.";
 
@@ -89,6 +91,7 @@ pub async fn submit(
     state: web::Data<AppState>,
     Form(form): Form<VerifyForm>,
 ) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
     let verified = match (form.token, form.email, form.code) {
         (Some(token), None, None) => {
             let token = PlainToken::parse(&token)
@@ -107,6 +110,7 @@ pub async fn submit(
             state.rate_limit(vec![Bucket::CodeAddress(address.as_str().to_owned())]).await?;
             let codes = state.codes.clone();
             let verified = state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip)).await?;
+            answer_no_sooner(started).await;
             if !verified {
                 let page = EnterCodePage { ctx, email, error: Some(WRONG_CODE.into()) };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
@@ -207,6 +211,7 @@ pub async fn resend(
     state: web::Data<AppState>,
     Form(form): Form<ResendForm>,
 ) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
@@ -231,6 +236,7 @@ pub async fn resend(
             })
         })
         .await?;
+    answer_no_sooner(started).await;
     state.mail.wake();
     let flash = Flash::new("If that address has an account waiting for confirmation, we sent it a new link and code.");
     Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))

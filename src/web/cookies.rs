@@ -15,20 +15,38 @@ use super::Flash;
 use crate::db::now;
 use crate::domain::random_secret;
 
-const CSRF_COOKIE: &str = "usher_csrf";
-const FLASH_COOKIE: &str = "usher_flash";
 /// How long an anonymous CSRF token stays valid. It is set only when
 /// missing or expired, so every open tab shares it.
 const CSRF_LIFETIME_SECS: i64 = 12 * 3600;
 
-/// The session cookie, which actix-session sets.
-pub const SESSION_COOKIE: &str = "usher_session";
+/// The names of Usher's cookies. Over https they carry the `__Host-`
+/// prefix, which browsers only accept from this very host, over https, for
+/// the whole site: a sibling subdomain cannot plant one.
+#[derive(Clone, Debug)]
+pub struct CookieNames {
+    /// The session cookie, which actix-session sets.
+    pub session: String,
+    pub csrf: String,
+    pub flash: String,
+}
+
+impl CookieNames {
+    pub fn new(secure: bool) -> Self {
+        let prefix = if secure { "__Host-" } else { "" };
+        Self {
+            session: format!("{prefix}usher_session"),
+            csrf: format!("{prefix}usher_csrf"),
+            flash: format!("{prefix}usher_flash"),
+        }
+    }
+}
 
 /// Keys and cookie flags for the signed cookies.
 #[derive(Clone)]
 pub struct CookieSettings {
     pub key: Key,
     pub secure: bool,
+    pub names: CookieNames,
     /// Max-Age of a "remember me" session cookie.
     pub remember_for: std::time::Duration,
 }
@@ -54,23 +72,23 @@ pub async fn cookie_layer(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let settings = req.app_data::<web::Data<CookieSettings>>().cloned().expect("cookie settings");
-    let known_token = req.cookie(CSRF_COOKIE).and_then(|cookie| valid_csrf_token(&settings.key, cookie));
+    let known_token = req.cookie(&settings.names.csrf).and_then(|cookie| valid_csrf_token(&settings, cookie));
     let csrf_from_browser = known_token.is_some();
     let csrf_token = known_token.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(random_secret::<32>()));
-    let flash = req.cookie(FLASH_COOKIE).and_then(|cookie| read_flash(&settings.key, cookie));
-    let had_flash = req.cookie(FLASH_COOKIE).is_some();
+    let flash = req.cookie(&settings.names.flash).and_then(|cookie| read_flash(&settings, cookie));
+    let had_flash = req.cookie(&settings.names.flash).is_some();
     req.extensions_mut().insert(RequestCookies { csrf_token: csrf_token.clone(), csrf_from_browser, flash });
 
     let mut res = next.call(req).await?;
 
     if res.response().extensions().get::<RememberMe>().is_some() {
-        persist_session_cookie(&mut res, settings.remember_for)?;
+        persist_session_cookie(&mut res, &settings)?;
     }
     let outgoing_flash = res.response().extensions().get::<Flash>().cloned();
     if let Some(flash) = outgoing_flash {
         res.response_mut().add_cookie(&flash_cookie(&settings, &flash))?;
     } else if had_flash && res.status().is_success() {
-        res.response_mut().add_cookie(&removal(&settings, FLASH_COOKIE))?;
+        res.response_mut().add_cookie(&removal(&settings, settings.names.flash.clone()))?;
     }
     if !csrf_from_browser && is_html(&res) {
         res.response_mut().add_cookie(&csrf_cookie(&settings, &csrf_token))?;
@@ -78,15 +96,12 @@ pub async fn cookie_layer(
     Ok(res)
 }
 
-fn persist_session_cookie<B>(
-    res: &mut ServiceResponse<B>,
-    max_age: std::time::Duration,
-) -> Result<(), actix_web::Error> {
-    let session_cookie =
-        res.response().cookies().find(|cookie| cookie.name() == SESSION_COOKIE).map(|c| c.into_owned());
+fn persist_session_cookie<B>(res: &mut ServiceResponse<B>, settings: &CookieSettings) -> Result<(), actix_web::Error> {
+    let (name, max_age) = (settings.names.session.as_str(), settings.remember_for);
+    let session_cookie = res.response().cookies().find(|cookie| cookie.name() == name).map(|c| c.into_owned());
     if let Some(mut cookie) = session_cookie {
         cookie.set_max_age(CookieDuration::seconds(max_age.as_secs() as i64));
-        res.response_mut().del_cookie(SESSION_COOKIE);
+        res.response_mut().del_cookie(name);
         res.response_mut().add_cookie(&cookie)?;
     }
     Ok(())
@@ -99,23 +114,23 @@ fn is_html<B>(res: &ServiceResponse<B>) -> bool {
         .is_some_and(|value| value.starts_with("text/html"))
 }
 
-fn base_cookie(settings: &CookieSettings, name: &'static str, value: String) -> Cookie<'static> {
+fn base_cookie(settings: &CookieSettings, name: String, value: String) -> Cookie<'static> {
     Cookie::build(name, value).path("/").http_only(true).secure(settings.secure).same_site(SameSite::Lax).finish()
 }
 
 fn csrf_cookie(settings: &CookieSettings, token: &str) -> Cookie<'static> {
-    let mut cookie = base_cookie(settings, CSRF_COOKIE, format!("{token}.{}", now()));
+    let mut cookie = base_cookie(settings, settings.names.csrf.clone(), format!("{token}.{}", now()));
     cookie.set_max_age(CookieDuration::seconds(CSRF_LIFETIME_SECS));
     let mut jar = CookieJar::new();
     jar.signed_mut(&settings.key).add(cookie);
-    jar.get(CSRF_COOKIE).cloned().expect("cookie just added")
+    jar.get(&settings.names.csrf).cloned().expect("cookie just added")
 }
 
 /// The token inside a cookie we signed, if it has not expired.
-fn valid_csrf_token(key: &Key, cookie: Cookie<'static>) -> Option<String> {
+fn valid_csrf_token(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<String> {
     let mut jar = CookieJar::new();
     jar.add_original(cookie);
-    let verified = jar.signed(key).get(CSRF_COOKIE)?;
+    let verified = jar.signed(&settings.key).get(&settings.names.csrf)?;
     let (token, issued_at) = verified.value().rsplit_once('.')?;
     let age = now() - issued_at.parse::<i64>().ok()?;
     (0..CSRF_LIFETIME_SECS).contains(&age).then(|| token.to_owned())
@@ -123,21 +138,21 @@ fn valid_csrf_token(key: &Key, cookie: Cookie<'static>) -> Option<String> {
 
 fn flash_cookie(settings: &CookieSettings, flash: &Flash) -> Cookie<'static> {
     let json = serde_json::to_string(flash).expect("flash serialises");
-    let mut cookie = base_cookie(settings, FLASH_COOKIE, json);
+    let mut cookie = base_cookie(settings, settings.names.flash.clone(), json);
     cookie.set_max_age(CookieDuration::minutes(10));
     let mut jar = CookieJar::new();
     jar.private_mut(&settings.key).add(cookie);
-    jar.get(FLASH_COOKIE).cloned().expect("cookie just added")
+    jar.get(&settings.names.flash).cloned().expect("cookie just added")
 }
 
-fn read_flash(key: &Key, cookie: Cookie<'static>) -> Option<Flash> {
+fn read_flash(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<Flash> {
     let mut jar = CookieJar::new();
     jar.add_original(cookie);
-    let decrypted = jar.private(key).get(FLASH_COOKIE)?;
+    let decrypted = jar.private(&settings.key).get(&settings.names.flash)?;
     serde_json::from_str(decrypted.value()).ok()
 }
 
-fn removal(settings: &CookieSettings, name: &'static str) -> Cookie<'static> {
+fn removal(settings: &CookieSettings, name: String) -> Cookie<'static> {
     let mut cookie = base_cookie(settings, name, String::new());
     cookie.make_removal();
     cookie

@@ -19,6 +19,8 @@ pub enum AppError {
     NotFound,
     #[error("The form is too large.")]
     PayloadTooLarge,
+    #[error("The request's headers are too large.")]
+    HeadersTooLarge,
     #[error("Forms must be sent as application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
     #[error("Too many attempts. Try again in {}.", minutes(.0))]
@@ -81,6 +83,7 @@ impl ResponseError for AppError {
             Self::CsrfRejected | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -5,9 +5,23 @@ pub mod client;
 pub mod cookies;
 pub mod errors;
 pub mod forms;
+pub mod limits;
 pub mod pages;
 
 pub use client::ClientInfo;
 pub use errors::AppError;
 pub use forms::Form;
 pub use pages::{Flash, PageContext, redirect, redirect_with_flash, render};
+
+/// The least time an answer about an address takes. Registration,
+/// resend, forgot-password and code entry do a little more database work
+/// for an address with an account than for one without; answering no
+/// sooner than this hides the difference.
+pub const ANSWER_FLOOR: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Waits (without holding a thread) until `ANSWER_FLOOR` has passed since `started`.
+pub async fn answer_no_sooner(started: std::time::Instant) {
+    if let Some(left) = ANSWER_FLOOR.checked_sub(started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+}

@@ -11,6 +11,7 @@ mod bad_input;
 mod cleanup;
 mod config;
 mod csrf;
+mod headers;
 mod login;
 mod mail;
 mod outage;

@@ -1,0 +1,40 @@
+//! Limits on what one request may take: header size and time.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+
+use super::AppError;
+
+/// Largest total size of a request's headers (names and values). Browsers
+/// send a few KiB; actix itself would take up to 128 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Longest a request may take. Far longer than the longest wait for a
+/// password-hashing thread (a full queue of 128 takes about 1.5 s on two
+/// cores), so only a stuck database ends a request this way.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answers 503 instead of hanging when a request takes too long.
+pub async fn request_timeout<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.call(req)).await {
+        Ok(response) => response,
+        Err(_) => Err(AppError::Unavailable("the request took too long".into()).into()),
+    }
+}
+
+/// Refuses requests whose headers are larger than `MAX_HEADER_BYTES` with
+/// a 431 page.
+pub async fn header_limit<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let size: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        return Err(AppError::HeadersTooLarge.into());
+    }
+    next.call(req).await
+}
