@@ -219,7 +219,8 @@ pub async fn events(
 }
 
 /// What an administrator can do to an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Approve,
     Reject,
@@ -245,54 +246,15 @@ enum Refusal {
     LastAdmin,
 }
 
-pub async fn approve(
+/// `POST /admin/users/{id}/{approve|reject|disable|enable}`.
+pub async fn act(
     admin: AdminUser,
     state: web::Data<AppState>,
     client: ClientInfo,
-    id: web::Path<i64>,
-    form: Form<ActionForm>,
+    path: web::Path<(i64, Action)>,
+    Form(form): Form<ActionForm>,
 ) -> Result<HttpResponse, AppError> {
-    act(admin, state, client, id.into_inner(), form.0, Action::Approve).await
-}
-
-pub async fn reject(
-    admin: AdminUser,
-    state: web::Data<AppState>,
-    client: ClientInfo,
-    id: web::Path<i64>,
-    form: Form<ActionForm>,
-) -> Result<HttpResponse, AppError> {
-    act(admin, state, client, id.into_inner(), form.0, Action::Reject).await
-}
-
-pub async fn disable(
-    admin: AdminUser,
-    state: web::Data<AppState>,
-    client: ClientInfo,
-    id: web::Path<i64>,
-    form: Form<ActionForm>,
-) -> Result<HttpResponse, AppError> {
-    act(admin, state, client, id.into_inner(), form.0, Action::Disable).await
-}
-
-pub async fn enable(
-    admin: AdminUser,
-    state: web::Data<AppState>,
-    client: ClientInfo,
-    id: web::Path<i64>,
-    form: Form<ActionForm>,
-) -> Result<HttpResponse, AppError> {
-    act(admin, state, client, id.into_inner(), form.0, Action::Enable).await
-}
-
-async fn act(
-    admin: AdminUser,
-    state: web::Data<AppState>,
-    client: ClientInfo,
-    target: i64,
-    form: ActionForm,
-    action: Action,
-) -> Result<HttpResponse, AppError> {
+    let (target, action) = path.into_inner();
     let config = state.config.clone();
     let outcome = state.db.run(move |conn| apply(conn, admin.user_id, target, action, &client.ip, &config)).await?;
     let back = safe_next(form.back.as_deref()).to_owned();
