@@ -39,20 +39,23 @@ impl AppState {
     }
 
     /// Counts one attempt against each bucket, in one transaction; refuses
-    /// with a 429 (counting nothing more) once a bucket is full.
-    pub async fn rate_limit(&self, buckets: Vec<Bucket>) -> Result<(), AppError> {
+    /// with a 429 (counting nothing more) once a bucket is full. Returns the
+    /// hits, for `Throttle::release`.
+    pub async fn rate_limit(&self, buckets: Vec<Bucket>) -> Result<Vec<i64>, AppError> {
         let throttle = self.throttle;
         let verdict = self
             .db
             .run(move |conn| {
                 conn.write(|conn| {
                     let now = crate::db::now();
-                    for bucket in buckets {
-                        if let Err(wait) = throttle.take(conn, bucket, now)? {
-                            return Ok(Err(wait));
+                    let mut hits = Vec::new();
+                    for bucket in &buckets {
+                        match throttle.take(conn, bucket, now)? {
+                            Ok(hit) => hits.extend(hit),
+                            Err(wait) => return Ok(Err(wait)),
                         }
                     }
-                    Ok(Ok(()))
+                    Ok(Ok(hits))
                 })
             })
             .await?;

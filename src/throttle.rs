@@ -101,7 +101,7 @@ impl Throttle {
     }
 
     /// `Err` with the wait if the bucket is full; counts nothing.
-    pub fn check(&self, conn: &mut DbConnection, bucket: &Bucket, now: i64) -> QueryResult<Result<(), RetryAfter>> {
+    fn check(&self, conn: &mut DbConnection, bucket: &Bucket, now: i64) -> QueryResult<Result<(), RetryAfter>> {
         let Some(limit) = self.limit(bucket) else {
             return Ok(Ok(()));
         };
@@ -114,21 +114,34 @@ impl Throttle {
         Ok(Err(RetryAfter(Duration::from_secs(wait as u64))))
     }
 
-    /// Counts one attempt.
-    pub fn hit(&self, conn: &mut DbConnection, bucket: &Bucket, now: i64) -> QueryResult<()> {
-        if self.limits.is_some() {
-            throttle_hits::insert(conn, &bucket.key(), now)?;
+    /// Counts an attempt if the bucket has room, before the attempt is
+    /// made, so that parallel attempts cannot all slip under the limit.
+    /// Must run in a write transaction (it holds the bucket until the end).
+    /// Returns the hit, which `release` can take back (a sign-in that
+    /// turns out to be right is no failure).
+    pub fn take(
+        &self,
+        conn: &mut DbConnection,
+        bucket: &Bucket,
+        now: i64,
+    ) -> QueryResult<Result<Option<i64>, RetryAfter>> {
+        if self.limits.is_none() {
+            return Ok(Ok(None));
         }
-        Ok(())
+        let key = bucket.key();
+        throttle_hits::lock_bucket(conn, &key)?;
+        if let Err(wait) = self.check(conn, bucket, now)? {
+            return Ok(Err(wait));
+        }
+        throttle_hits::insert(conn, &key, now).map(|id| Ok(Some(id)))
     }
 
-    /// Checks, and counts the attempt if it is allowed.
-    pub fn take(&self, conn: &mut DbConnection, bucket: Bucket, now: i64) -> QueryResult<Result<(), RetryAfter>> {
-        let verdict = self.check(conn, &bucket, now)?;
-        if verdict.is_ok() {
-            self.hit(conn, &bucket, now)?;
+    /// Takes back hits that `take` counted.
+    pub fn release(&self, conn: &mut DbConnection, hits: &[i64]) -> QueryResult<()> {
+        if !hits.is_empty() {
+            throttle_hits::delete(conn, hits)?;
         }
-        Ok(verdict)
+        Ok(())
     }
 
     /// Forgets a bucket's attempts (a successful sign-in or reset clears

@@ -87,8 +87,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// No primary key: rows are counted and deleted by bucket and time only.
-    throttle_hits (bucket, at) {
+    throttle_hits (id) {
+        id -> BigInt,
         bucket -> Text,
         at -> BigInt,
     }

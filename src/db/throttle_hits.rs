@@ -1,8 +1,10 @@
 //! The `throttle_hits` table: attempts counted per bucket, shared by every
 //! instance.
 
+use diesel::connection::SimpleConnection;
 use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::DbConnection;
 use super::schema::throttle_hits;
@@ -16,28 +18,40 @@ pub fn count_since(conn: &mut DbConnection, bucket: &str, since: i64) -> QueryRe
         .first(conn)
 }
 
-pub fn insert(conn: &mut DbConnection, bucket: &str, now: i64) -> QueryResult<()> {
+/// Holds the bucket until the transaction ends, so concurrent
+/// count-then-insert sequences on one bucket run one after the other.
+/// SQLite's `BEGIN IMMEDIATE` already serialises every writer; PostgreSQL
+/// takes a transaction-scoped advisory lock on a hash of the bucket.
+pub fn lock_bucket(conn: &mut DbConnection, bucket: &str) -> QueryResult<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        let digest = Sha256::digest(bucket.as_bytes());
+        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        pg.batch_execute(&format!("SELECT pg_advisory_xact_lock({key})"))?;
+    }
+    Ok(())
+}
+
+pub fn insert(conn: &mut DbConnection, bucket: &str, now: i64) -> QueryResult<i64> {
     diesel::insert_into(throttle_hits::table)
         .values((throttle_hits::bucket.eq(bucket), throttle_hits::at.eq(now)))
-        .execute(conn)?;
-    Ok(())
+        .returning(throttle_hits::id)
+        .get_result(conn)
+}
+
+pub fn delete(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<usize> {
+    diesel::delete(throttle_hits::table.filter(throttle_hits::id.eq_any(ids))).execute(conn)
 }
 
 pub fn clear(conn: &mut DbConnection, bucket: &str) -> QueryResult<usize> {
     diesel::delete(throttle_hits::table.filter(throttle_hits::bucket.eq(bucket))).execute(conn)
 }
 
-/// Deletes the oldest hits before `before`, about `batch` at a time.
+/// Deletes up to `batch` hits older than `before`.
 pub fn delete_older_batch(conn: &mut DbConnection, before: i64, batch: i64) -> QueryResult<usize> {
-    let oldest: Vec<i64> = throttle_hits::table
-        .filter(throttle_hits::at.lt(before))
-        .select(throttle_hits::at)
-        .order(throttle_hits::at)
-        .limit(batch)
-        .load(conn)?;
-    let Some(&upto) = oldest.last() else {
+    let old: Vec<i64> =
+        throttle_hits::table.filter(throttle_hits::at.lt(before)).select(throttle_hits::id).limit(batch).load(conn)?;
+    if old.is_empty() {
         return Ok(0);
-    };
-    diesel::delete(throttle_hits::table.filter(throttle_hits::at.lt(before)).filter(throttle_hits::at.le(upto)))
-        .execute(conn)
+    }
+    delete(conn, &old)
 }

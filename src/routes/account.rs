@@ -16,6 +16,7 @@ use crate::db::{DbConnection, now};
 use crate::domain::{EmailAddress, normalize_password};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
+use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
 
 #[derive(Deserialize)]
@@ -122,9 +123,14 @@ pub async fn change_password(
     let Some(account) = state.db.run(move |conn| User::find(conn, user_id)).await? else {
         return Ok(redirect("/login"));
     };
+    // Guessing the current password here counts like failed sign-ins.
+    let hits = state.rate_limit(vec![Bucket::SignInAddress(account.email.clone())]).await?;
     let current_ok =
         state.hasher.verify(normalize_password(&form.current_password), Some(account.password_hash.clone())).await?;
-    if !current_ok {
+    if current_ok {
+        let throttle = state.throttle;
+        state.db.run(move |conn| throttle.release(conn, &hits)).await?;
+    } else {
         let errors =
             PageErrors { current_password: Some("Your current password is not right.".into()), password: None };
         return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;

@@ -88,24 +88,28 @@ pub async fn submit(
     let email = EmailAddress::parse(&form.email).ok();
     // Throttled by what was typed, normalised, whether or not it has an account.
     let address = email.as_ref().map_or_else(|| form.email.trim().to_lowercase(), |email| email.as_str().to_owned());
-    let (throttle, key, ip, lookup) = (state.throttle, address.clone(), client.ip.clone(), email.clone());
-    let user = state
-        .db
-        .run(move |conn| {
-            let now = now();
-            let by_address = throttle.check(conn, &Bucket::SignInAddress(key), now)?;
-            let by_ip = throttle.check(conn, &Bucket::SignInIp(ip), now)?;
-            if let Err(wait) = by_address.and(by_ip) {
-                return Ok(Err(wait));
-            }
-            lookup.map(|email| User::find_by_email(conn, email.as_str())).transpose().map(|user| Ok(user.flatten()))
-        })
-        .await??;
-    let password_matches =
-        state.hasher.verify(normalize_password(&form.password), user.as_ref().map(|u| u.password_hash.clone())).await?;
+    // Counted as a failure before the password is checked, so parallel
+    // guesses cannot all slip under the limit; taken back when it is right.
+    let hits =
+        state.rate_limit(vec![Bucket::SignInAddress(address.clone()), Bucket::SignInIp(client.ip.clone())]).await?;
+    let user = match email {
+        Some(email) => state.db.run(move |conn| User::find_by_email(conn, email.as_str())).await?,
+        None => None,
+    };
+    let checked =
+        state.hasher.verify(normalize_password(&form.password), user.as_ref().map(|u| u.password_hash.clone()));
+    let password_matches = match checked.await {
+        Ok(matches) => matches,
+        Err(busy_or_broken) => {
+            // Shed before the password was checked: that was no guess.
+            let throttle = state.throttle;
+            state.db.run(move |conn| throttle.release(conn, &hits)).await?;
+            return Err(busy_or_broken.into());
+        }
+    };
     let known = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| password_matches) else {
-        record_failure(&state, known, &client.ip, address).await?;
+        record(&state, EventKind::SignInFailed, known, &client.ip, address, Settle::KeepCounted).await?;
         let page = LoginPage { ctx, email: form.email, next, remember_me: remember, error: Some(INVALID_CREDENTIALS) };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
@@ -113,15 +117,16 @@ pub async fn submit(
     if let Some(block) =
         user.state().sign_in_block(settings.require_email_verification, settings.require_admin_approval)
     {
-        record(&state, EventKind::SignInFailed, Some(user.id), &client.ip, block.describe().to_owned(), None).await?;
+        let settle = Settle::Release(hits);
+        record(&state, EventKind::SignInFailed, Some(user.id), &client.ip, block.describe().to_owned(), settle).await?;
         if block == SignInBlock::EmailUnverified {
             let flash = Flash::new("Confirm your email address first. We can send you a new link and code.");
             return Ok(redirect_with_flash("/verify/resend", flash.with_email(user.email)));
         }
         return Ok(blocked_page(ctx, block));
     }
-    // A success forgets the address's failures: one transaction with the event.
-    record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), Some(address)).await?;
+    let settle = Settle::Forgive { hits, address };
+    record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await?;
     SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
     let mut response = redirect(&next);
@@ -153,20 +158,31 @@ pub async fn logout(
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     if let Some(user_id) = SessionData::of(&req).user_id() {
-        record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), None).await?;
+        record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), Settle::KeepCounted).await?;
     }
     SessionData::end(&req);
     Ok(redirect_with_flash("/", Flash::new("You are signed out.")))
 }
 
-/// Records a sign-in event about an account (or an address without one).
+/// What becomes of the attempt counted before the password was checked.
+enum Settle {
+    /// A wrong password: it stays counted.
+    KeepCounted,
+    /// The right password, but the account may not sign in (yet): no guess.
+    Release(Vec<i64>),
+    /// Signed in: no guess, and the address's earlier failures are forgotten.
+    Forgive { hits: Vec<i64>, address: String },
+}
+
+/// Records a sign-in event about an account (or an address without one)
+/// and settles the counted attempt, in one transaction.
 async fn record(
     state: &AppState,
     kind: EventKind,
     user_id: Option<i64>,
     ip: &str,
     detail: String,
-    clear_failures_of: Option<String>,
+    settle: Settle,
 ) -> Result<(), AppError> {
     let (ip, throttle) = (ip.to_owned(), state.throttle);
     state
@@ -174,30 +190,14 @@ async fn record(
         .run(move |conn| {
             conn.write(|conn| {
                 audit::record(conn, Event { kind, user_id, actor_id: user_id, ip: &ip, detail: &detail }, now())?;
-                match &clear_failures_of {
-                    Some(address) => throttle.clear(conn, &Bucket::SignInAddress(address.clone())),
-                    None => Ok(()),
+                match &settle {
+                    Settle::KeepCounted => Ok(()),
+                    Settle::Release(hits) => throttle.release(conn, hits),
+                    Settle::Forgive { hits, address } => {
+                        throttle.release(conn, hits)?;
+                        throttle.clear(conn, &Bucket::SignInAddress(address.clone()))
+                    }
                 }
-            })
-        })
-        .await?;
-    Ok(())
-}
-
-/// A wrong password (or an unknown address): an event, and one more
-/// failure against both the address and the client.
-async fn record_failure(state: &AppState, user_id: Option<i64>, ip: &str, address: String) -> Result<(), AppError> {
-    let (ip, throttle) = (ip.to_owned(), state.throttle);
-    state
-        .db
-        .run(move |conn| {
-            conn.write(|conn| {
-                let now = now();
-                let event =
-                    Event { kind: EventKind::SignInFailed, user_id, actor_id: user_id, ip: &ip, detail: &address };
-                audit::record(conn, event, now)?;
-                throttle.hit(conn, &Bucket::SignInAddress(address.clone()), now)?;
-                throttle.hit(conn, &Bucket::SignInIp(ip.clone()), now)
             })
         })
         .await?;

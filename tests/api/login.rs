@@ -100,7 +100,7 @@ async fn sign_in_without_required_verification_works_for_unverified_accounts(bac
 /// unknown address costs an Argon2 check (against the dummy hash) like a
 /// known one, so timing does not tell them apart.
 async fn a_full_hashing_queue_answers_503_with_a_page(backend: Backend) {
-    let app = spawn_app_with(backend, &[("--hash-queue", "1")]).await;
+    let app = spawn_app_with(backend, &[("--hash-queue", "1"), ("--limit-sign-in-per-address", "100/15m")]).await;
     let browser = app.browser();
     let token = browser.get("/login").await.csrf_token();
 
@@ -112,4 +112,15 @@ async fn a_full_hashing_queue_answers_503_with_a_page(backend: Backend) {
     assert!(!shed.is_empty(), "some sign-ins are shed when the queue is full");
     assert!(shed[0].body.contains("try again"), "{}", shed[0].body);
     assert!(pages.iter().all(|p| matches!(p.status, StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE)));
+    let counted: i64 = {
+        use diesel::prelude::*;
+        use usher::db::schema::throttle_hits;
+        throttle_hits::table
+            .filter(throttle_hits::bucket.like("signin-address:%"))
+            .count()
+            .get_result(&mut app.db())
+            .unwrap()
+    };
+    let checked = pages.iter().filter(|page| page.status == StatusCode::UNAUTHORIZED).count();
+    assert_eq!(counted as usize, checked, "a shed sign-in is not counted as a failure");
 }

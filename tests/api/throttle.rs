@@ -5,6 +5,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     failed_sign_ins_per_address_are_limited_whether_or_not_it_has_an_account,
+    parallel_guesses_get_no_more_tries_than_the_limit,
     a_successful_sign_in_clears_the_failures,
     the_owner_of_a_throttled_address_can_still_reset_the_password,
     failed_sign_ins_per_client_are_limited_across_addresses,
@@ -37,6 +38,20 @@ async fn failed_sign_ins_per_address_are_limited_whether_or_not_it_has_an_accoun
         assert_throttled(&fail(&app, email).await);
     }
     assert_throttled(&app.sign_in(&app.browser(), "ANN@example.com", PASSWORD).await);
+}
+
+async fn parallel_guesses_get_no_more_tries_than_the_limit(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--limit-sign-in-per-address", "3/15m")]).await;
+    app.register_verified("ann@example.com").await;
+    let browser = app.browser();
+    let token = browser.get("/login").await.csrf_token();
+    let fields = [("csrf_token", token.as_str()), ("email", "ann@example.com"), ("password", "a guess, not it")];
+
+    let pages = futures_util::future::join_all((0..20).map(|_| browser.post_raw("/login", &fields))).await;
+
+    let tried = pages.iter().filter(|page| page.status == StatusCode::UNAUTHORIZED).count();
+    let refused = pages.iter().filter(|page| page.status == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((tried, refused), (3, 17));
 }
 
 async fn a_successful_sign_in_clears_the_failures(backend: Backend) {

@@ -87,6 +87,7 @@ CREATE INDEX audit_events_by_user ON audit_events (user_id, id);
 
 -- Rate limiting shared by all instances: one row per counted attempt.
 CREATE TABLE throttle_hits (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     bucket TEXT NOT NULL,                     -- e.g. 'signin-address:ann@example.com'
     at BIGINT NOT NULL
 );
