@@ -175,6 +175,7 @@ impl Chrome {
     }
 
     fn fail(&self, problem: String) {
+        let _ = writeln!(std::io::stderr(), "PROBLEM: {problem}");
         self.failures.lock().unwrap().push(problem);
     }
 
@@ -219,13 +220,26 @@ impl Chrome {
         let xpath = format!("//button[normalize-space()='{label}']");
         let button =
             self.client.find(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("no button {label:?}: {e}"));
-        button.click().await.unwrap_or_else(|e| panic!("press {label:?}: {e}"));
+        self.navigates(&format!("press {label:?}"), button.click()).await;
     }
 
     /// Follows the link with this text (the first, in page order).
     pub async fn follow(&self, text: &str) {
         let link = self.client.find(Locator::LinkText(text)).await.unwrap_or_else(|e| panic!("no link {text:?}: {e}"));
-        link.click().await.unwrap_or_else(|e| panic!("follow {text:?}: {e}"));
+        self.navigates(&format!("follow {text:?}"), link.click()).await;
+    }
+
+    /// Runs `action` and waits until it has loaded a new page (the old
+    /// page's marker is gone), even when the new page has the same URL.
+    async fn navigates(&self, what: &str, action: impl Future<Output = Result<(), fantoccini::error::CmdError>>) {
+        self.client.execute("window.usherOldPage = true", vec![]).await.expect("mark the page");
+        action.await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let loaded = "return window.usherOldPage === undefined && document.readyState === 'complete'";
+        while self.client.execute(loaded, vec![]).await.ok() != Some(Value::Bool(true)) {
+            assert!(Instant::now() < deadline, "{what}: no new page after 10 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// The visible text of the first element matching `css`, or "".

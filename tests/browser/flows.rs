@@ -2,7 +2,7 @@
 //! browser; every page it passes gets the checks of `Chrome::check_page`.
 
 use crate::chrome::{Chrome, link_in, tools};
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app};
+use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 const NEW_PASSWORD: &str = "copper lantern meadow 77";
 
@@ -210,9 +210,52 @@ async fn forgot_password_reset_and_sign_in() {
     chrome.finish().await;
 }
 
-// ADMIN APPROVAL BROWSER TEST GOES HERE (issue 5): once /admin and
-// /admin/users land, add `admin_approves_a_waiting_user`: spawn the app with
-// `[("--require-admin-approval", "true")]`, sign up and confirm a user in the
-// browser (the sign-in then shows the "Awaiting approval" page: check it),
-// sign in as an administrator, `check_page` /admin and /admin/users, press
-// the approve button, sign out, and sign the user in to /account.
+/// With approval required: a confirmed sign-up waits; an administrator
+/// approves it from the admin pages; then the user signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_approves_a_waiting_user() {
+    let Some(tools) = tools() else { return };
+    let app = spawn_app_with(Backend::Sqlite, &[("--require-admin-approval", "true")]).await;
+    let chrome = Chrome::start(tools, &app.address).await;
+    let user = "ada@example.com";
+    app.register_verified(user).await;
+    let created = app.create_admin_command("root@example.com", PASSWORD);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    sign_in(&chrome, user, PASSWORD).await;
+    assert_eq!(chrome.text("h1").await, "Awaiting approval");
+    chrome.check_page("awaiting-approval").await;
+
+    sign_in(&chrome, "root@example.com", PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    chrome.follow("Administration").await;
+    chrome.wait_for_path("/admin").await;
+    chrome.check_page("admin").await;
+    chrome.press(&format!("Approve {user}")).await;
+    chrome.wait_for_path("/admin").await;
+    assert!(chrome.flash().await.contains("was approved"), "{}", chrome.flash().await);
+    chrome.follow("Users").await;
+    chrome.wait_for_path("/admin/users").await;
+    chrome.check_page("admin-users").await;
+    chrome.follow(user).await;
+    chrome.check_page("admin-user").await;
+    chrome.follow("Events").await;
+    chrome.wait_for_path("/admin/events").await;
+    chrome.check_page("admin-events").await;
+    chrome.press("Sign out").await;
+    chrome.wait_for_path("/").await;
+
+    sign_in(&chrome, user, PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, user);
+    assert!(app.mail.wait_for(user, 2).await.subject.contains("approved"));
+
+    chrome.finish().await;
+}
+
+async fn sign_in(chrome: &Chrome, email: &str, password: &str) {
+    chrome.open("/login").await;
+    chrome.fill("email", email).await;
+    chrome.fill("password", password).await;
+    chrome.press("Sign in").await;
+}
