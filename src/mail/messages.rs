@@ -188,8 +188,16 @@ pub struct Composer {
     pub codes: CodeHasher,
 }
 
+/// "24 hours", "15 minutes": how long a link or code works, for people.
 fn lifetime(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
+    let seconds = duration.as_secs();
+    let (count, unit) = match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 && s > 86_400 => (s / 86_400, "day"),
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    if count == 1 { format!("1 {unit}") } else { format!("{count} {unit}s") }
 }
 
 impl Composer {
@@ -410,4 +418,19 @@ fn locked_recipient(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<Opt
         return Ok(None);
     };
     Ok((user.email == row.recipient).then_some(user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lifetime;
+    use std::time::Duration;
+
+    #[test]
+    fn lifetimes_read_as_people_write_them() {
+        let cases =
+            [(86_400, "24 hours"), (900, "15 minutes"), (3600, "1 hour"), (7 * 86_400, "7 days"), (90, "90 seconds")];
+        for (seconds, text) in cases {
+            assert_eq!(lifetime(Duration::from_secs(seconds)), text);
+        }
+    }
 }
