@@ -144,6 +144,8 @@ mod tests {
         assert!(verify_now("correct horse battery staple", &hash));
         assert!(!verify_now("correct horse battery stapel", &hash));
         assert!(!verify_now("anything", "not a hash"));
+        let again = hash_now("correct horse battery staple").unwrap();
+        assert_ne!(hash, again, "each hash has its own salt");
     }
 
     #[tokio::test]

@@ -80,6 +80,12 @@ mod tests {
     }
 
     #[test]
+    fn passwords_up_to_128_characters_are_accepted_whole() {
+        let long: String = "correct horse battery staple ".repeat(5).chars().take(128).collect();
+        assert_eq!(POLICY.check(&long, &long, &[]).map(|p| p.chars().count()), Ok(128));
+    }
+
+    #[test]
     fn over_long_passwords_are_refused() {
         let long = "x".repeat(129);
         assert_eq!(POLICY.check(&long, &long, &[]), Err(PasswordProblem::TooLong));
