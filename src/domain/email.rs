@@ -24,10 +24,11 @@ impl EmailAddress {
         if trimmed.is_empty() {
             return Err(EmailProblem::Missing);
         }
-        if trimmed.len() > MAX_EMAIL_LENGTH {
+        // Checked after lower-casing, which can make a string longer (`Ⱥ` → `ⱥ`).
+        let normalised = trimmed.to_lowercase();
+        if normalised.len() > MAX_EMAIL_LENGTH {
             return Err(EmailProblem::TooLong);
         }
-        let normalised = trimmed.to_lowercase();
         let (local, domain) = normalised.rsplit_once('@').ok_or(EmailProblem::Malformed)?;
         let plausible = !local.is_empty()
             && domain.contains('.')
