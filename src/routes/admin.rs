@@ -129,6 +129,8 @@ struct DashboardPage {
 #[template(path = "pages/admin/users.html")]
 struct UsersPage {
     ctx: PageContext,
+    /// Where the action buttons return to: this page.
+    back: String,
     q: String,
     users: Vec<UserView>,
     next_page: Option<String>,
@@ -184,7 +186,12 @@ pub async fn users(
         let last = rows.last().map(|user| user.email.clone()).unwrap_or_default();
         serde_urlencoded::to_string([("q", q.as_str()), ("after", last.as_str())]).unwrap_or_default()
     });
-    let page = UsersPage { ctx, q, users: rows.into_iter().map(UserView::from).collect(), next_page };
+    let back = if q.is_empty() {
+        "/admin/users".to_owned()
+    } else {
+        format!("/admin/users?{}", serde_urlencoded::to_string([("q", q.as_str())]).unwrap_or_default())
+    };
+    let page = UsersPage { ctx, back, q, users: rows.into_iter().map(UserView::from).collect(), next_page };
     Ok(render(StatusCode::OK, &page))
 }
 

@@ -110,7 +110,12 @@ async fn rejecting_refuses_sign_in_and_can_be_undone(backend: Backend) {
     assert!(refused.body.contains("Not approved"));
     assert!(app.mail.wait_for("ann@example.com", 2).await.subject.contains("not approved"));
 
-    act(&app, &admin, "ann@example.com", "approve").await;
+    // Undone from the user list, whose rows carry the action buttons.
+    let list = admin.get("/admin/users?q=ann").await;
+    let id = app.user_id("ann@example.com");
+    assert!(list.body.contains(&format!("action=\"/admin/users/{id}/approve\"")), "{}", list.body);
+    let back = "/admin/users?q=ann";
+    admin.submit(back, &format!("/admin/users/{id}/approve"), &[("back", back)]).await.assert_redirects_to(back);
     app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
