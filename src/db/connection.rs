@@ -15,6 +15,21 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Runs diesel work on the backend's own connection type: `on_backend!(conn,
+/// c => query.load(c))`. The multi-backend connection renders a query's SQL
+/// again on every run, even for a cached statement; the backend's own
+/// connection finds the statement by the query's type. Worth it for the
+/// queries every signed-in request makes.
+macro_rules! on_backend {
+    ($conn:expr, $backend_conn:ident => $work:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Postgres($backend_conn) => $work,
+            $crate::db::DbConnection::Sqlite($backend_conn) => $work,
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// Where the data lives, parsed from `DATABASE_URL`. Its `Debug` hides
 /// any password.
 #[derive(Clone, PartialEq, Eq)]

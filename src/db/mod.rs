@@ -17,6 +17,7 @@ use actix_web::web;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tracing::Instrument;
 
+pub(crate) use connection::on_backend;
 pub use connection::{DatabaseUrl, DbConnection};
 pub use migrations::run_migrations;
 

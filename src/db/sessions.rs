@@ -3,9 +3,9 @@
 
 use diesel::prelude::*;
 
-use super::DbConnection;
 use super::schema::{sessions, users};
 use super::users::User;
+use super::{DbConnection, on_backend};
 
 #[derive(Queryable, Clone, Debug)]
 pub struct SessionRow {
@@ -45,20 +45,19 @@ pub fn insert(conn: &mut DbConnection, session: &NewSession) -> QueryResult<()> 
 
 /// A session that has not timed out, with its user.
 pub fn find_live(conn: &mut DbConnection, id_hash: &[u8], now: i64) -> QueryResult<Option<(SessionRow, User)>> {
-    sessions::table
+    let query = sessions::table
         .inner_join(users::table)
         .filter(sessions::id_hash.eq(id_hash))
         .filter(sessions::idle_expires_at.gt(now))
-        .filter(sessions::absolute_expires_at.gt(now))
-        .first(conn)
-        .optional()
+        .filter(sessions::absolute_expires_at.gt(now));
+    on_backend!(conn, c => query.get_result(c).optional())
 }
 
 /// Slides the idle timeout.
 pub fn touch(conn: &mut DbConnection, id_hash: &[u8], now: i64, idle_expires_at: i64) -> QueryResult<()> {
-    diesel::update(sessions::table.find(id_hash))
-        .set((sessions::last_seen_at.eq(now), sessions::idle_expires_at.eq(idle_expires_at)))
-        .execute(conn)?;
+    let query = diesel::update(sessions::table.find(id_hash))
+        .set((sessions::last_seen_at.eq(now), sessions::idle_expires_at.eq(idle_expires_at)));
+    on_backend!(conn, c => query.execute(c))?;
     Ok(())
 }
 
@@ -72,12 +71,12 @@ pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
 
 /// The user's live sessions, most recently used first.
 pub fn list_live_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<SessionRow>> {
-    sessions::table
+    let query = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
-        .order(sessions::last_seen_at.desc())
-        .load(conn)
+        .order(sessions::last_seen_at.desc());
+    on_backend!(conn, c => query.load(c))
 }
 
 pub fn delete_all_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<usize> {

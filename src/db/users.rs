@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::DbConnection;
 use super::schema::users;
+use super::{DbConnection, on_backend};
 use crate::domain::{AccountState, Approval};
 
 #[derive(Queryable, Clone, Debug)]
@@ -42,12 +42,12 @@ impl User {
     }
 
     pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
-        users::table.find(id).first(conn).optional()
+        on_backend!(conn, c => users::table.find(id).get_result(c).optional())
     }
 
     /// `email` must already be normalised.
     pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
-        users::table.filter(users::email.eq(email)).first(conn).optional()
+        on_backend!(conn, c => users::table.filter(users::email.eq(email)).get_result(c).optional())
     }
 
     /// Inserts a user; `None` when the address is taken. The insert runs in
