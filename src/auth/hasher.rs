@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
@@ -18,6 +18,7 @@ use crate::domain::random_secret;
 const MEMORY_KIB: u32 = 19_456;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
+const OUTPUT_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -49,22 +50,76 @@ pub struct PasswordHasher {
     dummy_hash: Arc<str>,
 }
 
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, PASSES, LANES, None).expect("valid Argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn params() -> Params {
+    Params::new(MEMORY_KIB, PASSES, LANES, Some(OUTPUT_BYTES)).expect("valid Argon2 parameters")
 }
 
-/// Hashes on the calling thread: for the pool's threads, the command line and benchmarks.
+/// Argon2's work memory (19 MiB), kept by each hashing thread and reused by
+/// every hash. Allocating it per hash cost a page fault per 4 KiB on every
+/// sign-in, and freed blocks made the allocator's heaps grow.
+#[derive(Default)]
+pub struct WorkMemory(Vec<Block>);
+
+impl WorkMemory {
+    fn blocks(&mut self, params: &Params) -> &mut [Block] {
+        let count = params.block_count();
+        if self.0.len() < count {
+            self.0.resize(count, Block::default());
+        }
+        &mut self.0[..count]
+    }
+
+    /// Hashes with Usher's parameters and a new salt, as a PHC string.
+    pub fn hash(&mut self, password: &str) -> Result<String, HashError> {
+        let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+        let params = params();
+        let salt = random_secret::<16>();
+        let mut output = [0u8; OUTPUT_BYTES];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+            .hash_password_into_with_memory(password.as_bytes(), &salt, &mut output, self.blocks(&params))
+            .map_err(|e| failed(&e))?;
+        let phc = PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+            salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+            hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Checks a password against a PHC string with that hash's own
+    /// algorithm, version and parameters; a malformed hash never matches.
+    pub fn verify(&mut self, password: &str, phc: &str) -> bool {
+        let Ok(stored) = PasswordHash::new(phc) else { return false };
+        let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else { return false };
+        let (Ok(algorithm), Ok(version), Ok(params)) = (
+            Algorithm::try_from(stored.algorithm.as_str()),
+            stored.version.map_or(Ok(Version::default()), Version::try_from),
+            Params::try_from(&stored),
+        ) else {
+            return false;
+        };
+        let mut output = vec![0u8; expected.len()];
+        let hashed = Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut output,
+            self.blocks(&params),
+        );
+        // `Output`'s equality is constant-time.
+        hashed.is_ok() && Output::new(&output).is_ok_and(|computed| &computed == expected)
+    }
+}
+
+/// Hashes on the calling thread: for the command line and tests.
 pub fn hash_now(password: &str) -> Result<String, HashError> {
-    argon2()
-        .hash_password_with_salt(password.as_bytes(), &random_secret::<16>())
-        .map(|hash| hash.to_string())
-        .map_err(|e| HashError::Failed(e.to_string()))
+    WorkMemory::default().hash(password)
 }
 
 /// Verifies on the calling thread; a malformed stored hash never matches.
 pub fn verify_now(password: &str, hash: &str) -> bool {
-    argon2().verify_password(password.as_bytes(), hash).is_ok()
+    WorkMemory::default().verify(password, hash)
 }
 
 impl PasswordHasher {
@@ -117,16 +172,17 @@ impl PasswordHasher {
 }
 
 fn work(inbox: Receiver<Job>) {
+    let mut memory = WorkMemory::default();
     for job in inbox {
         match job {
             Job::Run(work) => work(),
             Job::Hash { password, reply } => {
-                let _ = reply.send(hash_now(&password));
+                let _ = reply.send(memory.hash(&password));
             }
             Job::Verify { password, hash, reply } => {
                 // The requester may have gone (client disconnected); skip the work then.
                 if !reply.is_closed() {
-                    let _ = reply.send(verify_now(&password, &hash));
+                    let _ = reply.send(memory.verify(&password, &hash));
                 }
             }
         }
@@ -146,6 +202,34 @@ mod tests {
         assert!(!verify_now("anything", "not a hash"));
         let again = hash_now("correct horse battery staple").unwrap();
         assert_ne!(hash, again, "each hash has its own salt");
+    }
+
+    #[test]
+    fn reused_work_memory_agrees_with_the_argon2_crate_whatever_it_held_before() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let mut memory = WorkMemory::default();
+        // A hash with other parameters (as an older Usher might have stored) first,
+        // so later hashes run on memory that is dirty and larger than they need.
+        let small = Params::new(4096, 3, 1, None).unwrap();
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, small)
+            .hash_password(b"older password")
+            .unwrap()
+            .to_string();
+        assert!(memory.verify("older password", &other));
+        assert!(!memory.verify("older passwore", &other));
+
+        let ours = memory.hash("correct horse battery staple").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse battery staple", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"correct horse battery stapel", &parsed).is_err());
+
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+            .hash_password(b"correct horse battery staple")
+            .unwrap()
+            .to_string();
+        assert!(memory.verify("correct horse battery staple", &theirs));
+        assert!(!memory.verify("correct horse battery stapel", &theirs));
+        assert!(!memory.verify("correct horse battery staple", "$argon2id$v=19$m=19456,t=2,p=1$bm90IGEgaGFzaA"));
     }
 
     #[tokio::test]
