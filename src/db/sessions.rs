@@ -104,13 +104,12 @@ pub fn evict_oldest(conn: &mut DbConnection, user_id: i64, keep: i64) -> QueryRe
     diesel::delete(sessions::table.filter(sessions::id_hash.eq_any(surplus))).execute(conn)
 }
 
-/// Deletes up to `batch` timed-out sessions.
+/// Deletes up to `batch` timed-out sessions. The idle deadline is never
+/// later than the absolute one (every write caps it), so its index finds
+/// both kinds.
 pub fn delete_expired_batch(conn: &mut DbConnection, now: i64, batch: i64) -> QueryResult<usize> {
-    let expired: Vec<Vec<u8>> = sessions::table
-        .select(sessions::id_hash)
-        .filter(sessions::idle_expires_at.le(now).or(sessions::absolute_expires_at.le(now)))
-        .limit(batch)
-        .load(conn)?;
+    let expired: Vec<Vec<u8>> =
+        sessions::table.select(sessions::id_hash).filter(sessions::idle_expires_at.le(now)).limit(batch).load(conn)?;
     if expired.is_empty() {
         return Ok(0);
     }

@@ -10,6 +10,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     the_cleanup_command_deletes_what_expired_and_prints_counts,
+    sessions_past_their_absolute_timeout_are_cleaned_up_while_still_fresh,
     the_server_cleans_up_periodically,
     one_instance_at_a_time_holds_the_cleanup_lease,
 );
@@ -43,6 +44,19 @@ async fn the_cleanup_command_deletes_what_expired_and_prints_counts(backend: Bac
     assert_eq!((counts.users, counts.email_tokens, counts.sessions, counts.outbox), (1, 0, 0, 0));
     let again = run_cleanup_command(&app);
     assert_eq!(again, "tokens: 0\nsessions: 0\nmail: 0\nunverified accounts: 0\nthrottle records: 0\n");
+}
+
+async fn sessions_past_their_absolute_timeout_are_cleaned_up_while_still_fresh(backend: Backend) {
+    let settings = [("--session-idle-ttl", "1h"), ("--session-absolute-ttl", "1s"), ("--cleanup-interval", "1h")];
+    let app = spawn_app_with(backend, &settings).await;
+    app.signed_in_user("ann@example.com").await;
+    assert_eq!(app.row_counts().sessions, 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let printed = run_cleanup_command(&app);
+
+    assert!(printed.contains("sessions: 1\n"), "{printed}");
+    assert_eq!(app.row_counts().sessions, 0);
 }
 
 async fn the_server_cleans_up_periodically(backend: Backend) {
