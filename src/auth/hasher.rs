@@ -45,10 +45,14 @@ enum Job {
 #[derive(Clone)]
 pub struct PasswordHasher {
     jobs: Sender<Job>,
-    /// Verified against when the account does not exist, so that an unknown
-    /// address costs the same time as a wrong password.
-    dummy_hash: Arc<str>,
 }
+
+/// Verified against when the account does not exist, so that an unknown
+/// address costs the same time as a wrong password. Made once with Usher's
+/// parameters (a test checks that they still match); its password is no
+/// secret, since `verify` never reports a match against it.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$y8Pp/20VnSkZyJaHr5lHhA$AResJ4qole3//Jn7kTwA/C2NYCyxV6a9E2i4FLjXSno";
 
 fn params() -> Params {
     Params::new(MEMORY_KIB, PASSES, LANES, Some(OUTPUT_BYTES)).expect("valid Argon2 parameters")
@@ -132,8 +136,7 @@ impl PasswordHasher {
                 .spawn(move || work(inbox))
                 .expect("spawn a password-hashing thread");
         }
-        let dummy_hash = hash_now("usher: a password nobody has").expect("hash the dummy password");
-        Self { jobs, dummy_hash: dummy_hash.into() }
+        Self { jobs }
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
@@ -146,7 +149,7 @@ impl PasswordHasher {
     /// is no account, which always fails after the same amount of work.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
         let known = hash.is_some();
-        let hash = hash.map_or_else(|| self.dummy_hash.clone(), Arc::from);
+        let hash = Arc::from(hash.as_deref().unwrap_or(DUMMY_HASH));
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify { password, hash, reply })?;
         let matched = answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?;
@@ -232,9 +235,21 @@ mod tests {
         assert!(!memory.verify("correct horse battery staple", "$argon2id$v=19$m=19456,t=2,p=1$bm90IGEgaGFzaA"));
     }
 
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real_hash = hash_now("a password").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(Params::try_from(&dummy).unwrap(), Params::try_from(&real).unwrap());
+        assert_eq!(dummy.hash.unwrap().len(), real.hash.unwrap().len());
+    }
+
     #[tokio::test]
     async fn unknown_accounts_never_verify_even_with_the_dummy_password() {
         let hasher = PasswordHasher::start(1, 4);
+        assert!(verify_now("usher: a password nobody has", DUMMY_HASH));
         let matched = hasher.verify("usher: a password nobody has".into(), None).await.unwrap();
         assert!(!matched);
     }
