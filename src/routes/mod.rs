@@ -9,9 +9,15 @@ mod password;
 mod register;
 mod verify;
 
-use actix_web::web;
+use std::time::Instant;
 
-use crate::web::AppError;
+use actix_web::{HttpResponse, web};
+
+use crate::db::DbConnection;
+use crate::domain::EmailAddress;
+use crate::state::AppState;
+use crate::throttle::Bucket;
+use crate::web::{AppError, Flash, answer_no_sooner, redirect_with_flash};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").get(home::show))
@@ -34,6 +40,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").get(health::live))
         .service(web::resource("/readyz").get(health::ready))
         .service(web::resource("/static/usher.css").get(home::stylesheet));
+}
+
+/// What "resend my link" and "forgot my password" share: rate-limited per
+/// address, mail queued only when `queue_mail` finds an account it is for,
+/// and the same answer for every address, given no sooner than the floor.
+async fn answer_mail_request(
+    state: &AppState,
+    email: EmailAddress,
+    queue_mail: impl FnOnce(&mut DbConnection, &EmailAddress) -> diesel::QueryResult<()> + Send + 'static,
+    then: &str,
+    message: &str,
+) -> Result<HttpResponse, AppError> {
+    let started = Instant::now();
+    state.rate_limit(vec![Bucket::MailAddress(email.as_str().to_owned())]).await?;
+    let address = email.clone();
+    state.db.run(move |conn| conn.write(|conn| queue_mail(conn, &address))).await?;
+    answer_no_sooner(started).await;
+    state.mail.wake();
+    Ok(redirect_with_flash(then, Flash::new(message).with_email(email.as_str())))
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

@@ -2,13 +2,12 @@
 //! password. The pages answer the same whether or not an address has an
 //! account.
 
-use std::time::Instant;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::answer_mail_request;
 use crate::config::Config;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
@@ -18,7 +17,7 @@ use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::throttle::{Bucket, Throttle};
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +74,6 @@ pub async fn forgot(
     state: web::Data<AppState>,
     Form(form): Form<ForgotForm>,
 ) -> Result<HttpResponse, AppError> {
-    let started = Instant::now();
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
@@ -83,29 +81,18 @@ pub async fn forgot(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
-    state.rate_limit(vec![Bucket::MailAddress(email.as_str().to_owned())]).await?;
     let config = state.config.clone();
-    let address = email.clone();
-    state.db.run(move |conn| request_reset(conn, &address, &client.ip, &config)).await?;
-    answer_no_sooner(started).await;
-    state.mail.wake();
-    let flash = Flash::new(
-        "If an account uses that address, we sent it a link to choose a new password. It works once, for a short time.",
-    );
-    Ok(redirect_with_flash("/password/forgot", flash.with_email(email.as_str())))
-}
-
-fn request_reset(conn: &mut DbConnection, email: &EmailAddress, ip: &str, config: &Config) -> diesel::QueryResult<()> {
-    conn.write(|conn| {
-        match User::find_by_email(conn, email.as_str())? {
+    let queue_reset =
+        move |conn: &mut DbConnection, email: &EmailAddress| match User::find_by_email(conn, email.as_str())? {
             Some(user) if user.disabled_at.is_none() => {
-                queue(conn, MailKind::PasswordReset, &user.email, Some(user.id), config)?;
-                audit::record(conn, Event::own(EventKind::ResetRequested, user.id, ip), now())?;
+                queue(conn, MailKind::PasswordReset, &user.email, Some(user.id), &config)?;
+                audit::record(conn, Event::own(EventKind::ResetRequested, user.id, &client.ip), now())
             }
-            _ => {}
-        }
-        Ok(())
-    })
+            _ => Ok(()),
+        };
+    let message = "If an account uses that address, we sent it a link to choose a new password. \
+                   It works once, for a short time.";
+    answer_mail_request(&state, email, queue_reset, "/password/forgot", message).await
 }
 
 fn parse_token(raw: &str) -> Result<PlainToken, AppError> {

@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::answer_mail_request;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
@@ -211,7 +212,6 @@ pub async fn resend(
     state: web::Data<AppState>,
     Form(form): Form<ResendForm>,
 ) -> Result<HttpResponse, AppError> {
-    let started = Instant::now();
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
@@ -219,25 +219,14 @@ pub async fn resend(
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
-    state.rate_limit(vec![Bucket::MailAddress(email.as_str().to_owned())]).await?;
     let config = state.config.clone();
-    let address = email.clone();
-    state
-        .db
-        .run(move |conn| {
-            conn.write(|conn| {
-                match User::find_by_email(conn, address.as_str())? {
-                    Some(user) if user.email_verified_at.is_none() => {
-                        queue(conn, MailKind::VerifyEmail, address.as_str(), Some(user.id), &config)?;
-                    }
-                    _ => {}
-                }
-                Ok(())
-            })
-        })
-        .await?;
-    answer_no_sooner(started).await;
-    state.mail.wake();
-    let flash = Flash::new("If that address has an account waiting for confirmation, we sent it a new link and code.");
-    Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
+    let queue_verification =
+        move |conn: &mut DbConnection, email: &EmailAddress| match User::find_by_email(conn, email.as_str())? {
+            Some(user) if user.email_verified_at.is_none() => {
+                queue(conn, MailKind::VerifyEmail, email.as_str(), Some(user.id), &config).map(drop)
+            }
+            _ => Ok(()),
+        };
+    let message = "If that address has an account waiting for confirmation, we sent it a new link and code.";
+    answer_mail_request(&state, email, queue_verification, "/verify", message).await
 }
