@@ -101,6 +101,11 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "USHER_WORKERS")]
     pub workers: Option<usize>,
+    /// Database connections this instance may hold (default: 4 per worker
+    /// and 4 more, at most 32). Instances sharing one PostgreSQL must stay
+    /// within its max_connections together.
+    #[arg(long, env = "USHER_DB_CONNECTIONS", value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub db_connections: Option<u32>,
     /// First wait before retrying a mail after a temporary failure; it doubles each time.
     #[arg(long, env = "USHER_MAIL_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub mail_retry_base: Duration,
