@@ -1,11 +1,9 @@
 //! Argon2id on a dedicated pool: one thread per core and a bounded queue.
 //!
-//! Each hash needs 19 MiB and ~20 ms of a core. Running them on actix's
-//! blocking pool (hundreds of threads) would let a flood of sign-ins take
-//! gigabytes and starve every other page; here excess work waits in a
-//! bounded queue and beyond that is refused at once with `Busy`.
-
-use std::sync::Arc;
+//! Each hash needs 19 MiB and ~15 ms of a core. Running them on actix's
+//! blocking threads, which serve the database, would let a flood of
+//! sign-ins hold up every page; here excess work waits in a bounded queue
+//! and beyond that is refused at once with `Busy`.
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -37,7 +35,7 @@ enum Job {
     },
     Verify {
         password: String,
-        hash: Arc<str>,
+        hash: String,
         reply: oneshot::Sender<bool>,
     },
 }
@@ -71,6 +69,16 @@ impl WorkMemory {
             self.0.resize(count, Block::default());
         }
         &mut self.0[..count]
+    }
+
+    /// Gives back what a costlier stored hash (imported, or made before the
+    /// parameters were lowered) needed beyond Usher's own.
+    fn shrink_to_own_size(&mut self) {
+        let own = params().block_count();
+        if self.0.len() > own {
+            self.0.truncate(own);
+            self.0.shrink_to_fit();
+        }
     }
 
     /// Hashes with Usher's parameters and a new salt, as a PHC string.
@@ -111,6 +119,7 @@ impl WorkMemory {
             &mut output,
             self.blocks(&params),
         );
+        self.shrink_to_own_size();
         // `Output`'s equality is constant-time.
         hashed.is_ok() && Output::new(&output).is_ok_and(|computed| &computed == expected)
     }
@@ -149,7 +158,7 @@ impl PasswordHasher {
     /// is no account, which always fails after the same amount of work.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
         let known = hash.is_some();
-        let hash = Arc::from(hash.as_deref().unwrap_or(DUMMY_HASH));
+        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify { password, hash, reply })?;
         let matched = answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?;
@@ -211,25 +220,26 @@ mod tests {
     fn reused_work_memory_agrees_with_the_argon2_crate_whatever_it_held_before() {
         use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
         let mut memory = WorkMemory::default();
-        // A hash with other parameters (as an older Usher might have stored) first,
-        // so later hashes run on memory that is dirty and larger than they need.
-        let small = Params::new(4096, 3, 1, None).unwrap();
-        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, small)
-            .hash_password(b"older password")
-            .unwrap()
-            .to_string();
-        assert!(memory.verify("older password", &other));
-        assert!(!memory.verify("older passwore", &other));
+        let hash_with = |params: Params, password: &[u8]| {
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(password).unwrap().to_string()
+        };
+        let cheaper = hash_with(Params::new(4096, 3, 1, None).unwrap(), b"older password");
+        let costlier = hash_with(Params::new(24_576, 2, 1, None).unwrap(), b"imported password");
 
+        // Each check runs on memory another hash left dirty, and larger or
+        // smaller than it needs.
+        assert!(memory.verify("older password", &cheaper));
         let ours = memory.hash("correct horse battery staple").unwrap();
+        assert!(memory.verify("imported password", &costlier));
+        assert_eq!(memory.0.len(), params().block_count(), "a costlier hash's memory is given back");
+        assert!(!memory.verify("imported passwore", &costlier));
+        assert!(memory.verify("older password", &cheaper));
+        assert!(!memory.verify("older passwore", &cheaper));
+
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(Argon2::default().verify_password(b"correct horse battery staple", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"correct horse battery stapel", &parsed).is_err());
-
-        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
-            .hash_password(b"correct horse battery staple")
-            .unwrap()
-            .to_string();
+        let theirs = hash_with(params(), b"correct horse battery staple");
         assert!(memory.verify("correct horse battery staple", &theirs));
         assert!(!memory.verify("correct horse battery stapel", &theirs));
         assert!(!memory.verify("correct horse battery staple", "$argon2id$v=19$m=19456,t=2,p=1$bm90IGEgaGFzaA"));
