@@ -3,12 +3,14 @@
 
     sqlite_commits.py DATABASE SECONDS
 
-Polls PRAGMA data_version every 10 ms for SECONDS and prints
+Polls PRAGMA data_version every 10 ms for SECONDS, or until it gets SIGTERM,
+and prints
 {"db_commits_seen": N}: how many polls saw a change. Several commits between
 two polls count once, so N is a lower bound; 0 means nothing was written.
 """
 
 import json
+import signal
 import sqlite3
 import sys
 import time
@@ -21,7 +23,9 @@ def main() -> None:
     version = db.execute("PRAGMA data_version").fetchone()[0]
     seen = 0
     end = time.monotonic() + float(sys.argv[2])
-    while time.monotonic() < end:
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    while time.monotonic() < end and not stopped:
         time.sleep(0.01)
         now = db.execute("PRAGMA data_version").fetchone()[0]
         if now != version:
