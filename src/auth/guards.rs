@@ -45,9 +45,9 @@ impl FromRequest for SignedInUser {
     }
 }
 
-/// A signed-in administrator. Checked against the database on every
-/// request, so a demoted or disabled admin loses access at once. Anonymous
-/// visitors are sent to sign in; other users get 403.
+/// A signed-in administrator. The session store reads the account with the
+/// session on every request, so a demoted or disabled admin loses access at
+/// once. Anonymous visitors are sent to sign in; other users get 403.
 #[derive(Clone, Copy, Debug)]
 pub struct AdminUser {
     pub user_id: i64,
@@ -55,21 +55,16 @@ pub struct AdminUser {
 
 impl FromRequest for AdminUser {
     type Error = actix_web::Error;
-    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let signed_in = SignedInUser::from_request(req, payload).into_inner();
-        let state = req.app_data::<actix_web::web::Data<crate::state::AppState>>().cloned();
-        Box::pin(async move {
-            let user = signed_in?;
-            let state = state.expect("app state");
-            let user_id = user.user_id;
-            let account =
-                state.db.run(move |conn| crate::db::users::User::find(conn, user_id)).await.map_err(AppError::from)?;
-            match account {
-                Some(account) if account.is_admin && account.disabled_at.is_none() => Ok(Self { user_id }),
-                _ => Err(AppError::Forbidden.into()),
-            }
-        })
+        let result =
+            SignedInUser::from_request(req, payload).into_inner().map_err(actix_web::Error::from).and_then(|user| {
+                match SessionData::of(req).account() {
+                    Some(account) if account.is_admin => Ok(Self { user_id: user.user_id }),
+                    _ => Err(AppError::Forbidden.into()),
+                }
+            });
+        ready(result)
     }
 }

@@ -14,6 +14,18 @@ pub(crate) const CSRF: &str = "csrf";
 pub(crate) const USER_AGENT: &str = "user_agent";
 pub(crate) const IP: &str = "ip";
 pub(crate) const PUBLIC_ID: &str = "public_id";
+/// The account as the session store loaded it for this request; never stored.
+pub(crate) const ACCOUNT: &str = "account";
+
+/// The signed-in account, read together with the session on each request,
+/// so guards and pages need not read it again.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LoadedAccount {
+    pub email: String,
+    pub is_admin: bool,
+    /// `AccountState::describe` of the account.
+    pub status: String,
+}
 
 /// Read access to the session of a request. Anonymous visitors have an
 /// empty one, which is never stored.
@@ -34,6 +46,11 @@ impl SessionData {
 
     pub fn user_id(&self) -> Option<i64> {
         self.0.get(USER_ID).ok().flatten()
+    }
+
+    /// The account this request's session belongs to, as loaded with it.
+    pub fn account(&self) -> Option<LoadedAccount> {
+        self.0.get(ACCOUNT).ok().flatten()
     }
 
     pub fn csrf_token(&self) -> Option<String> {

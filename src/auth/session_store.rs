@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::session::{IP, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID};
+use super::session::{ACCOUNT, IP, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID};
 use crate::db::sessions::{self, NewSession};
 use crate::db::{Db, DbConnection, now};
 use crate::domain::random_secret;
@@ -85,7 +85,11 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
         let idle_expires_at = (now + policy.idle_secs(session.remember)).min(session.absolute_expires_at);
         sessions::touch(conn, id_hash, now, idle_expires_at)?;
     }
-    Ok(serde_json::from_str(&session.state).ok())
+    let Ok(mut state) = serde_json::from_str::<State>(&session.state) else { return Ok(None) };
+    let account =
+        LoadedAccount { is_admin: user.is_admin, status: user.state().describe().to_owned(), email: user.email };
+    state.insert(ACCOUNT.to_owned(), serde_json::to_string(&account).unwrap_or_default());
+    Ok(Some(state))
 }
 
 fn save_state(conn: &mut DbConnection, id_hash: &[u8], state: &State, policy: SessionPolicy) -> anyhow::Result<()> {
@@ -129,7 +133,8 @@ impl SessionStore for DbSessionStore {
         self.db.run(move |conn| load_state(conn, &id_hash, policy)).await.map_err(|e| LoadError::Other(e.into()))
     }
 
-    async fn save(&self, state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+    async fn save(&self, mut state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+        state.remove(ACCOUNT);
         let key = new_session_key();
         let id_hash = hash_key(key.as_ref());
         let policy = self.policy;
@@ -141,7 +146,13 @@ impl SessionStore for DbSessionStore {
         Ok(key)
     }
 
-    async fn update(&self, key: SessionKey, state: State, _ttl: &CookieDuration) -> Result<SessionKey, UpdateError> {
+    async fn update(
+        &self,
+        key: SessionKey,
+        mut state: State,
+        _ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        state.remove(ACCOUNT);
         let id_hash = hash_key(key.as_ref());
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let updated = self

@@ -41,7 +41,7 @@ struct SessionView {
 struct AccountPage {
     ctx: PageContext,
     email: String,
-    status: &'static str,
+    status: String,
     is_admin: bool,
     sessions: Vec<SessionView>,
     current_password_error: Option<String>,
@@ -77,22 +77,17 @@ async fn account_page(
     status: StatusCode,
     errors: PageErrors,
 ) -> Result<HttpResponse, AppError> {
-    let found = state
-        .db
-        .run(move |conn| Ok(User::find(conn, user_id)?.zip(Some(sessions::list_live_for_user(conn, user_id, now())?))))
-        .await?;
-    let Some((account, rows)) = found else {
-        // Deleted while signed in.
-        SessionData::end(req);
+    let session = SessionData::of(req);
+    let Some(account) = session.account() else {
         return Ok(redirect("/login"));
     };
-    let current = SessionData::of(req).public_id();
+    let rows = state.db.run(move |conn| sessions::list_live_for_user(conn, user_id, now())).await?;
     let page = AccountPage {
         ctx,
-        email: account.email.clone(),
-        status: account.state().describe(),
-        is_admin: account.is_admin && account.disabled_at.is_none(),
-        sessions: session_views(rows, current.as_deref()),
+        email: account.email,
+        status: account.status,
+        is_admin: account.is_admin,
+        sessions: session_views(rows, session.public_id().as_deref()),
         current_password_error: errors.current_password,
         password_error: errors.password,
     };

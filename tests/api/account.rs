@@ -1,4 +1,6 @@
+use diesel::prelude::*;
 use reqwest::StatusCode;
+use usher::db::schema::sessions;
 
 use crate::helpers::{Backend, PASSWORD, spawn_app};
 use crate::on_both_backends;
@@ -12,6 +14,7 @@ on_both_backends!(
     a_wrong_current_password_changes_nothing,
     a_weak_new_password_is_refused_with_a_reason,
     a_user_has_at_most_fifty_sessions,
+    the_account_loaded_with_a_session_is_never_stored_in_it,
 );
 
 async fn the_account_page_lists_sessions_and_marks_this_one(backend: Backend) {
@@ -107,4 +110,19 @@ async fn a_user_has_at_most_fifty_sessions(backend: Backend) {
 
     assert_eq!(app.row_counts().sessions, 50);
     assert_eq!(oldest.get("/account").await.status, StatusCode::SEE_OTHER, "the oldest was evicted");
+}
+
+async fn the_account_loaded_with_a_session_is_never_stored_in_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let this = app.signed_in_user("ann@example.com").await;
+    assert!(this.get("/account").await.body.contains("ann@example.com"), "the page shows the loaded account");
+
+    // A password change saves the loaded session again under a new id.
+    let fields = [("current_password", PASSWORD), ("password", NEW_PASSWORD), ("password_confirm", NEW_PASSWORD)];
+    this.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
+    assert_eq!(this.get("/account").await.status, StatusCode::OK);
+
+    let stored: Vec<String> = sessions::table.select(sessions::state).load(&mut app.db()).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].contains("user_id") && !stored[0].contains("\"account\""), "{}", stored[0]);
 }

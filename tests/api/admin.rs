@@ -1,6 +1,6 @@
 use diesel::prelude::*;
 use reqwest::StatusCode;
-use usher::db::schema::audit_events;
+use usher::db::schema::{audit_events, users};
 use usher::db::users::{NewUser, User};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, html_unescape, spawn_app, spawn_app_with};
@@ -15,6 +15,7 @@ on_both_backends!(
     disabling_ends_live_sessions_and_enabling_restores_sign_in,
     an_admin_cannot_disable_themselves_or_the_last_admin,
     only_admins_reach_admin_pages,
+    a_demoted_admin_loses_the_admin_pages_at_once,
     admin_actions_need_the_csrf_token,
     the_user_list_searches_by_prefix_and_pages_through_everyone,
     security_events_are_recorded_and_shown_without_secrets,
@@ -176,6 +177,18 @@ async fn only_admins_reach_admin_pages(backend: Backend) {
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{action}");
     }
     assert_eq!(user.get("/account").await.status, StatusCode::OK, "nothing happened to her");
+}
+
+async fn a_demoted_admin_loses_the_admin_pages_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    assert_eq!(admin.get("/admin").await.status, StatusCode::OK);
+
+    let id = app.user_id("root@example.com");
+    diesel::update(users::table.find(id)).set(users::is_admin.eq(false)).execute(&mut app.db()).unwrap();
+
+    assert_eq!(admin.get("/admin").await.status, StatusCode::FORBIDDEN);
+    assert!(!admin.get("/account").await.body.contains("href=\"/admin\""), "no link to the admin pages");
 }
 
 async fn admin_actions_need_the_csrf_token(backend: Backend) {
