@@ -26,6 +26,7 @@ use crate::web::AppError;
 use crate::web::cookies::{CookieNames, CookieSettings, cookie_layer};
 use crate::web::errors::{render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
+use crate::web::head::head_as_get;
 use crate::web::limits::{header_limit, request_timeout};
 
 /// Database work from requests runs on actix's blocking threads, fewer of
@@ -150,9 +151,12 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(cookies.clone())
                 .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
-                .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                    AppError::BadRequest(format!("The address is not valid: {error}.")).into()
+                // Parser wording is not for people; unknown parameters never get here.
+                .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                    AppError::BadRequest("The address of this page is not valid. Check the link and try again.".into())
+                        .into()
                 }))
+                .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 .wrap(sessions)
@@ -162,6 +166,7 @@ impl Application {
                 .wrap(from_fn(header_limit))
                 .wrap(ErrorHandlers::new().default_handler(render_bare_errors))
                 .wrap(security_headers(secure))
+                .wrap(from_fn(head_as_get))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
         })
         .workers(workers)

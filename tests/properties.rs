@@ -19,7 +19,7 @@ use usher::domain::{
     CodeHasher, EmailAddress, PasswordPolicy, PasswordProblem, PlainToken, TokenHash, VerificationCode,
     normalize_password,
 };
-use usher::web::forms::decode_fields;
+use usher::web::forms::{decode, decode_fields};
 
 const MAX_EMAIL_BYTES: usize = 254;
 const MAX_PASSWORD_CHARS: usize = 128;
@@ -418,13 +418,19 @@ fn form_like_body() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
 }
 
+/// A form with two fields, as a route would declare it.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct KnownFields {
+    email: String,
+    password: String,
+}
+const KNOWN: [&str; 2] = ["email", "password"];
+
 fn check_decoded(body: &[u8]) -> Result<(), TestCaseError> {
     let Ok(fields) = decode_fields(body) else { return Ok(()) };
     prop_assert!(std::str::from_utf8(body).is_ok(), "accepted invalid UTF-8 {:?}", body);
     let pairs = body.split(|&b| b == b'&').filter(|pair| !pair.is_empty()).count();
     prop_assert_eq!(fields.len(), pairs);
-    let names: BTreeSet<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
-    prop_assert_eq!(names.len(), fields.len(), "repeated field accepted from {:?}", body);
     for (name, value) in &fields {
         prop_assert!(name.chars().chain(value.chars()).all(is_allowed_form_char), "control char from {:?}", body);
     }
@@ -462,16 +468,36 @@ proptest! {
     }
 
     #[test]
-    fn a_repeated_name_is_refused(
-        fields in proptest::collection::vec((field_text(6), field_text(6)), 1..5),
-        which in any::<proptest::sample::Index>(),
-        value in field_text(6),
+    fn a_repeated_known_field_is_refused(
+        unknown in proptest::collection::vec((field_text(6), field_text(6)), 0..4),
+        repeated in proptest::sample::select(vec!["email", "password"]),
+        (email, password, value) in (field_text(6), field_text(6), field_text(6)),
     ) {
-        let mut fields = fields;
-        let name = fields[which.index(fields.len())].0.clone();
-        fields.push((name, value));
+        let mut fields: Vec<(String, String)> =
+            unknown.into_iter().filter(|(name, _)| !KNOWN.contains(&name.as_str())).collect();
+        fields.push(("email".into(), email));
+        fields.push(("password".into(), password));
+        fields.push((repeated.into(), value));
         let body = serde_urlencoded::to_string(&fields).unwrap();
-        prop_assert!(decode_fields(body.as_bytes()).is_err(), "body {:?}", body);
+        let refused = decode::<KnownFields>(body.as_bytes());
+        prop_assert!(refused.is_err(), "body {:?}", body);
+        prop_assert_eq!(refused.err().unwrap().to_string(), "The form has a repeated field.");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_wherever_and_however_often_they_are(
+        unknown in proptest::collection::vec((field_text(6), field_text(6)), 0..6),
+        (email, password) in (field_text(6), field_text(6)),
+        email_at in any::<proptest::sample::Index>(),
+        password_at in any::<proptest::sample::Index>(),
+    ) {
+        let mut fields: Vec<(String, String)> =
+            unknown.into_iter().filter(|(name, _)| !KNOWN.contains(&name.as_str())).collect();
+        fields.insert(email_at.index(fields.len() + 1), ("email".into(), email.clone()));
+        fields.insert(password_at.index(fields.len() + 1), ("password".into(), password.clone()));
+        let body = serde_urlencoded::to_string(&fields).unwrap();
+        let decoded = decode::<KnownFields>(body.as_bytes());
+        prop_assert_eq!(decoded.ok(), Some(KnownFields { email, password }), "body {:?}", body);
     }
 
     #[test]

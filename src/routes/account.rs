@@ -20,7 +20,6 @@ use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChangePasswordForm {
     current_password: String,
     password: String,

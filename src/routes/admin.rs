@@ -22,7 +22,6 @@ const PAGE_SIZE: i64 = 50;
 const MAX_QUERY_CHARS: usize = 254;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UserListQuery {
     #[serde(default)]
     q: String,
@@ -30,14 +29,12 @@ pub struct UserListQuery {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     before: Option<i64>,
 }
 
 /// Where to go back to after an action.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ActionForm {
     back: Option<String>,
 }

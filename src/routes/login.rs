@@ -1,5 +1,5 @@
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -11,19 +11,18 @@ use crate::db::users::User;
 use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
+use crate::web::forms::SignInForm;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
 
 const INVALID_CREDENTIALS: &str = "Invalid email or password.";
 const DEFAULT_NEXT: &str = "/account";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NextQuery {
     next: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LoginForm {
     email: String,
     password: String,
@@ -81,7 +80,7 @@ pub async fn submit(
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
-    Form(form): Form<LoginForm>,
+    SignInForm(form): SignInForm<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(form.next.as_deref()).to_owned();
     let remember = form.remember_me.is_some();
@@ -151,15 +150,20 @@ fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
     render(StatusCode::FORBIDDEN, &SignInBlockedPage { ctx, title, message })
 }
 
+/// Ends the session. A browser whose session already ended (in another
+/// tab, or by the idle timeout) lands signed out as well: there is nothing
+/// left to protect, so its stale CSRF token does not matter.
 pub async fn logout(
     req: HttpRequest,
+    payload: web::Payload,
     client: ClientInfo,
     state: web::Data<AppState>,
-    _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(user_id) = SessionData::of(&req).user_id() {
-        record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), Settle::KeepCounted).await?;
-    }
+    let Some(user_id) = SessionData::of(&req).user_id() else {
+        return Ok(redirect_with_flash("/", Flash::new("You are signed out.")));
+    };
+    Form::<NoFields>::from_request(&req, &mut payload.into_inner()).await?;
+    record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), Settle::KeepCounted).await?;
     SessionData::end(&req);
     Ok(redirect_with_flash("/", Flash::new("You are signed out.")))
 }

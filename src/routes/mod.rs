@@ -67,5 +67,4 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
 
 /// A form that has no fields besides its CSRF token.
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NoFields {}

@@ -20,19 +20,16 @@ use crate::throttle::{Bucket, Throttle};
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ForgotForm {
     email: String,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TokenQuery {
-    token: String,
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResetForm {
     token: String,
     password: String,
@@ -107,7 +104,7 @@ pub async fn show_reset(
     state: web::Data<AppState>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let token = parse_token(&query.token)?;
+    let token = parse_token(query.token.as_deref().unwrap_or_default())?;
     let hash = token.hash();
     let live = state.db.run(move |conn| email_tokens::peek_link(conn, Purpose::ResetLink, &hash, now())).await?;
     if live.is_none() {

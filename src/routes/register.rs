@@ -16,7 +16,6 @@ use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RegisterForm {
     email: String,
     password: String,

@@ -23,13 +23,11 @@ use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_soone
 const WRONG_CODE: &str = "That code is wrong or has expired. Check the latest email, or ask for a new code.";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LinkQuery {
     token: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VerifyForm {
     token: Option<String>,
     email: Option<String>,
@@ -37,7 +35,6 @@ pub struct VerifyForm {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResendForm {
     email: String,
 }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod cookies;
 pub mod errors;
 pub mod forms;
+pub mod head;
 pub mod limits;
 pub mod pages;
 

@@ -21,12 +21,15 @@ on_both_backends!(
 
 async fn signing_in_issues_a_new_session_id(backend: Backend) {
     let app = spawn_app(backend).await;
-    let browser = app.signed_in_user("ann@example.com").await;
+    app.register_verified("ann@example.com").await;
+    let browser = app.browser();
+    // One tab keeps the sign-in form open while another tab signs in.
+    let stale_form = browser.get("/login").await;
+    app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
     let first = session_id(&browser).unwrap();
     assert_eq!(app.session_hashes(), vec![sha256(&first)], "only a hash of the id is stored");
 
-    // Signing in again from a signed-in page (its form carries the session's token).
-    let again = browser.submit("/account", "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
+    let again = browser.submit_form(&stale_form, "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
 
     again.assert_redirects_to("/account");
     let second = session_id(&browser).unwrap();
@@ -40,10 +43,11 @@ async fn a_planted_session_cookie_is_not_adopted(backend: Backend) {
     let attacker = app.signed_in_user("eve@example.com").await;
     let planted = attacker.cookie("usher_session").unwrap();
     let victim = app.browser();
+    let sign_in_form = victim.get("/login").await;
     victim.set_cookie("usher_session", &planted);
 
-    // The victim's pages now carry the planted session's form token; signing in from one of them:
-    let signed_in = victim.submit("/account", "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
+    let fields = [("email", "ann@example.com"), ("password", PASSWORD)];
+    let signed_in = victim.submit_form(&sign_in_form, "/login", &fields).await;
 
     signed_in.assert_redirects_to("/account");
     assert_ne!(victim.cookie("usher_session").unwrap(), planted, "a new id at sign-in");

@@ -7,6 +7,8 @@ use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{HeaderMap, LOCATION};
 
+use super::form::HtmlForm;
+
 #[derive(Clone)]
 pub struct Browser {
     pub base: String,
@@ -36,6 +38,11 @@ impl Page {
         let value_at = tag.find("value=\"")? + "value=\"".len();
         let value = &tag[value_at..];
         Some(html_unescape(&value[..value.find('"')?]))
+    }
+
+    /// The form of this page whose `action` is `action`, as a browser reads it.
+    pub fn form(&self, action: &str) -> HtmlForm {
+        HtmlForm::find(&self.body, action)
     }
 
     pub fn csrf_token(&self) -> String {
@@ -113,13 +120,28 @@ impl Browser {
         read(request.send().await.expect("POST")).await
     }
 
-    /// Opens `page`, then submits its form to `action` with these fields
-    /// plus the page's CSRF token, as a person pressing the button would.
+    /// Opens `page`, then submits its form whose `action` is `action`, as
+    /// a browser would: every named control with its served value (hidden
+    /// inputs included, unchecked boxes and disabled controls left out),
+    /// with `fields` laid over them, and the `Origin` and `Sec-Fetch-Site`
+    /// headers Chromium sends. Panics when the page has no such form or a
+    /// field is not one of the form's controls.
     pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
-        let token = self.get(page).await.csrf_token();
-        let mut with_token = vec![("csrf_token", token.as_str())];
-        with_token.extend_from_slice(fields);
-        self.post_raw(action, &with_token).await
+        let page = self.get(page).await;
+        self.submit_form(&page, action, fields).await
+    }
+
+    /// Submits a form of a page already loaded (a re-rendered form, say).
+    pub async fn submit_form(&self, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
+        let body = page.form(action).fill(fields).encode();
+        let request = self
+            .client
+            .post(self.url(action))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", &self.base)
+            .header("sec-fetch-site", "same-origin")
+            .body(body);
+        read(request.send().await.expect("POST")).await
     }
 
     /// Follows one redirect, as the browser would.

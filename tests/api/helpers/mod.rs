@@ -3,11 +3,13 @@
 mod app;
 mod browser;
 mod database;
+mod form;
 mod smtp_sink;
 
 pub use app::{TestApp, session_id, sha256, spawn_app, spawn_app_with};
 pub use browser::{Browser, Page, html_unescape};
 pub use database::Backend;
+pub use form::HtmlForm;
 pub use smtp_sink::MailSink;
 
 /// A password that passes the policy.
