@@ -3,13 +3,13 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::accounts;
 use crate::auth::hash_now;
 use crate::cleanup::run_cleanup;
 use crate::config::{Config, Settings};
-use crate::db::audit::{self, Event, EventKind};
-use crate::db::users::{NewUser, User};
+use crate::db::users::User;
 use crate::db::{DatabaseUrl, Db, now, run_migrations};
-use crate::domain::{Approval, EmailAddress, PasswordPolicy};
+use crate::domain::{EmailAddress, PasswordPolicy};
 use crate::startup::Application;
 
 #[derive(Parser, Debug)]
@@ -107,36 +107,7 @@ fn create_admin(email: &str, database_url: &str, policy: PasswordPolicy) -> anyh
             Some(hash_now(&password)?)
         }
     };
-    db.run_blocking(|conn| {
-        conn.write(|conn| {
-            let now = now();
-            let user_id = match (&existing, &password_hash) {
-                (Some(user), _) => user.id,
-                (None, Some(hash)) => {
-                    let admin = NewUser {
-                        email: email.as_str(),
-                        password_hash: hash,
-                        email_verified_at: Some(now),
-                        approval: Approval::Approved.as_str(),
-                        is_admin: true,
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    User::insert(conn, &admin)?.ok_or(diesel::result::Error::RollbackTransaction)?
-                }
-                (None, None) => unreachable!("a new account always has a password"),
-            };
-            User::promote_to_admin(conn, user_id, now)?;
-            let event = Event {
-                kind: EventKind::AdminCreated,
-                user_id: Some(user_id),
-                actor_id: None,
-                ip: "command line",
-                detail: "",
-            };
-            audit::record(conn, event, now)
-        })
-    })?;
+    db.run_blocking(|conn| conn.write(|conn| accounts::create_admin(conn, &email, password_hash.as_deref(), now())))?;
     match existing {
         Some(_) => println!("{email} is now an administrator"),
         None => println!("created the administrator {email}"),

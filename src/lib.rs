@@ -1,5 +1,6 @@
 //! Usher: a self-hosted account service with server-rendered pages.
 
+pub mod accounts;
 pub mod auth;
 pub mod cleanup;
 pub mod cli;

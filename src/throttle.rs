@@ -54,7 +54,8 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    fn key(&self) -> String {
+    /// The bucket's name in `throttle_hits`.
+    pub fn key(&self) -> String {
         match self {
             Self::SignInAddress(address) => format!("signin-address:{address}"),
             Self::SignInIp(ip) => format!("signin-ip:{ip}"),

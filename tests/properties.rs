@@ -4,7 +4,6 @@
 //! Case counts are kept moderate so the whole file stays well under 30 s in
 //! a debug build on two cores; `PROPTEST_CASES` raises them for a longer run.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use base64::Engine;

@@ -105,6 +105,19 @@ pub fn void_all(conn: &mut DbConnection, user_id: i64, purposes: &[Purpose], now
     .execute(conn)
 }
 
+/// Voids every live secret of a user that would set a password when used
+/// (a verification answering a sign-up that chose one).
+pub fn void_carrying_password(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::password_hash.is_not_null())
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .execute(conn)
+}
+
 /// Claims a link token in one statement, so of many concurrent claims
 /// exactly one wins.
 pub fn claim_link(

@@ -64,22 +64,13 @@ impl User {
         }
     }
 
-    /// Sets a new password hash; a reset also proves the mailbox, so it
-    /// may verify the address too.
-    pub fn set_password(
-        conn: &mut DbConnection,
-        id: i64,
-        password_hash: &str,
-        verify_email: bool,
-        now: i64,
-    ) -> QueryResult<()> {
+    /// Stores a new password hash, nothing else: what else setting a
+    /// password means is `accounts::set_password`.
+    pub fn set_password(conn: &mut DbConnection, id: i64, password_hash: &str, now: i64) -> QueryResult<()> {
         diesel::update(users::table.find(id))
             .set((users::password_hash.eq(password_hash), users::updated_at.eq(now)))
-            .execute(conn)?;
-        if verify_email {
-            Self::mark_verified(conn, id, now)?;
-        }
-        Ok(())
+            .execute(conn)
+            .map(drop)
     }
 
     /// Deletes up to `batch` accounts never verified and created before
@@ -172,8 +163,14 @@ impl User {
         Ok(())
     }
 
-    pub fn count_enabled_admins(conn: &mut DbConnection) -> QueryResult<i64> {
-        users::table.filter(users::is_admin.eq(true)).filter(users::disabled_at.is_null()).count().get_result(conn)
+    /// Administrators who can sign in and act: enabled and approved.
+    pub fn count_active_admins(conn: &mut DbConnection) -> QueryResult<i64> {
+        users::table
+            .filter(users::is_admin.eq(true))
+            .filter(users::disabled_at.is_null())
+            .filter(users::approval.eq(Approval::Approved.as_str()))
+            .count()
+            .get_result(conn)
     }
 }
 

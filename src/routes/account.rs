@@ -7,14 +7,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::NoFields;
+use crate::accounts::{self, Context, PasswordSet};
 use crate::auth::{SessionData, SignedInUser};
-use crate::config::Config;
-use crate::db::audit::{self, Event, EventKind};
+use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
-use crate::db::{DbConnection, now};
 use crate::domain::{EmailAddress, normalize_password};
-use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
@@ -140,28 +138,20 @@ pub async fn change_password(
     let password_hash = state.hasher.hash(password).await?;
     let keep = SessionData::of(&req).public_id().unwrap_or_default();
     let config = state.config.clone();
-    state.db.run(move |conn| store_new_password(conn, &account, &password_hash, &keep, &client.ip, &config)).await?;
+    state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                User::lock(conn, account.id)?;
+                let how = PasswordSet::Change { keep_session: &keep };
+                let ctx = Context { config: &config, ip: &client.ip, now: now() };
+                accounts::set_password(conn, &account, &password_hash, how, ctx)
+            })
+        })
+        .await?;
     state.mail.wake();
     SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
     Ok(redirect_with_flash("/account", Flash::new("Your password was changed. Your other sessions were signed out.")))
-}
-
-fn store_new_password(
-    conn: &mut DbConnection,
-    account: &User,
-    password_hash: &str,
-    keep_session: &str,
-    ip: &str,
-    config: &Config,
-) -> diesel::QueryResult<()> {
-    conn.write(|conn| {
-        let now = now();
-        User::set_password(conn, account.id, password_hash, false, now)?;
-        sessions::delete_others(conn, account.id, keep_session)?;
-        queue(conn, MailKind::PasswordChanged, &account.email, Some(account.id), config)?;
-        audit::record(conn, Event::own(EventKind::PasswordChanged, account.id, ip), now)?;
-        Ok(())
-    })
 }
 
 pub async fn revoke_other_sessions(

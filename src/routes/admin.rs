@@ -7,14 +7,14 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::login::safe_next;
+use crate::accounts::{self, AdminAction, Context, Refusal};
 use crate::auth::AdminUser;
-use crate::config::Config;
-use crate::db::audit::{self, Event, EventKind, EventRow};
+use crate::db::audit::{self, EventRow};
+use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
 use crate::db::users::User;
-use crate::db::{DbConnection, now, sessions};
 use crate::domain::Approval;
-use crate::mail::{MailKind, queue, requeue_dead};
+use crate::mail::requeue_dead;
 use crate::state::AppState;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
@@ -222,108 +222,33 @@ pub async fn events(
     Ok(render(StatusCode::OK, &page))
 }
 
-/// What an administrator can do to an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Approve,
-    Reject,
-    Disable,
-    Enable,
-}
-
-impl Action {
-    fn done(self) -> &'static str {
-        match self {
-            Self::Approve => "approved",
-            Self::Reject => "rejected",
-            Self::Disable => "disabled",
-            Self::Enable => "enabled",
-        }
-    }
-}
-
-/// Why an action was refused.
-enum Refusal {
-    NoSuchUser,
-    OwnAccount,
-    LastAdmin,
-}
-
 /// `POST /admin/users/{id}/{approve|reject|disable|enable}`.
 pub async fn act(
     admin: AdminUser,
     state: web::Data<AppState>,
     client: ClientInfo,
-    path: web::Path<(i64, Action)>,
+    path: web::Path<(i64, AdminAction)>,
     Form(form): Form<ActionForm>,
 ) -> Result<HttpResponse, AppError> {
     let (target, action) = path.into_inner();
     let config = state.config.clone();
-    let outcome = state.db.run(move |conn| apply(conn, admin.user_id, target, action, &client.ip, &config)).await?;
+    let outcome = state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                let ctx = Context { config: &config, ip: &client.ip, now: now() };
+                accounts::act_on_account(conn, admin.user_id, target, action, ctx)
+            })
+        })
+        .await?;
     let back = safe_next(form.back.as_deref()).to_owned();
     let message = match outcome {
         Ok(email) => format!("{email} was {}.", action.done()),
         Err(Refusal::NoSuchUser) => return Err(AppError::NotFound),
-        Err(Refusal::OwnAccount) => "You cannot disable your own account.".to_owned(),
-        Err(Refusal::LastAdmin) => "That would leave no enabled administrator.".to_owned(),
+        Err(refusal) => refusal.describe().to_owned(),
     };
     state.mail.wake();
     Ok(redirect_with_flash(&back, Flash::new(message)))
-}
-
-/// Applies an action in one transaction with its audit event and mail.
-fn apply(
-    conn: &mut DbConnection,
-    actor: i64,
-    target: i64,
-    action: Action,
-    ip: &str,
-    config: &Config,
-) -> diesel::QueryResult<Result<String, Refusal>> {
-    conn.write(|conn| {
-        let now = now();
-        if !User::lock(conn, target)? {
-            return Ok(Err(Refusal::NoSuchUser));
-        }
-        let Some(user) = User::find(conn, target)? else {
-            return Ok(Err(Refusal::NoSuchUser));
-        };
-        let (kind, mail) = match action {
-            Action::Approve => {
-                User::set_approval(conn, target, Approval::Approved, now)?;
-                (EventKind::Approved, Some(MailKind::AccountApproved))
-            }
-            Action::Reject => {
-                User::set_approval(conn, target, Approval::Rejected, now)?;
-                if config.settings.require_admin_approval {
-                    sessions::delete_all_for_user(conn, target)?;
-                }
-                (EventKind::Rejected, Some(MailKind::AccountRejected))
-            }
-            Action::Disable => {
-                if target == actor {
-                    return Ok(Err(Refusal::OwnAccount));
-                }
-                if user.is_admin && user.disabled_at.is_none() && User::count_enabled_admins(conn)? <= 1 {
-                    return Ok(Err(Refusal::LastAdmin));
-                }
-                User::set_disabled(conn, target, true, now)?;
-                sessions::delete_all_for_user(conn, target)?;
-                (EventKind::Disabled, None)
-            }
-            Action::Enable => {
-                User::set_disabled(conn, target, false, now)?;
-                (EventKind::Enabled, None)
-            }
-        };
-        if let Some(mail) = mail {
-            queue(conn, mail, &user.email, Some(target), config)?;
-        }
-        let event = Event { kind, user_id: Some(target), actor_id: Some(actor), ip, detail: "" };
-        audit::record(conn, event, now)?;
-        Ok(Ok(user.email))
-    })
 }
 
 /// Sends a dead mail again, as if newly queued.

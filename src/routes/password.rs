@@ -8,15 +8,15 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::answer_mail_request;
+use crate::accounts::{self, Context, PasswordSet};
 use crate::config::Config;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
-use crate::db::{DbConnection, now, sessions};
+use crate::db::{DbConnection, now};
 use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
-use crate::throttle::{Bucket, Throttle};
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
@@ -145,9 +145,7 @@ pub async fn reset(
     };
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
-    let throttle = state.throttle;
-    let done =
-        state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client.ip, throttle, &config)).await?;
+    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client.ip, &config)).await?;
     if !done {
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     }
@@ -156,15 +154,14 @@ pub async fn reset(
     Ok(redirect_with_flash("/login", flash.with_email(email.as_str())))
 }
 
-/// Claims the link and, in the same transaction, sets the password,
-/// verifies the address (the link proved the mailbox), voids the other
-/// links, ends every session and queues the notice.
+/// Claims the link and, in the same transaction, sets the password as a
+/// reset does (`accounts::set_password`); false if the link is no longer
+/// good.
 fn complete_reset(
     conn: &mut DbConnection,
     token: &PlainToken,
     password_hash: &str,
     ip: &str,
-    throttle: Throttle,
     config: &Config,
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
@@ -181,13 +178,7 @@ fn complete_reset(
         let Some(user) = User::find(conn, claimed.user_id)? else {
             return Ok(false);
         };
-        User::set_password(conn, user.id, password_hash, true, now)?;
-        // The owner is back in: failed sign-ins against the address are forgotten.
-        throttle.clear(conn, &Bucket::SignInAddress(user.email.clone()))?;
-        email_tokens::void_all(conn, user.id, &[Purpose::ResetLink, Purpose::VerifyLink, Purpose::VerifyCode], now)?;
-        sessions::delete_all_for_user(conn, user.id)?;
-        queue(conn, MailKind::PasswordChanged, &user.email, Some(user.id), config)?;
-        audit::record(conn, Event::own(EventKind::PasswordReset, user.id, ip), now)?;
+        accounts::set_password(conn, &user, password_hash, PasswordSet::Reset, Context { config, ip, now })?;
         Ok(true)
     })
 }

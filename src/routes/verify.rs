@@ -10,10 +10,11 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::answer_mail_request;
-use crate::db::audit::{self, Event, EventKind};
+use crate::accounts::{self, Context};
+use crate::config::Config;
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
-use crate::db::{DbConnection, now, sessions};
+use crate::db::{DbConnection, now};
 use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
@@ -94,7 +95,8 @@ pub async fn submit(
         (Some(token), None, None) => {
             let token = PlainToken::parse(&token)
                 .ok_or_else(|| AppError::BadRequest("This confirmation link is malformed.".into()))?;
-            state.db.run(move |conn| verify_by_link(conn, &token, &client.ip)).await?
+            let config = state.config.clone();
+            state.db.run(move |conn| verify_by_link(conn, &token, &client.ip, &config)).await?
         }
         (None, Some(email), Some(code)) => {
             let Some((address, code)) = EmailAddress::parse(&email).ok().zip(VerificationCode::parse(&code)) else {
@@ -106,8 +108,9 @@ pub async fn submit(
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             };
             state.rate_limit(vec![Bucket::CodeAddress(address.as_str().to_owned())]).await?;
-            let codes = state.codes.clone();
-            let verified = state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip)).await?;
+            let (codes, config) = (state.codes.clone(), state.config.clone());
+            let verified =
+                state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip, &config)).await?;
             answer_no_sooner(started).await;
             if !verified {
                 let page = EnterCodePage { ctx, email, error: Some(WRONG_CODE.into()) };
@@ -131,7 +134,7 @@ pub async fn submit(
 }
 
 /// Uses the link token (one claim wins) and marks the address verified.
-fn verify_by_link(conn: &mut DbConnection, token: &PlainToken, ip: &str) -> diesel::QueryResult<bool> {
+fn verify_by_link(conn: &mut DbConnection, token: &PlainToken, ip: &str, config: &Config) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
         let hash = token.hash();
@@ -143,7 +146,7 @@ fn verify_by_link(conn: &mut DbConnection, token: &PlainToken, ip: &str) -> dies
         let Some(claimed) = email_tokens::claim_link(conn, Purpose::VerifyLink, &hash, now)? else {
             return Ok(false);
         };
-        complete_verification(conn, &claimed, ip, now)?;
+        accounts::verify_email(conn, &claimed, Context { config, ip, now })?;
         Ok(true)
     })
 }
@@ -156,6 +159,7 @@ fn verify_by_code(
     code: &VerificationCode,
     codes: &CodeHasher,
     ip: &str,
+    config: &Config,
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
         let now = now();
@@ -169,32 +173,12 @@ fn verify_by_code(
                 continue;
             }
             if let Some(claimed) = email_tokens::claim_by_id(conn, token_id, now)? {
-                complete_verification(conn, &claimed, ip, now)?;
+                accounts::verify_email(conn, &claimed, Context { config, ip, now })?;
                 return Ok(true);
             }
         }
         Ok(false)
     })
-}
-
-/// Verifies the address, voids every other link and code sent for it, sets
-/// the password of the registration the secret answered (if any), and ends
-/// every session: whoever registered the address before its owner proved
-/// it keeps no way in.
-fn complete_verification(
-    conn: &mut DbConnection,
-    claimed: &email_tokens::Claimed,
-    ip: &str,
-    now: i64,
-) -> diesel::QueryResult<()> {
-    if let Some(password_hash) = &claimed.password_hash {
-        User::set_password(conn, claimed.user_id, password_hash, false, now)?;
-    }
-    User::mark_verified(conn, claimed.user_id, now)?;
-    email_tokens::void_all(conn, claimed.user_id, &[Purpose::VerifyLink, Purpose::VerifyCode], now)?;
-    sessions::delete_all_for_user(conn, claimed.user_id)?;
-    audit::record(conn, Event::own(EventKind::EmailVerified, claimed.user_id, ip), now)?;
-    Ok(())
 }
 
 pub async fn show_resend(ctx: PageContext) -> HttpResponse {

@@ -163,7 +163,9 @@ fn check_csrf(req: &HttpRequest, submitted: Option<&str>, tokens: Tokens) -> Res
     let session_token = SessionData::of(req).csrf_token();
     let accepted = match (tokens, session_token) {
         (Tokens::SessionOrAnonymous, Some(session_token)) => vec![session_token],
-        (Tokens::SessionOrBrowser, Some(session_token)) => [Some(session_token), browser_token].into_iter().flatten().collect(),
+        (Tokens::SessionOrBrowser, Some(session_token)) => {
+            [Some(session_token), browser_token].into_iter().flatten().collect()
+        }
         (_, None) => browser_token.into_iter().collect(),
     };
     let matches = accepted.iter().any(|expected| bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())));

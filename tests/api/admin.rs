@@ -14,6 +14,8 @@ on_both_backends!(
     rejecting_refuses_sign_in_and_can_be_undone,
     disabling_ends_live_sessions_and_enabling_restores_sign_in,
     an_admin_cannot_disable_themselves_or_the_last_admin,
+    an_admin_cannot_reject_themselves_or_the_last_approved_admin,
+    two_admins_disabling_each_other_at_once_leave_one_enabled,
     only_admins_reach_admin_pages,
     a_demoted_admin_loses_the_admin_pages_at_once,
     admin_actions_need_the_csrf_token,
@@ -141,18 +143,52 @@ async fn an_admin_cannot_disable_themselves_or_the_last_admin(backend: Backend) 
     let root = app.signed_in_admin("root@example.com").await;
 
     let own = act(&app, &root, "root@example.com", "disable").await;
-    assert!(root.follow(&own).await.body.contains("You cannot disable your own account."));
+    assert!(root.follow(&own).await.body.contains("You cannot reject or disable your own account."));
 
     let second = app.signed_in_admin("second@example.com").await;
     act(&app, &second, "root@example.com", "disable").await;
     // Root is disabled; second is the last enabled admin and cannot be disabled by anyone.
     let last = act(&app, &second, "second@example.com", "disable").await;
-    assert!(second.follow(&last).await.body.contains("You cannot disable your own account."));
+    assert!(second.follow(&last).await.body.contains("You cannot reject or disable your own account."));
     assert_eq!(app.sign_in(&app.browser(), "root@example.com", PASSWORD).await.status, StatusCode::FORBIDDEN);
     let mut conn = app.db();
     let second_user = User::find_by_email(&mut conn, "second@example.com").unwrap().unwrap();
     assert!(second_user.disabled_at.is_none());
-    assert_eq!(User::count_enabled_admins(&mut conn).unwrap(), 1);
+    assert_eq!(User::count_active_admins(&mut conn).unwrap(), 1);
+}
+
+async fn an_admin_cannot_reject_themselves_or_the_last_approved_admin(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let root = app.signed_in_admin("root@example.com").await;
+
+    let own = act(&app, &root, "root@example.com", "reject").await;
+    assert!(root.follow(&own).await.body.contains("You cannot reject or disable your own account."));
+    let second = app.signed_in_admin("second@example.com").await;
+    act(&app, &second, "root@example.com", "reject").await;
+    // Approval is not required here, so root still signs in, but is no longer an approved administrator.
+    let last = act(&app, &root, "second@example.com", "reject").await;
+
+    assert!(root.follow(&last).await.body.contains("without an enabled, approved administrator"));
+    let mut conn = app.db();
+    let second_user = User::find_by_email(&mut conn, "second@example.com").unwrap().unwrap();
+    assert_eq!(second_user.approval, "approved");
+    assert_eq!(User::count_active_admins(&mut conn).unwrap(), 1);
+}
+
+async fn two_admins_disabling_each_other_at_once_leave_one_enabled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.signed_in_admin("ann@example.com").await;
+    let bob = app.signed_in_admin("bob@example.com").await;
+    let (ann_id, bob_id) = (app.user_id("ann@example.com"), app.user_id("bob@example.com"));
+    // Both pages are open before either button is pressed.
+    let ann_page = ann.get(&format!("/admin/users/{bob_id}")).await;
+    let bob_page = bob.get(&format!("/admin/users/{ann_id}")).await;
+
+    let ann_action = format!("/admin/users/{bob_id}/disable");
+    let bob_action = format!("/admin/users/{ann_id}/disable");
+    tokio::join!(ann.submit_form(&ann_page, &ann_action, &[]), bob.submit_form(&bob_page, &bob_action, &[]));
+
+    assert_eq!(User::count_active_admins(&mut app.db()).unwrap(), 1, "exactly one of them was disabled");
 }
 
 async fn only_admins_reach_admin_pages(backend: Backend) {
@@ -311,5 +347,8 @@ async fn dead_mail_is_shown_and_can_be_sent_again(backend: Backend) {
 
     let mail = app.mail.wait_for("ann@example.com", 1).await;
     let browser = app.browser();
-    browser.submit(&format!("/verify?token={}", mail.verify_token()), "/verify", &[]).await.assert_redirects_to("/login");
+    browser
+        .submit(&format!("/verify?token={}", mail.verify_token()), "/verify", &[])
+        .await
+        .assert_redirects_to("/login");
 }

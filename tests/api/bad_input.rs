@@ -70,7 +70,8 @@ async fn malformed_verify_links_get_a_4xx_page(backend: Backend) {
     let forged = browser.submit(&format!("/verify?token={}", "A".repeat(43)), "/verify", &[]).await;
     assert_eq!(forged.status, StatusCode::GONE);
     let token = browser.get("/verify").await.csrf_token();
-    let fields = [("csrf_token", token.as_str()), ("token", &"A".repeat(43)), ("email", "a@example.com"), ("code", "1")];
+    let fields =
+        [("csrf_token", token.as_str()), ("token", &"A".repeat(43)), ("email", "a@example.com"), ("code", "1")];
     let both = browser.post_raw("/verify", &fields).await;
     assert_eq!(both.status, StatusCode::BAD_REQUEST);
 }

@@ -29,7 +29,8 @@ async fn signing_in_issues_a_new_session_id(backend: Backend) {
     let first = session_id(&browser).unwrap();
     assert_eq!(app.session_hashes(), vec![sha256(&first)], "only a hash of the id is stored");
 
-    let again = browser.submit_form(&stale_form, "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
+    let again =
+        browser.submit_form(&stale_form, "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
 
     again.assert_redirects_to("/account");
     let second = session_id(&browser).unwrap();

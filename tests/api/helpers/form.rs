@@ -116,7 +116,8 @@ fn controls_of(form: ElementRef) -> Vec<Control> {
 fn selected_option(select: ElementRef) -> String {
     let options = Selector::parse("option").unwrap();
     let mut all = select.select(&options);
-    let chosen = select.select(&options).find(|option| option.value().attr("selected").is_some()).or_else(|| all.next());
+    let chosen =
+        select.select(&options).find(|option| option.value().attr("selected").is_some()).or_else(|| all.next());
     chosen.map_or_else(String::new, |option| {
         option.value().attr("value").map_or_else(|| option.text().collect(), str::to_owned)
     })

@@ -1,0 +1,171 @@
+//! What happens when an administrator acts on an account, and the rule
+//! that guards every such action: the site always keeps an enabled,
+//! approved administrator.
+
+use diesel::QueryResult;
+
+use super::Context;
+use crate::db::audit::{self, Event, EventKind};
+use crate::db::users::{NewUser, User};
+use crate::db::{DbConnection, sessions};
+use crate::domain::{Approval, EmailAddress};
+use crate::mail::{MailKind, queue};
+
+/// What an administrator can do to an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminAction {
+    Approve,
+    Reject,
+    Disable,
+    Enable,
+}
+
+impl AdminAction {
+    /// The past participle, for "ann@example.com was disabled."
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Approve => "approved",
+            Self::Reject => "rejected",
+            Self::Disable => "disabled",
+            Self::Enable => "enabled",
+        }
+    }
+
+    /// Actions that can take an administrator's access away.
+    fn removes_access(self) -> bool {
+        matches!(self, Self::Reject | Self::Disable)
+    }
+}
+
+/// Why an action was refused; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuchUser,
+    /// Administrators cannot reject or disable their own account here.
+    OwnAccount,
+    /// It would leave no enabled, approved administrator.
+    LastAdmin,
+}
+
+impl Refusal {
+    /// The refusal in plain words, for the administrator.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NoSuchUser => "There is no such account.",
+            Self::OwnAccount => "You cannot reject or disable your own account.",
+            Self::LastAdmin => "That would leave the site without an enabled, approved administrator.",
+        }
+    }
+}
+
+/// Applies `action` by the administrator `actor` to the account `target`,
+/// with its audit event, ended sessions and mail, in the caller's write
+/// transaction. Returns the account's address. Actions that could take
+/// away an administrator's access run under `lock_admin_changes`, so two
+/// administrators acting on each other at once cannot both pass the check.
+pub fn act_on_account(
+    conn: &mut DbConnection,
+    actor: i64,
+    target: i64,
+    action: AdminAction,
+    ctx: Context,
+) -> QueryResult<Result<String, Refusal>> {
+    if action.removes_access() {
+        if target == actor {
+            return Ok(Err(Refusal::OwnAccount));
+        }
+        lock_admin_changes(conn)?;
+    }
+    if !User::lock(conn, target)? {
+        return Ok(Err(Refusal::NoSuchUser));
+    }
+    let Some(user) = User::find(conn, target)? else { return Ok(Err(Refusal::NoSuchUser)) };
+    if action.removes_access() && is_active_admin(&user) && User::count_active_admins(conn)? <= 1 {
+        return Ok(Err(Refusal::LastAdmin));
+    }
+    let (kind, mail) = match action {
+        AdminAction::Approve => {
+            User::set_approval(conn, target, Approval::Approved, ctx.now)?;
+            (EventKind::Approved, Some(MailKind::AccountApproved))
+        }
+        AdminAction::Reject => {
+            User::set_approval(conn, target, Approval::Rejected, ctx.now)?;
+            if ctx.config.settings.require_admin_approval {
+                sessions::delete_all_for_user(conn, target)?;
+            }
+            (EventKind::Rejected, Some(MailKind::AccountRejected))
+        }
+        AdminAction::Disable => {
+            User::set_disabled(conn, target, true, ctx.now)?;
+            sessions::delete_all_for_user(conn, target)?;
+            (EventKind::Disabled, None)
+        }
+        AdminAction::Enable => {
+            User::set_disabled(conn, target, false, ctx.now)?;
+            (EventKind::Enabled, None)
+        }
+    };
+    if let Some(mail) = mail {
+        queue(conn, mail, &user.email, Some(target), ctx.config)?;
+    }
+    let event = Event { kind, user_id: Some(target), actor_id: Some(actor), ip: ctx.ip, detail: "" };
+    audit::record(conn, event, ctx.now)?;
+    Ok(Ok(user.email))
+}
+
+/// An administrator who can sign in and act: enabled and approved.
+fn is_active_admin(user: &User) -> bool {
+    user.is_admin && user.disabled_at.is_none() && Approval::from_db(&user.approval) == Approval::Approved
+}
+
+/// Serialises the transactions that may take an administrator's access
+/// away until the caller's transaction ends. SQLite's write transactions
+/// (`BEGIN IMMEDIATE`) already run one at a time; PostgreSQL takes a
+/// transaction-level advisory lock, since locking only the target row
+/// would let two administrators disable each other at once.
+fn lock_admin_changes(conn: &mut DbConnection) -> QueryResult<()> {
+    /// An arbitrary key, the same in every instance.
+    const ADMIN_CHANGES: i64 = 0x7573_6865_7261_646d; // "usheradm"
+    if let DbConnection::Postgres(pg) = conn {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(ADMIN_CHANGES)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// Makes `email` an administrator who can sign in at once (verified,
+/// approved, enabled), creating the account with `password_hash` when it
+/// does not exist (a new account has no links or sessions to end). Records
+/// the audit event. Returns whether the account was created. `None` as the
+/// hash for a missing account is a caller's error and rolls back.
+pub fn create_admin(
+    conn: &mut DbConnection,
+    email: &EmailAddress,
+    password_hash: Option<&str>,
+    now: i64,
+) -> QueryResult<bool> {
+    let (user_id, created) = match (User::find_by_email(conn, email.as_str())?, password_hash) {
+        (Some(user), _) => (user.id, false),
+        (None, Some(hash)) => {
+            let admin = NewUser {
+                email: email.as_str(),
+                password_hash: hash,
+                email_verified_at: Some(now),
+                approval: Approval::Approved.as_str(),
+                is_admin: true,
+                created_at: now,
+                updated_at: now,
+            };
+            (User::insert(conn, &admin)?.ok_or(diesel::result::Error::RollbackTransaction)?, true)
+        }
+        (None, None) => return Err(diesel::result::Error::RollbackTransaction),
+    };
+    User::promote_to_admin(conn, user_id, now)?;
+    let event =
+        Event { kind: EventKind::AdminCreated, user_id: Some(user_id), actor_id: None, ip: "command line", detail: "" };
+    audit::record(conn, event, now)?;
+    Ok(created)
+}

@@ -1,0 +1,34 @@
+//! Account transitions: the one place that says what happens when a
+//! password is set, an address is verified, or an administrator approves,
+//! rejects, disables or enables an account. Routes and commands parse their
+//! input, call one of these inside their write transaction, and render the
+//! outcome; they never re-state a rule.
+//!
+//! | what happens when …                          | where             |
+//! | -------------------------------------------- | ----------------- |
+//! | a password is set (change, reset, sign-up)   | `password.rs`     |
+//! | an address is verified                       | `verification.rs` |
+//! | an administrator acts on an account          | `admin.rs`        |
+//! | an administrator is created from the CLI     | `admin.rs`        |
+
+mod admin;
+mod password;
+mod verification;
+
+pub use admin::{AdminAction, Refusal, act_on_account, create_admin};
+pub use password::{PasswordSet, set_password};
+pub use verification::verify_email;
+
+use crate::config::Config;
+
+/// Who causes a transition, from where and when, and the settings the mail
+/// it queues needs.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub config: &'a Config,
+    /// The client's address as recorded in audit events (`"command line"`
+    /// for the CLI).
+    pub ip: &'a str,
+    /// Unix seconds (UTC).
+    pub now: i64,
+}
