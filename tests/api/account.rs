@@ -12,6 +12,7 @@ on_both_backends!(
     signing_out_other_sessions_keeps_this_one,
     changing_the_password_keeps_this_session_under_a_new_id_and_ends_the_others,
     a_wrong_current_password_changes_nothing,
+    changing_the_password_voids_outstanding_reset_links,
     a_weak_new_password_is_refused_with_a_reason,
     a_user_has_at_most_fifty_sessions,
     the_account_loaded_with_a_session_is_never_stored_in_it,
@@ -125,4 +126,25 @@ async fn the_account_loaded_with_a_session_is_never_stored_in_it(backend: Backen
     let stored: Vec<String> = sessions::table.select(sessions::state).load(&mut app.db()).unwrap();
     assert_eq!(stored.len(), 1);
     assert!(stored[0].contains("user_id") && !stored[0].contains("\"account\""), "{}", stored[0]);
+}
+
+async fn changing_the_password_voids_outstanding_reset_links(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let this = app.signed_in_user("ann@example.com").await;
+    let elsewhere = app.browser();
+    elsewhere.submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
+    let token = app.mail.wait_for("ann@example.com", 2).await.link_token("/password/reset?token=");
+    let reset_form = elsewhere.get(&format!("/password/reset?token={token}")).await;
+    assert_eq!(reset_form.status, StatusCode::OK, "the link works before the change");
+
+    let fields = [("current_password", PASSWORD), ("password", NEW_PASSWORD), ("password_confirm", NEW_PASSWORD)];
+    this.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
+
+    assert_eq!(elsewhere.get(&format!("/password/reset?token={token}")).await.status, StatusCode::GONE);
+    let hijack = "someone else's password 55";
+    let hijacked = [("password", hijack), ("password_confirm", hijack)];
+    let late = elsewhere.submit_form(&reset_form, "/password/reset", &hijacked).await;
+    assert_eq!(late.status, StatusCode::GONE);
+    assert_eq!(app.sign_in(&app.browser(), "ann@example.com", hijack).await.status, StatusCode::UNAUTHORIZED);
+    app.sign_in(&app.browser(), "ann@example.com", NEW_PASSWORD).await.assert_redirects_to("/account");
 }

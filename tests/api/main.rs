@@ -8,6 +8,7 @@ mod helpers;
 mod account;
 mod admin;
 mod bad_input;
+mod browser_true;
 mod cleanup;
 mod config;
 mod csrf;

@@ -98,6 +98,10 @@ impl Browser {
         read(self.client.get(self.url(path)).send().await.expect("GET")).await
     }
 
+    pub async fn head(&self, path: &str) -> Page {
+        read(self.client.head(self.url(path)).send().await.expect("HEAD")).await
+    }
+
     /// POSTs exactly these fields (no CSRF token added).
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded::to_string(fields).unwrap();

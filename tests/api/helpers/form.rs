@@ -41,6 +41,22 @@ impl HtmlForm {
         }
     }
 
+    /// `(method, action)` of every form on `html`, in page order.
+    pub fn all_on(html: &str) -> Vec<(String, String)> {
+        let document = Html::parse_document(html);
+        let forms = Selector::parse("form").unwrap();
+        document
+            .select(&forms)
+            .map(|form| {
+                let attrs = form.value();
+                (
+                    attrs.attr("method").unwrap_or("get").to_ascii_lowercase(),
+                    attrs.attr("action").unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Lays `fields` over the served values. A checkbox or radio named here
     /// is ticked with that value. Panics when the form has no control of
     /// that name: a test must not send what no browser would.

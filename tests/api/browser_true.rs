@@ -1,0 +1,266 @@
+//! Usher as real browsers and mail services use it: every form submitted
+//! exactly as served, links decorated with tracking parameters, `HEAD`
+//! requests, and a sign-out from a tab whose session already ended.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, Browser, HtmlForm, PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    every_form_submitted_as_served_is_accepted,
+    every_form_on_the_admin_dashboard_submitted_as_served_is_accepted,
+    emailed_links_with_tracking_parameters_work_as_without,
+    unknown_query_parameters_are_ignored_on_every_page,
+    head_is_answered_wherever_get_is,
+    signing_out_of_a_session_that_already_ended_lands_signed_out,
+    a_signed_in_sign_out_still_needs_its_csrf_token,
+);
+
+const NEW_PASSWORD: &str = "marble orchestra lantern 97";
+const TRACKING: &str = "utm_source=newsletter&utm_medium=email&utm_campaign=welcome&fbclid=IwAR0abc";
+
+/// Who looks at the page.
+#[derive(Clone, Copy, Debug)]
+enum Visitor {
+    Anonymous,
+    User,
+    Admin,
+}
+
+/// One form on one page, the values a person would type, and the answer.
+struct Case {
+    visitor: Visitor,
+    page: String,
+    action: String,
+    fields: Vec<(&'static str, String)>,
+    expected: StatusCode,
+}
+
+fn case(visitor: Visitor, page: &str, action: &str, fields: &[(&'static str, &str)], expected: StatusCode) -> Case {
+    let fields = fields.iter().map(|(name, value)| (*name, (*value).to_owned())).collect();
+    Case { visitor, page: page.to_owned(), action: action.to_owned(), fields, expected }
+}
+
+/// A browser for a visitor of this kind, each with an account of its own.
+async fn visitor(app: &TestApp, kind: Visitor, n: usize) -> Browser {
+    match kind {
+        Visitor::Anonymous => app.browser(),
+        Visitor::User => app.signed_in_user(&format!("user{n}@example.com")).await,
+        Visitor::Admin => app.signed_in_admin(&format!("admin{n}@example.com")).await,
+    }
+}
+
+/// Asks for a reset link for a new verified account and returns its token.
+async fn reset_token(app: &TestApp, email: &str) -> String {
+    app.register_verified(email).await;
+    app.browser().submit("/password/forgot", "/password/forgot", &[("email", email)]).await;
+    app.mail.wait_for(email, 2).await.link_token("/password/reset?token=")
+}
+
+async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
+    use StatusCode as S;
+    use Visitor::{Admin, Anonymous, User};
+    let app = spawn_app(backend).await;
+    app.register_verified("known@example.com").await;
+    app.register(&app.browser(), "waiting@example.com").await;
+    let verify_token = app.mail.wait_for("waiting@example.com", 1).await.verify_token();
+    let reset_token = reset_token(&app, "forgot@example.com").await;
+    app.register_verified("target@example.com").await;
+    let target = app.user_id("target@example.com");
+    let user_page = format!("/admin/users/{target}");
+    let action = |name: &str| format!("/admin/users/{target}/{name}");
+    let password = [("password", PASSWORD), ("password_confirm", PASSWORD)];
+
+    let cases = vec![
+        case(
+            Anonymous,
+            "/register",
+            "/register",
+            &[("email", "new@example.com"), password[0], password[1]],
+            S::SEE_OTHER,
+        ),
+        case(Anonymous, "/login", "/login", &[("email", "known@example.com"), ("password", PASSWORD)], S::SEE_OTHER),
+        case(
+            Anonymous,
+            "/verify",
+            "/verify",
+            &[("email", "known@example.com"), ("code", "123456")],
+            S::UNPROCESSABLE_ENTITY,
+        ),
+        case(Anonymous, "/verify/resend", "/verify/resend", &[("email", "known@example.com")], S::SEE_OTHER),
+        case(Anonymous, "/password/forgot", "/password/forgot", &[("email", "known@example.com")], S::SEE_OTHER),
+        case(Anonymous, &format!("/verify?token={verify_token}"), "/verify", &[], S::SEE_OTHER),
+        case(
+            Anonymous,
+            &format!("/password/reset?token={reset_token}"),
+            "/password/reset",
+            &[("password", NEW_PASSWORD), ("password_confirm", NEW_PASSWORD)],
+            S::SEE_OTHER,
+        ),
+        case(User, "/account", "/account/sessions/revoke-others", &[], S::SEE_OTHER),
+        case(
+            User,
+            "/account",
+            "/account/password",
+            &[("current_password", PASSWORD), ("password", NEW_PASSWORD), ("password_confirm", NEW_PASSWORD)],
+            S::SEE_OTHER,
+        ),
+        case(User, "/account", "/logout", &[], S::SEE_OTHER),
+        case(Admin, &user_page, &action("disable"), &[], S::SEE_OTHER),
+        case(Admin, &user_page, &action("enable"), &[], S::SEE_OTHER),
+        case(Admin, &user_page, &action("reject"), &[], S::SEE_OTHER),
+        case(Admin, &user_page, &action("approve"), &[], S::SEE_OTHER),
+        case(Admin, "/admin/users", &action("disable"), &[], S::SEE_OTHER),
+        case(Admin, "/admin/users?q=target", &action("enable"), &[], S::SEE_OTHER),
+    ];
+
+    let mut covered: Vec<(String, String)> = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let browser = visitor(&app, case.visitor, n).await;
+        let page = browser.get(&case.page).await;
+        assert_eq!(page.status, S::OK, "{}", case.page);
+        let fields: Vec<(&str, &str)> = case.fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
+
+        let answer = browser.submit_form(&page, &case.action, &fields).await;
+
+        assert_eq!(
+            answer.status, case.expected,
+            "{:?} on {} to {}:\n{}",
+            case.visitor, case.page, case.action, answer.body
+        );
+        covered.push((case.page.clone(), case.action.clone()));
+    }
+    // Every POST form on those pages is in the table (the admin list's
+    // other rows repeat the same buttons for other accounts).
+    for (n, case) in cases.iter().enumerate() {
+        let page = visitor(&app, case.visitor, 100 + n).await.get(&case.page).await;
+        for (method, action) in HtmlForm::all_on(&page.body) {
+            let per_account =
+                action.starts_with("/admin/users/") && !action.starts_with(&format!("/admin/users/{target}/"));
+            if method == "post" && !per_account {
+                assert!(
+                    covered.iter().any(|(_, covered_action)| *covered_action == action),
+                    "the form to {action} on {} is not submitted by this test",
+                    case.page
+                );
+            }
+        }
+    }
+}
+
+async fn every_form_on_the_admin_dashboard_submitted_as_served_is_accepted(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--require-admin-approval", "true")]).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("waiting@example.com").await;
+    let id = app.user_id("waiting@example.com");
+    let dashboard = admin.get("/admin").await;
+    let forms = HtmlForm::all_on(&dashboard.body);
+
+    for name in ["approve", "reject"] {
+        let action = format!("/admin/users/{id}/{name}");
+        assert!(forms.iter().any(|(_, a)| *a == action), "{action} offered on the dashboard");
+    }
+    let answer = admin.submit_form(&dashboard, &format!("/admin/users/{id}/approve"), &[]).await;
+
+    answer.assert_redirects_to("/admin");
+    app.sign_in(&app.browser(), "waiting@example.com", PASSWORD).await.assert_redirects_to("/account");
+}
+
+async fn emailed_links_with_tracking_parameters_work_as_without(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    app.register(&browser, "ann@example.com").await;
+    let token = app.mail.wait_for("ann@example.com", 1).await.verify_token();
+
+    let link = format!("/verify?token={token}&{TRACKING}");
+    let page = browser.get(&link).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    browser.submit_form(&page, "/verify", &[]).await.assert_redirects_to("/login");
+
+    browser.submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
+    let token = app.mail.wait_for("ann@example.com", 2).await.link_token("/password/reset?token=");
+    let page = browser.get(&format!("/password/reset?{TRACKING}&token={token}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let fields = [("password", NEW_PASSWORD), ("password_confirm", NEW_PASSWORD)];
+    browser.submit_form(&page, "/password/reset", &fields).await.assert_redirects_to("/login");
+
+    let sign_in = browser.get(&format!("/login?next=%2Faccount&{TRACKING}")).await;
+    assert_eq!(sign_in.status, StatusCode::OK);
+    let fields = [("email", "ann@example.com"), ("password", NEW_PASSWORD)];
+    browser.submit_form(&sign_in, "/login", &fields).await.assert_redirects_to("/account");
+}
+
+async fn unknown_query_parameters_are_ignored_on_every_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let anonymous = app.browser();
+    let admin = app.signed_in_admin("root@example.com").await;
+    let id = app.user_id("root@example.com");
+
+    for path in ["/", "/register", "/login", "/verify", "/verify/resend", "/password/forgot", "/healthz", "/readyz"] {
+        let page = anonymous.get(&format!("{path}?{TRACKING}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+    }
+    for path in [
+        "/account".to_owned(),
+        "/admin".to_owned(),
+        "/admin/users".into(),
+        format!("/admin/users/{id}"),
+        "/admin/events".into(),
+    ] {
+        let page = admin.get(&format!("{path}?{TRACKING}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+    }
+}
+
+async fn head_is_answered_wherever_get_is(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let anonymous = app.browser();
+    let user = app.signed_in_user("ann@example.com").await;
+    let pages = [
+        "/",
+        "/register",
+        "/login",
+        "/verify",
+        "/verify/resend",
+        "/password/forgot",
+        "/static/usher.css",
+        "/healthz",
+        "/readyz",
+    ];
+    let cases = pages.iter().map(|path| (&anonymous, *path)).chain([(&user, "/account"), (&anonymous, "/account")]);
+
+    for (browser, path) in cases {
+        let get = browser.get(path).await;
+        let head = browser.head(path).await;
+
+        assert_eq!(head.status, get.status, "{path}");
+        assert_eq!(head.headers.get("content-type"), get.headers.get("content-type"), "{path}");
+        assert_eq!(head.headers.get("location"), get.headers.get("location"), "{path}");
+        assert!(head.body.is_empty(), "{path}: HEAD has no body");
+    }
+}
+
+async fn signing_out_of_a_session_that_already_ended_lands_signed_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+    let first_tab = browser.get("/account").await;
+    browser.submit("/account", "/logout", &[]).await.assert_redirects_to("/");
+
+    let again = browser.submit_form(&first_tab, "/logout", &[]).await;
+
+    again.assert_redirects_to("/");
+    let home = browser.follow(&again).await;
+    assert!(home.body.contains("You are signed out."), "{}", home.body);
+    assert!(home.body.contains("href=\"/login\""), "the signed-out header");
+}
+
+async fn a_signed_in_sign_out_still_needs_its_csrf_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+
+    let forged = browser.post_raw("/logout", &[("csrf_token", "forged")]).await;
+
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK, "still signed in");
+}
