@@ -72,11 +72,6 @@ impl HtmlForm {
         self
     }
 
-    /// Whether the form has a control of this name, sent or not.
-    pub fn has_field(&self, name: &str) -> bool {
-        self.controls.iter().any(|control| control.name == name)
-    }
-
     /// The body a browser would send: `application/x-www-form-urlencoded`.
     pub fn encode(&self) -> String {
         let sent: Vec<(&str, &str)> = self
