@@ -17,6 +17,8 @@ pub enum AppError {
     Forbidden,
     #[error("This page does not exist.")]
     NotFound,
+    #[error("The form took too long to arrive. Check your connection and send it again.")]
+    RequestTimeout,
     #[error("The form is too large.")]
     PayloadTooLarge,
     #[error("The request's headers are too large.")]
@@ -82,6 +84,7 @@ impl ResponseError for AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::CsrfRejected | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,6 +106,10 @@ impl ResponseError for AppError {
             Self::TooManyRequests(wait) => Some(wait.as_secs().max(1)),
             _ => None,
         };
+        if matches!(self, Self::RequestTimeout) {
+            // The rest of the body may still trickle in: do not read it as the next request.
+            response.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+        }
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, seconds.into());
         }

@@ -22,6 +22,10 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 /// own checks then give the precise message.
 pub const MAX_FIELD_CHARS: usize = 1024;
 const CSRF_FIELD: &str = "csrf_token";
+/// Longest wait for a form's body once its headers arrived. A browser sends
+/// 16 KiB in far less; a client that stops sending gets a 408 instead of
+/// holding the request until `REQUEST_TIMEOUT` turns it into a 503.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A form whose CSRF token has been checked, decoded into `T`.
 pub struct Form<T>(pub T);
@@ -73,7 +77,8 @@ fn read_form<T: DeserializeOwned + 'static>(
         if !is_form {
             return Err(AppError::UnsupportedMediaType);
         }
-        let body = body.await.map_err(|error| match error.as_error::<PayloadError>() {
+        let body = tokio::time::timeout(BODY_TIMEOUT, body).await.map_err(|_| AppError::RequestTimeout)?;
+        let body = body.map_err(|error| match error.as_error::<PayloadError>() {
             Some(PayloadError::Overflow) => AppError::PayloadTooLarge,
             _ => AppError::BadRequest("The form could not be read.".into()),
         })?;

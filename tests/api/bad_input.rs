@@ -4,6 +4,7 @@ use crate::helpers::{Backend, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
+    a_client_that_stops_sending_its_form_gets_a_408,
     malformed_forms_get_a_clear_4xx_page_and_change_nothing,
     malformed_verify_links_get_a_4xx_page,
     unknown_routes_and_methods_get_pages,
@@ -104,4 +105,25 @@ async fn health_and_readiness_answer(backend: Backend) {
     let ready = browser.get("/readyz").await;
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.body, "ready");
+}
+
+async fn a_client_that_stops_sending_its_form_gets_a_408(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(backend).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /register HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: 100\r\n\r\nemail=ann"
+    );
+
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(25), stream.read_to_end(&mut answer)).await;
+
+    assert!(read.is_ok(), "answered and closed before the 30 s request limit");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("took too long to arrive"), "{answer}");
+    assert_eq!(app.row_counts().users, 0);
 }

@@ -259,3 +259,76 @@ async fn sign_in(chrome: &Chrome, email: &str, password: &str) {
     chrome.fill("password", password).await;
     chrome.press("Sign in").await;
 }
+
+/// On the account page: end the other session, change the password with
+/// the served form (its hidden username field for password managers
+/// included), sign out, and sign in with the new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_other_sessions_and_change_the_password() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let email = "edsger@example.com";
+    app.register_verified(email).await;
+    let other = app.browser();
+    app.sign_in(&other, email, PASSWORD).await.assert_redirects_to("/account");
+
+    sign_in(&chrome, email, PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    chrome.press("Sign out all other sessions").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.flash().await, "Signed out 1 other session.");
+    assert_eq!(other.get("/account").await.status, reqwest::StatusCode::SEE_OTHER, "the other session ended");
+
+    chrome.fill("current_password", PASSWORD).await;
+    chrome.fill("password", NEW_PASSWORD).await;
+    chrome.fill("password_confirm", NEW_PASSWORD).await;
+    chrome.press("Change password").await;
+    chrome.wait_for_path("/account").await;
+    assert!(chrome.flash().await.contains("Your password was changed"), "{}", chrome.flash().await);
+    chrome.check_page("account-password-changed").await;
+
+    chrome.press("Sign out").await;
+    chrome.wait_for_path("/").await;
+    sign_in(&chrome, email, NEW_PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, email);
+
+    chrome.finish().await;
+}
+
+/// An administrator rejects a waiting sign-up, then disables a user (whose
+/// session ends at once) and enables them again, from the admin pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_rejects_disables_and_enables_users() {
+    let Some(tools) = tools() else { return };
+    let app = spawn_app_with(Backend::Sqlite, &[("--require-admin-approval", "true")]).await;
+    let chrome = Chrome::start(tools, &app.address).await;
+    let (waiting, member) = ("mallory@example.com", "bob@example.com");
+    app.register_verified(waiting).await;
+    let created = app.create_admin_command(member, PASSWORD);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let created = app.create_admin_command("root@example.com", PASSWORD);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let bob = app.browser();
+    app.sign_in(&bob, member, PASSWORD).await.assert_redirects_to("/account");
+
+    sign_in(&chrome, "root@example.com", PASSWORD).await;
+    chrome.open("/admin").await;
+    chrome.press(&format!("Reject {waiting}")).await;
+    chrome.wait_for_path("/admin").await;
+    assert_eq!(chrome.flash().await, format!("{waiting} was rejected."));
+    assert!(app.mail.wait_for(waiting, 2).await.subject.contains("not approved"));
+
+    chrome.follow("Users").await;
+    chrome.wait_for_path("/admin/users").await;
+    chrome.follow(member).await;
+    chrome.press(&format!("Disable {member}")).await;
+    assert_eq!(chrome.flash().await, format!("{member} was disabled."));
+    chrome.check_page("admin-user-disabled").await;
+    assert_eq!(bob.get("/account").await.status, reqwest::StatusCode::SEE_OTHER, "his session ended");
+
+    chrome.press(&format!("Enable {member}")).await;
+    assert_eq!(chrome.flash().await, format!("{member} was enabled."));
+    app.sign_in(&app.browser(), member, PASSWORD).await.assert_redirects_to("/account");
+
+    chrome.finish().await;
+}
