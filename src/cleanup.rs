@@ -88,7 +88,10 @@ pub fn spawn_periodic(db: Db, unverified_ttl: Duration, interval: Duration) -> C
     let (stop, stopped) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("usher-cleanup".into())
-        .spawn(move || periodic(&db, unverified_ttl, interval, &stopped))
+        .spawn(move || {
+            db.clock().install();
+            periodic(&db, unverified_ttl, interval, &stopped)
+        })
         .expect("spawn the cleanup thread");
     CleanupHandle { stop }
 }

@@ -182,6 +182,8 @@ pub struct Config {
     pub database: DatabaseUrl,
     pub public_url: Url,
     pub session_key: Secret,
+    /// Where the time comes from: the system's, unless a test moves it.
+    pub clock: crate::clock::Clock,
 }
 
 impl Config {
@@ -202,7 +204,7 @@ impl Config {
             }
             None => load_or_create_key_file(Path::new(SESSION_KEY_FILE))?,
         };
-        Ok(Self { settings, database, public_url, session_key })
+        Ok(Self { settings, database, public_url, session_key, clock: crate::clock::Clock::default() })
     }
 
     pub fn limits(&self) -> Limits {

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cleanup;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;

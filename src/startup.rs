@@ -81,7 +81,7 @@ fn derive_key(secret: &str, purpose: &str) -> Key {
 
 /// Opens the database and applies pending migrations.
 async fn open_database(config: &Config, connections: u32) -> anyhow::Result<Db> {
-    let db = Db::new(&config.database, connections);
+    let db = Db::new(&config.database, connections).with_clock(config.clock.clone());
     let migrating = db.clone();
     let applied = web::block(move || -> anyhow::Result<usize> {
         let mut conn = migrating.connect_for_admin()?;
@@ -137,7 +137,10 @@ impl Application {
         let store = DbSessionStore::new(db, session_policy(&config));
         let secure = config.is_https();
 
+        let clock = config.clock.clone();
         let server = HttpServer::new(move || {
+            // Runs on each worker thread as it starts: its requests read this server's clock.
+            clock.install();
             let sessions = SessionMiddleware::builder(store.clone(), session_key.clone())
                 .cookie_name(cookie_names.session.clone())
                 .cookie_secure(secure)

@@ -17,6 +17,8 @@ use actix_web::web;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tracing::Instrument;
 
+use crate::clock::Clock;
+
 pub(crate) use connection::on_backend;
 pub use connection::{DatabaseUrl, DbConnection};
 pub use migrations::run_migrations;
@@ -62,6 +64,8 @@ pub struct Db {
     pool: Pool,
     url: DatabaseUrl,
     pub backend: Backend,
+    /// Entered around every job, so its timestamps follow this server's clock.
+    clock: Clock,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +86,17 @@ impl Db {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build_unchecked(connection::ConnectionManager::new(url.clone()));
-        Self { pool, url: url.clone(), backend }
+        Self { pool, url: url.clone(), backend, clock: Clock::default() }
+    }
+
+    /// The same database, its jobs timed by `clock`.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The clock this database's jobs run by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// A connection outside the pool, for migrations and other one-off work.
@@ -96,10 +110,11 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, clock) = (self.pool.clone(), self.clock.clone());
         let span = tracing::debug_span!("db");
         web::block(move || {
             let _entered = span.enter();
+            let _clock = clock.enter();
             let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
             work(&mut conn).map_err(DbError::from)
         })
@@ -114,6 +129,7 @@ impl Db {
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
+        let _clock = self.clock.enter();
         let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
         work(&mut conn).map_err(DbError::from)
     }
@@ -128,7 +144,6 @@ impl Db {
     }
 }
 
-/// Seconds since the Unix epoch: every timestamp Usher stores.
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
+/// Seconds since the Unix epoch (UTC) by this thread's clock: every
+/// timestamp Usher stores.
+pub use crate::clock::now;

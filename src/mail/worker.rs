@@ -102,7 +102,10 @@ impl MailWorker {
         let handle = MailWorkerHandle { wake, stopped: stopped.clone() };
         let thread = std::thread::Builder::new()
             .name("usher-mail".into())
-            .spawn(move || self.run(&woken, &stopped))
+            .spawn(move || {
+                self.db.clock().install();
+                self.run(&woken, &stopped)
+            })
             .expect("spawn the mail worker");
         (handle, thread)
     }

@@ -99,9 +99,10 @@ async fn a_permanent_smtp_error_marks_the_mail_dead(backend: Backend) {
 async fn mail_whose_link_expired_is_never_sent(backend: Backend) {
     let port = free_port();
     let smtp_url = format!("smtp://127.0.0.1:{port}");
-    let overrides = [("--smtp-url", smtp_url.as_str()), ("--verify-token-ttl", "2s"), ("--mail-retry-base", "1s")];
+    let overrides = [("--smtp-url", smtp_url.as_str()), ("--verify-token-ttl", "1h"), ("--mail-retry-base", "1s")];
     let app = spawn_app_with(backend, &overrides).await;
     app.register(&app.browser(), "ann@example.com").await;
+    app.clock.advance(Duration::from_secs(3600));
 
     wait_until("the mail expired", || outbox_rows(&app)[0].state == "expired").await;
     let sink = MailSink::start_on(port).await;

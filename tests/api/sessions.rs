@@ -86,21 +86,21 @@ async fn an_idle_session_times_out(backend: Backend) {
     let browser = app.signed_in_user("ann@example.com").await;
     assert_eq!(browser.get("/account").await.status, StatusCode::OK);
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.clock.advance(Duration::from_secs(3));
 
     assert_eq!(browser.get("/account").await.status, StatusCode::SEE_OTHER);
 }
 
 async fn activity_keeps_a_session_alive_until_the_absolute_timeout(backend: Backend) {
-    let app = spawn_app_with(backend, &[("--session-idle-ttl", "3s"), ("--session-absolute-ttl", "6s")]).await;
+    let app = spawn_app_with(backend, &[("--session-idle-ttl", "30m"), ("--session-absolute-ttl", "2h")]).await;
     let browser = app.signed_in_user("ann@example.com").await;
 
-    for second in 0..4 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(browser.get("/account").await.status, StatusCode::OK, "active at {second}s");
+    for minutes in [20, 40, 60, 80, 100] {
+        app.clock.advance(Duration::from_secs(20 * 60));
+        assert_eq!(browser.get("/account").await.status, StatusCode::OK, "active at {minutes} minutes");
     }
-    // Past 3 s of idleness had the activity not slid it; now wait out the absolute limit.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Past 30 minutes of idleness had the activity not slid it; now past the absolute limit.
+    app.clock.advance(Duration::from_secs(25 * 60));
     assert_eq!(browser.get("/account").await.status, StatusCode::SEE_OTHER);
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
+use usher::clock::Clock;
 use usher::config::{Config, Settings};
 use usher::db::{DatabaseUrl, DbConnection};
 use usher::startup::{Application, BackgroundJobs};
@@ -16,6 +17,8 @@ pub struct TestApp {
     pub address: String,
     pub mail: MailSink,
     pub database: Arc<TestDatabase>,
+    /// The server's clock: `app.clock.advance(…)` instead of sleeping.
+    pub clock: Clock,
     flags: Vec<(String, String)>,
     server: ServerHandle,
     background: BackgroundJobs,
@@ -31,7 +34,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     let mail = MailSink::start().await;
     let database = Arc::new(TestDatabase::create(&backend));
     let flags = default_flags(&database, &mail, overrides);
-    TestApp::start(database, mail, flags).await
+    TestApp::start(database, mail, flags, Clock::default()).await
 }
 
 fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -58,22 +61,23 @@ fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &
 }
 
 impl TestApp {
-    async fn start(database: Arc<TestDatabase>, mail: MailSink, flags: Vec<(String, String)>) -> Self {
+    async fn start(database: Arc<TestDatabase>, mail: MailSink, flags: Vec<(String, String)>, clock: Clock) -> Self {
         let args = flags.iter().flat_map(|(flag, value)| [flag.clone(), value.clone()]);
         let settings = Settings::from_flags(args).expect("valid test settings");
-        let config = Config::resolve(settings).expect("valid test config");
+        let mut config = Config::resolve(settings).expect("valid test config");
+        config.clock = clock.clone();
         let app = Application::build(config).await.expect("Usher starts");
         let port = app.port();
         let server = app.handle();
         let background = app.background_jobs();
         tokio::spawn(app.run_until_stopped());
-        Self { address: format!("http://127.0.0.1:{port}"), mail, database, flags, server, background }
+        Self { address: format!("http://127.0.0.1:{port}"), mail, database, clock, flags, server, background }
     }
 
     /// A second server on the same database and mail sink, as a second
     /// instance behind a load balancer.
     pub async fn spawn_second_instance(&self) -> TestApp {
-        TestApp::start(self.database.clone(), self.mail.clone(), self.flags.clone()).await
+        TestApp::start(self.database.clone(), self.mail.clone(), self.flags.clone(), self.clock.clone()).await
     }
 
     pub fn browser(&self) -> Browser {
