@@ -68,10 +68,25 @@ fn check_normalised_email(raw: &str) -> Result<(), TestCaseError> {
         prop_assert!(!email.local_part().is_empty());
         prop_assert_eq!(format!("{}@", email.local_part()), &text[..=email.local_part().len()]);
         prop_assert_eq!(email.to_string(), text);
+        prop_assert!(email.domain().is_ascii(), "domain not in its ASCII form: {:?} from {:?}", text, raw);
         let again = EmailAddress::parse(text);
         prop_assert_eq!(again.as_ref(), Ok(&email), "not idempotent: {:?}", raw);
+        let unicode = email.to_unicode();
+        let from_unicode = EmailAddress::parse(&unicode);
+        prop_assert_eq!(from_unicode.as_ref(), Ok(&email), "Unicode form {:?} of {:?}", unicode, raw);
     }
     Ok(())
+}
+
+/// Addresses whose domain has non-ASCII labels (IDNs), as people type them.
+fn idn_address() -> impl Strategy<Value = String> {
+    let local = "[a-z0-9]{1,12}([._+-][a-z0-9]{1,8}){0,2}";
+    // Letters of several scripts, mixed with ASCII; `ß` and `ς` are where
+    // transitional and non-transitional processing differ.
+    let label = "[a-z0-9]{0,3}[äöüßéçñøåłждяαβςσ例え中文]{1,4}[a-z0-9]{0,3}";
+    let tld = "([a-z]{2,6}|テスト|рф)";
+    (local, proptest::collection::vec(label, 1..=3), tld)
+        .prop_map(|(local, labels, tld)| format!("{local}@{}.{tld}", labels.join(".")))
 }
 
 proptest! {
@@ -85,6 +100,31 @@ proptest! {
     #[test]
     fn email_parse_normalises_address_like_text(raw in text_from("abcXYZ019.@-_+ \t\u{130}\u{23a}\u{212a}\"[]", 40)) {
         check_normalised_email(&raw)?;
+    }
+
+    #[test]
+    fn email_parse_normalises_idn_like_text(
+        raw in text_from("abXY0.@-_+ xn-\u{e9}\u{df}\u{3c2}\u{3a3}\u{fc}\u{308}\u{3002}\u{ff0e}\u{ff41}\u{200d}\u{5d0}\u{ff20}", 40),
+    ) {
+        check_normalised_email(&raw)?;
+    }
+
+    #[test]
+    fn unicode_and_punycode_forms_parse_equal(
+        address in idn_address(),
+        mask in proptest::collection::vec(any::<bool>(), 1..8),
+    ) {
+        let unicode = EmailAddress::parse(&address);
+        prop_assert!(unicode.is_ok(), "{:?} refused: {:?}", address, unicode.map_err(|p| p.to_string()));
+        let unicode = unicode.unwrap();
+        let (local, domain) = address.rsplit_once('@').unwrap();
+        // The punycode form worked out by the idna crate on its own, typed in any case.
+        let punycode = format!("{local}@{}", idna::domain_to_ascii(domain).unwrap());
+        prop_assert_eq!(unicode.as_str(), punycode.as_str());
+        let typed = EmailAddress::parse(&recase(&punycode, &mask));
+        prop_assert_eq!(typed.as_ref(), Ok(&unicode), "typed {:?}", recase(&punycode, &mask));
+        prop_assert_eq!(unicode.to_unicode(), address.clone());
+        check_normalised_email(&address)?;
     }
 
     #[test]

@@ -50,5 +50,7 @@ fn parse_all(text: &str) {
         assert_eq!(stored, stored.trim());
         assert_eq!(stored, stored.to_lowercase());
         assert!(!email.local_part().is_empty());
+        assert!(email.domain().is_ascii());
+        assert_eq!(EmailAddress::parse(stored).as_ref(), Ok(&email));
     }
 }
