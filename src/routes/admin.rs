@@ -13,7 +13,7 @@ use crate::db::audit::{self, EventRow};
 use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
 use crate::db::users::User;
-use crate::domain::Approval;
+use crate::domain::{Approval, EmailAddress};
 use crate::mail::requeue_dead;
 use crate::state::AppState;
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
@@ -42,7 +42,11 @@ pub struct ActionForm {
 /// A user as the admin pages show them.
 pub struct UserView {
     id: i64,
+    /// As stored: the domain in ASCII (punycode).
     email: String,
+    /// The same address with a Unicode domain, shown beside it when it
+    /// differs, so that a look-alike domain stands out.
+    email_unicode: Option<String>,
     created: String,
     verified: bool,
     approval: &'static str,
@@ -59,6 +63,7 @@ impl From<User> for UserView {
             verified: user.email_verified_at.is_some(),
             disabled: user.disabled_at.is_some(),
             admin: user.is_admin,
+            email_unicode: EmailAddress::unicode_form(&user.email),
             email: user.email,
             approval,
         }
@@ -91,6 +96,7 @@ pub struct DeadMailView {
     id: i64,
     kind: String,
     recipient: String,
+    recipient_unicode: Option<String>,
     attempts: i32,
     error: String,
     failed_at: String,
@@ -101,6 +107,7 @@ impl From<OutboxRow> for DeadMailView {
         Self {
             id: row.id,
             kind: row.kind,
+            recipient_unicode: EmailAddress::unicode_form(&row.recipient),
             recipient: row.recipient,
             attempts: row.attempts,
             error: row.last_error.unwrap_or_default(),
@@ -177,7 +184,7 @@ pub async fn users(
     if q.chars().count() > MAX_QUERY_CHARS || after.as_ref().is_some_and(|a| a.chars().count() > MAX_QUERY_CHARS) {
         return Err(AppError::BadRequest("The search is too long.".into()));
     }
-    let prefix = q.trim().to_lowercase();
+    let prefix = EmailAddress::search_prefix(&q);
     let rows = state.db.run(move |conn| User::page(conn, &prefix, after.as_deref(), PAGE_SIZE)).await?;
     let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| {
         let last = rows.last().map(|user| user.email.clone()).unwrap_or_default();
