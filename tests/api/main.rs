@@ -13,6 +13,7 @@ mod cleanup;
 mod config;
 mod csrf;
 mod headers;
+mod idn;
 mod login;
 mod mail;
 mod outage;

@@ -62,22 +62,36 @@ fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &
 
 impl TestApp {
     async fn start(database: Arc<TestDatabase>, mail: MailSink, flags: Vec<(String, String)>, clock: Clock) -> Self {
+        Self::try_start(database, mail, flags, clock).await.expect("Usher starts")
+    }
+
+    async fn try_start(
+        database: Arc<TestDatabase>,
+        mail: MailSink,
+        flags: Vec<(String, String)>,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let args = flags.iter().flat_map(|(flag, value)| [flag.clone(), value.clone()]);
         let settings = Settings::from_flags(args).expect("valid test settings");
         let mut config = Config::resolve(settings).expect("valid test config");
         config.clock = clock.clone();
-        let app = Application::build(config).await.expect("Usher starts");
+        let app = Application::build(config).await?;
         let port = app.port();
         let server = app.handle();
         let background = app.background_jobs();
         tokio::spawn(app.run_until_stopped());
-        Self { address: format!("http://127.0.0.1:{port}"), mail, database, clock, flags, server, background }
+        Ok(Self { address: format!("http://127.0.0.1:{port}"), mail, database, clock, flags, server, background })
     }
 
     /// A second server on the same database and mail sink, as a second
     /// instance behind a load balancer.
     pub async fn spawn_second_instance(&self) -> TestApp {
         TestApp::start(self.database.clone(), self.mail.clone(), self.flags.clone(), self.clock.clone()).await
+    }
+
+    /// Like `spawn_second_instance`, for a start that may fail.
+    pub async fn try_second_instance(&self) -> anyhow::Result<TestApp> {
+        TestApp::try_start(self.database.clone(), self.mail.clone(), self.flags.clone(), self.clock.clone()).await
     }
 
     pub fn browser(&self) -> Browser {
@@ -222,6 +236,15 @@ impl TestApp {
             .expect("run usher create-admin");
         let _ = writeln!(child.stdin.take().unwrap(), "{password}");
         child.wait_with_output().unwrap()
+    }
+
+    /// Runs `usher migrate` against this app's database.
+    pub fn migrate_command(&self) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+            .args(["migrate", "--database-url", &self.database.url])
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run usher migrate")
     }
 
     /// A browser signed in as a new administrator.

@@ -1,5 +1,7 @@
 //! A minimal SMTP server on loopback that keeps every message it accepts.
-//! Usher's real lettre SMTP transport talks to it.
+//! Usher's real lettre SMTP transport talks to it. Like a real relay it
+//! refuses a non-ASCII envelope address unless the transaction asked for
+//! SMTPUTF8 (RFC 6531), and it can stop offering that extension.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,12 @@ use tokio::sync::Notify;
 
 #[derive(Clone, Debug)]
 pub struct ReceivedMail {
+    /// The envelope recipient (`RCPT TO`), as sent.
     pub to: String,
+    /// The envelope sender (`MAIL FROM`).
+    pub envelope_from: String,
+    /// Whether the transaction asked for SMTPUTF8.
+    pub smtputf8: bool,
     pub subject: String,
     pub message_id: String,
     pub text: String,
@@ -50,6 +57,7 @@ pub struct MailSink {
     arrived: Arc<Notify>,
     reject_permanently: Arc<AtomicBool>,
     fail_temporarily: Arc<AtomicBool>,
+    without_smtputf8: Arc<AtomicBool>,
 }
 
 impl MailSink {
@@ -66,6 +74,7 @@ impl MailSink {
             arrived: Arc::default(),
             reject_permanently: Arc::default(),
             fail_temporarily: Arc::default(),
+            without_smtputf8: Arc::default(),
         };
         let serving = sink.clone();
         tokio::spawn(async move {
@@ -91,6 +100,13 @@ impl MailSink {
     /// While on, answer every sender with a temporary 451.
     pub fn fail_temporarily(&self, on: bool) {
         self.fail_temporarily.store(on, Ordering::SeqCst);
+    }
+
+    /// While on, stop offering SMTPUTF8, as many relays do: a non-ASCII
+    /// envelope can then not be sent at all. Set it before Usher first
+    /// connects: lettre keeps a pooled connection's extensions.
+    pub fn without_smtputf8(&self, on: bool) {
+        self.without_smtputf8.store(on, Ordering::SeqCst);
     }
 
     pub fn all(&self) -> Vec<ReceivedMail> {
@@ -128,6 +144,8 @@ impl MailSink {
         let mut lines = BufReader::new(reader);
         writer.write_all(b"220 sink ESMTP ready\r\n").await?;
         let mut recipients = Vec::new();
+        let mut sender = String::new();
+        let mut smtputf8 = false;
         let mut line = String::new();
         loop {
             line.clear();
@@ -135,26 +153,43 @@ impl MailSink {
                 return Ok(());
             }
             let command = line.trim_end().to_ascii_uppercase();
+            let offers_smtputf8 = !self.without_smtputf8.load(Ordering::SeqCst);
             let reply: &[u8] = if command.starts_with("EHLO") {
-                b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+                if offers_smtputf8 {
+                    b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+                } else {
+                    b"250-sink\r\n250 8BITMIME\r\n"
+                }
             } else if command.starts_with("RCPT TO:") {
+                let to = extract_address(&line);
                 if self.reject_permanently.load(Ordering::SeqCst) {
                     b"550 5.1.1 mailbox unavailable\r\n"
+                } else if !to.is_ascii() && !smtputf8 {
+                    b"553 5.6.7 non-ASCII address without SMTPUTF8\r\n"
                 } else {
-                    recipients.push(extract_address(&line));
+                    recipients.push(to);
                     b"250 OK\r\n"
                 }
             } else if command == "DATA" {
                 writer.write_all(b"354 go ahead\r\n").await?;
                 let raw = read_data(&mut lines).await?;
-                self.store(std::mem::take(&mut recipients), raw);
+                self.store(std::mem::take(&mut recipients), &sender, smtputf8, raw);
                 b"250 OK queued\r\n"
             } else if command == "QUIT" {
                 writer.write_all(b"221 bye\r\n").await?;
                 return Ok(());
             } else if command.starts_with("MAIL FROM:") && self.fail_temporarily.load(Ordering::SeqCst) {
                 b"451 4.3.0 try again later\r\n"
-            } else if command.starts_with("RSET") || command.starts_with("MAIL FROM:") {
+            } else if command.starts_with("MAIL FROM:") {
+                recipients.clear();
+                sender = extract_address(&line);
+                smtputf8 = offers_smtputf8 && command.split_whitespace().skip(1).any(|param| param == "SMTPUTF8");
+                if !sender.is_ascii() && !smtputf8 {
+                    b"553 5.6.7 non-ASCII address without SMTPUTF8\r\n"
+                } else {
+                    b"250 OK\r\n"
+                }
+            } else if command.starts_with("RSET") {
                 recipients.clear();
                 b"250 OK\r\n"
             } else {
@@ -164,7 +199,7 @@ impl MailSink {
         }
     }
 
-    fn store(&self, recipients: Vec<String>, raw: String) {
+    fn store(&self, recipients: Vec<String>, sender: &str, smtputf8: bool, raw: String) {
         let parsed = MessageParser::default().parse(raw.as_bytes()).expect("parsable message");
         let subject = parsed.subject().unwrap_or_default().to_owned();
         let message_id = parsed.message_id().unwrap_or_default().to_owned();
@@ -174,6 +209,8 @@ impl MailSink {
         for to in recipients {
             received.push(ReceivedMail {
                 to,
+                envelope_from: sender.to_owned(),
+                smtputf8,
                 subject: subject.clone(),
                 message_id: message_id.clone(),
                 text: text.clone(),
