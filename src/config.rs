@@ -10,7 +10,7 @@ use clap::builder::BoolishValueParser;
 use url::Url;
 
 use crate::db::DatabaseUrl;
-use crate::domain::random_secret;
+use crate::domain::{EmailAddress, random_secret};
 use crate::throttle::{Limit, Limits};
 
 const SESSION_KEY_FILE: &str = "var/session.key";
@@ -171,8 +171,14 @@ fn parse_site_name(raw: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
+/// The sender, its domain in IDNA ASCII form: it goes into every SMTP
+/// envelope and Message-ID, which a relay without SMTPUTF8 takes only in ASCII.
 fn parse_mailbox(raw: &str) -> Result<lettre::message::Mailbox, String> {
-    raw.parse().map_err(|e| format!("not a mail address: {e}"))
+    let mailbox: lettre::message::Mailbox = raw.parse().map_err(|e| format!("not a mail address: {e}"))?;
+    let domain = EmailAddress::domain_to_ascii(mailbox.email.domain())
+        .map_err(|_| "the part after the @ is not a valid domain name".to_owned())?;
+    let email = lettre::Address::new(mailbox.email.user(), domain).map_err(|e| format!("not a mail address: {e}"))?;
+    Ok(lettre::message::Mailbox::new(mailbox.name, email))
 }
 
 /// Settings after defaults that depend on each other are filled in.
@@ -257,4 +263,19 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mailbox;
+
+    #[test]
+    fn the_sender_domain_is_kept_in_ascii() {
+        let sender = parse_mailbox("Bücherei <no-reply@Bücher.example>").unwrap();
+        assert_eq!(sender.name.as_deref(), Some("Bücherei"));
+        assert_eq!(sender.email.to_string(), "no-reply@xn--bcher-kva.example");
+        assert_eq!(parse_mailbox("Usher <no-reply@localhost>").unwrap().email.to_string(), "no-reply@localhost");
+        let refused = parse_mailbox("no-reply@bü_cher.example").unwrap_err();
+        assert!(refused.contains("not a valid domain name"), "{refused}");
+    }
 }

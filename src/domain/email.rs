@@ -165,6 +165,20 @@ impl EmailAddress {
             Err(_) => typed.to_lowercase(),
         }
     }
+
+    /// A domain in its IDNA ASCII form, by the rules of [`Self::parse`]
+    /// but without the need for a dot, for addresses Usher sends from
+    /// (`no-reply@localhost` is a fine sender).
+    ///
+    /// # Errors
+    /// [`EmailProblem::BadDomain`] for an invalid internationalised domain.
+    pub fn domain_to_ascii(domain: &str) -> Result<String, EmailProblem> {
+        let ascii = ascii_domain(domain)?;
+        if is_idn(&ascii) && !idna::uts46::verify_dns_length(&ascii, false) {
+            return Err(EmailProblem::BadDomain);
+        }
+        Ok(ascii)
+    }
 }
 
 impl fmt::Display for EmailAddress {
@@ -342,6 +356,13 @@ mod tests {
         assert_eq!(EmailAddress::unicode_form("not an address"), None);
         let plain = EmailAddress::parse("ann@example.com").unwrap();
         assert_eq!(plain.to_unicode(), "ann@example.com");
+    }
+
+    #[test]
+    fn sender_domains_need_no_dot() {
+        assert_eq!(EmailAddress::domain_to_ascii("Bücher.example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(EmailAddress::domain_to_ascii("localhost").as_deref(), Ok("localhost"));
+        assert_eq!(EmailAddress::domain_to_ascii("bü_cher"), Err(EmailProblem::BadDomain));
     }
 
     #[test]
