@@ -49,9 +49,10 @@ impl EmailAddress {
     /// Parses a typed address into its normalised form.
     ///
     /// The local part keeps the rules Usher always had: it is lower-cased
-    /// and must be a dot-atom (RFC 5322: letters, including non-ASCII ones,
-    /// digits and ``!#$%&'*+-/=?^_`{|}~``, dots only between them); quoted
-    /// local parts and address literals (`a@[1.2.3.4]`) are refused.
+    /// and must be a dot-atom of at most 64 bytes (RFC 5322 and RFC 6531:
+    /// letters, including non-ASCII ones, digits and ``!#$%&'*+-/=?^_`{|}~``,
+    /// dots only between them); quoted local parts and address literals
+    /// (`a@[1.2.3.4]`) are refused.
     ///
     /// The domain needs at least one dot. An all-ASCII domain without
     /// `xn--` labels is only lower-cased. Any other domain goes through
@@ -341,6 +342,10 @@ mod tests {
         assert_eq!(EmailAddress::parse("Jörg@bücher.example").unwrap().as_str(), "jörg@xn--bcher-kva.example");
         assert_eq!(EmailAddress::parse("a.b+tag@example.com").unwrap().local_part(), "a.b+tag");
         assert_eq!(EmailAddress::parse("a..b@example.com"), Err(EmailProblem::Malformed));
+        assert_eq!(EmailAddress::parse(".ab@example.com"), Err(EmailProblem::Malformed));
+        assert!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(64))).is_ok());
+        assert_eq!(EmailAddress::parse(&format!("{}@example.com", "a".repeat(65))), Err(EmailProblem::Malformed));
+        assert!(EmailAddress::parse("!#$%&'*+-/=?^_`{|}~@example.com").is_ok());
     }
 
     #[test]
