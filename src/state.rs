@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::auth::{HashError, PasswordHasher};
 use crate::config::Config;
 use crate::db::Db;
-use crate::domain::{CodeHasher, EmailAddress, PasswordPolicy, PasswordProblem};
+use crate::domain::{CodeHasher, EmailAddress, PasswordPolicy, PasswordProblems};
 use crate::mail::MailWorkerHandle;
 use crate::throttle::{Bucket, Throttle};
 use crate::web::AppError;
@@ -25,17 +25,18 @@ impl AppState {
     }
 
     /// Checks a new password against the policy on the hashing pool (the
-    /// strength estimate takes milliseconds of CPU) and returns it normalised.
+    /// strength estimate takes milliseconds of CPU) and returns it
+    /// normalised. The account's address, when known, counts as guessable.
     pub async fn check_new_password(
         &self,
         password: &str,
         confirmation: &str,
-        email: &EmailAddress,
-    ) -> Result<Result<String, PasswordProblem>, HashError> {
+        email: Option<&EmailAddress>,
+    ) -> Result<Result<String, PasswordProblems>, HashError> {
         let policy = self.password_policy();
-        let (password, confirmation, local_part) =
-            (password.to_owned(), confirmation.to_owned(), email.local_part().to_owned());
-        self.hasher.run(move || policy.check(&password, &confirmation, &[&local_part])).await
+        let local_part = email.map(|email| email.local_part().to_owned()).unwrap_or_default();
+        let (password, confirmation) = (password.to_owned(), confirmation.to_owned());
+        self.hasher.run(move || policy.check_each(&password, &confirmation, &[&local_part])).await
     }
 
     /// Counts one attempt against each bucket, in one transaction; refuses

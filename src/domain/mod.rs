@@ -7,5 +7,5 @@ mod token;
 
 pub use account::{AccountState, Approval, SignInBlock};
 pub use email::EmailAddress;
-pub use password::{PasswordPolicy, PasswordProblem, normalize_password};
+pub use password::{PasswordPolicy, PasswordProblem, PasswordProblems, normalize_password};
 pub use token::{CodeHasher, PlainToken, TokenHash, VerificationCode, random_secret};

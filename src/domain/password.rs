@@ -27,7 +27,34 @@ pub enum PasswordProblem {
     Guessable(String),
 }
 
+/// What is wrong with a new password and its confirmation, each on the
+/// field it is about, so a form can show both at once.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PasswordProblems {
+    /// Length or guessability: about the password field.
+    pub password: Option<PasswordProblem>,
+    /// [`PasswordProblem::Mismatch`]: about the confirmation field.
+    pub confirmation: Option<PasswordProblem>,
+}
+
 impl PasswordPolicy {
+    /// [`Self::check`], with the password's own problem and a mismatch
+    /// reported separately rather than the first one only.
+    ///
+    /// # Errors
+    /// Every problem found, each on its field.
+    pub fn check_each(&self, password: &str, confirmation: &str, context: &[&str]) -> Result<String, PasswordProblems> {
+        let own = self.check(password, password, context);
+        let mismatch = normalize_password(password) != normalize_password(confirmation);
+        match (own, mismatch) {
+            (Ok(password), false) => Ok(password),
+            (own, mismatch) => Err(PasswordProblems {
+                password: own.err(),
+                confirmation: mismatch.then_some(PasswordProblem::Mismatch),
+            }),
+        }
+    }
+
     /// Checks a new password (length and guessability, no composition rules,
     /// as NIST SP 800-63B asks) and returns it normalised, ready to hash.
     pub fn check(&self, password: &str, confirmation: &str, context: &[&str]) -> Result<String, PasswordProblem> {
@@ -62,6 +89,15 @@ mod tests {
     use super::*;
 
     const POLICY: PasswordPolicy = PasswordPolicy { min_length: 12 };
+
+    #[test]
+    fn a_short_password_and_a_mismatch_are_both_reported() {
+        let problems = POLICY.check_each("short", "other", &[]).unwrap_err();
+        assert_eq!(problems.password, Some(PasswordProblem::TooShort(12)));
+        assert_eq!(problems.confirmation, Some(PasswordProblem::Mismatch));
+        let only_mismatch = POLICY.check_each("correct horse battery staple", "correct horse", &[]).unwrap_err();
+        assert_eq!(only_mismatch, PasswordProblems { password: None, confirmation: Some(PasswordProblem::Mismatch) });
+    }
 
     #[test]
     fn a_long_unusual_password_is_accepted() {

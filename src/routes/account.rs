@@ -15,7 +15,7 @@ use crate::db::users::User;
 use crate::domain::{EmailAddress, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 pub struct ChangePasswordForm {
@@ -41,8 +41,8 @@ struct AccountPage {
     status: String,
     is_admin: bool,
     sessions: Vec<SessionView>,
-    current_password_error: Option<String>,
-    password_error: Option<String>,
+    /// The password change form's mistakes.
+    errors: FormErrors,
 }
 
 fn format_time(unix: i64) -> String {
@@ -61,18 +61,13 @@ fn session_views(rows: Vec<SessionRow>, current: Option<&str>) -> Vec<SessionVie
         .collect()
 }
 
-struct PageErrors {
-    current_password: Option<String>,
-    password: Option<String>,
-}
-
 async fn account_page(
     req: &HttpRequest,
     ctx: PageContext,
     state: &AppState,
     user_id: i64,
     status: StatusCode,
-    errors: PageErrors,
+    errors: FormErrors,
 ) -> Result<HttpResponse, AppError> {
     let session = SessionData::of(req);
     let Some(account) = session.account() else {
@@ -85,8 +80,7 @@ async fn account_page(
         status: account.status,
         is_admin: account.is_admin,
         sessions: session_views(rows, session.public_id().as_deref()),
-        current_password_error: errors.current_password,
-        password_error: errors.password,
+        errors,
     };
     Ok(render(status, &page))
 }
@@ -97,8 +91,7 @@ pub async fn show(
     ctx: PageContext,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let no_errors = PageErrors { current_password: None, password: None };
-    account_page(&req, ctx, &state, user.user_id, StatusCode::OK, no_errors).await
+    account_page(&req, ctx, &state, user.user_id, StatusCode::OK, FormErrors::default()).await
 }
 
 /// Needs the current password; keeps this session under a new id and ends
@@ -119,21 +112,21 @@ pub async fn change_password(
     let hits = state.rate_limit(vec![Bucket::SignInAddress(account.email.clone())]).await?;
     let current_ok =
         state.hasher.verify(normalize_password(&form.current_password), Some(account.password_hash.clone())).await?;
+    let mut errors = FormErrors::default();
     if current_ok {
         let throttle = state.throttle;
         state.db.run(move |conn| throttle.release(conn, &hits)).await?;
     } else {
-        let errors =
-            PageErrors { current_password: Some("Your current password is not right.".into()), password: None };
-        return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+        errors.add("current_password", "Your current password is not right.");
     }
-    let email = EmailAddress::parse(&account.email).map_err(|e| AppError::Internal(e.into()))?;
-    let password = match state.check_new_password(&form.password, &form.password_confirm, &email).await? {
-        Ok(password) => password,
-        Err(problem) => {
-            let errors = PageErrors { current_password: None, password: Some(problem.to_string()) };
-            return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
-        }
+    let email = EmailAddress::parse(&account.email).ok();
+    let password = state
+        .check_new_password(&form.password, &form.password_confirm, email.as_ref())
+        .await?
+        .map_err(|problems| errors.add_password_problems(problems))
+        .ok();
+    let Some(password) = password.filter(|_| errors.is_empty()) else {
+        return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
     };
     let password_hash = state.hasher.hash(password).await?;
     let keep = SessionData::of(&req).public_id().unwrap_or_default();

@@ -12,7 +12,7 @@ use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::forms::SignInForm;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 const INVALID_CREDENTIALS: &str = "Invalid email or password.";
 const DEFAULT_NEXT: &str = "/account";
@@ -37,7 +37,7 @@ struct LoginPage {
     email: String,
     next: String,
     remember_me: bool,
-    error: Option<&'static str>,
+    errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -70,7 +70,7 @@ pub async fn show(ctx: PageContext, query: web::Query<NextQuery>) -> HttpRespons
         return redirect(&next);
     }
     let email = ctx.flash_email();
-    render(StatusCode::OK, &LoginPage { ctx, email, next, remember_me: false, error: None })
+    render(StatusCode::OK, &LoginPage { ctx, email, next, remember_me: false, errors: FormErrors::default() })
 }
 
 /// A wrong password and an unknown address get the same answer after the
@@ -109,7 +109,8 @@ pub async fn submit(
     let known = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| password_matches) else {
         record(&state, EventKind::SignInFailed, known, &client.ip, address, Settle::KeepCounted).await?;
-        let page = LoginPage { ctx, email: form.email, next, remember_me: remember, error: Some(INVALID_CREDENTIALS) };
+        let errors = FormErrors::one("email", INVALID_CREDENTIALS);
+        let page = LoginPage { ctx, email: form.email, next, remember_me: remember, errors };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let settings = &state.config.settings;

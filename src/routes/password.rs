@@ -17,7 +17,7 @@ use crate::db::{DbConnection, now};
 use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 pub struct ForgotForm {
@@ -41,7 +41,7 @@ pub struct ResetForm {
 struct ForgotPage {
     ctx: PageContext,
     email: String,
-    error: Option<String>,
+    errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -49,7 +49,7 @@ struct ForgotPage {
 struct ResetPage {
     ctx: PageContext,
     token: String,
-    error: Option<String>,
+    errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -60,7 +60,7 @@ struct ResetFailedPage {
 
 pub async fn show_forgot(ctx: PageContext) -> HttpResponse {
     let email = ctx.flash_email();
-    render(StatusCode::OK, &ForgotPage { ctx, email, error: None })
+    render(StatusCode::OK, &ForgotPage { ctx, email, errors: FormErrors::default() })
 }
 
 /// Queues a reset mail for an enabled account; answers the same for any
@@ -74,7 +74,7 @@ pub async fn forgot(
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
-            let page = ForgotPage { ctx, email: form.email, error: Some(problem.to_string()) };
+            let page = ForgotPage { ctx, email: form.email, errors: FormErrors::one("email", problem) };
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
@@ -110,7 +110,7 @@ pub async fn show_reset(
     if live.is_none() {
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     }
-    Ok(render(StatusCode::OK, &ResetPage { ctx, token: token.expose().to_owned(), error: None }))
+    Ok(render(StatusCode::OK, &ResetPage { ctx, token: token.expose().to_owned(), errors: FormErrors::default() }))
 }
 
 /// Sets the new password if this request wins the link (of concurrent
@@ -136,10 +136,12 @@ pub async fn reset(
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     };
     let email = EmailAddress::parse(&owner.email).map_err(|e| AppError::Internal(e.into()))?;
-    let password = match state.check_new_password(&form.password, &form.password_confirm, &email).await? {
+    let password = match state.check_new_password(&form.password, &form.password_confirm, Some(&email)).await? {
         Ok(password) => password,
-        Err(problem) => {
-            let page = ResetPage { ctx, token: token.expose().to_owned(), error: Some(problem.to_string()) };
+        Err(problems) => {
+            let mut errors = FormErrors::default();
+            errors.add_password_problems(problems);
+            let page = ResetPage { ctx, token: token.expose().to_owned(), errors };
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };

@@ -13,7 +13,9 @@ use crate::domain::{Approval, EmailAddress};
 use crate::mail::{MailKind, queue, queue_verification_for_registration};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
+use crate::web::{
+    AppError, ClientInfo, Flash, Form, FormErrors, PageContext, answer_no_sooner, redirect_with_flash, render,
+};
 
 #[derive(Deserialize)]
 pub struct RegisterForm {
@@ -27,12 +29,11 @@ pub struct RegisterForm {
 struct RegisterPage {
     ctx: PageContext,
     email: String,
-    email_error: Option<String>,
-    password_error: Option<String>,
+    errors: FormErrors,
 }
 
 pub async fn show(ctx: PageContext) -> HttpResponse {
-    render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), email_error: None, password_error: None })
+    render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), errors: FormErrors::default() })
 }
 
 /// Answers the same whether or not the address is taken: a taken address
@@ -44,17 +45,17 @@ pub async fn submit(
     Form(form): Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
     let started = Instant::now();
-    let invalid = |email_error: Option<String>, password_error: Option<String>| {
-        let page = RegisterPage { ctx: ctx.clone(), email: form.email.clone(), email_error, password_error };
-        Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
-    };
-    let email = match EmailAddress::parse(&form.email) {
-        Ok(email) => email,
-        Err(problem) => return invalid(Some(problem.to_string()), None),
-    };
-    let password = match state.check_new_password(&form.password, &form.password_confirm, &email).await? {
-        Ok(password) => password,
-        Err(problem) => return invalid(None, Some(problem.to_string())),
+    let mut errors = FormErrors::default();
+    let email = EmailAddress::parse(&form.email).map_err(|problem| errors.add("email", problem)).ok();
+    // Without a valid address the password is still checked, so every mistake shows at once.
+    let password = state
+        .check_new_password(&form.password, &form.password_confirm, email.as_ref())
+        .await?
+        .map_err(|problems| errors.add_password_problems(problems))
+        .ok();
+    let (Some(email), Some(password)) = (email, password) else {
+        let page = RegisterPage { ctx, email: form.email, errors };
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
     };
     // Counted once the form is valid: a sign-up may send mail to the address.
     let buckets = vec![Bucket::SignUpIp(client.ip.clone()), Bucket::MailAddress(email.as_str().to_owned())];

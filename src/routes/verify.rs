@@ -19,7 +19,9 @@ use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, answer_no_sooner, redirect_with_flash, render};
+use crate::web::{
+    AppError, ClientInfo, Flash, Form, FormErrors, PageContext, answer_no_sooner, redirect_with_flash, render,
+};
 
 const WRONG_CODE: &str = "That code is wrong or has expired. Check the latest email, or ask for a new code.";
 
@@ -52,7 +54,7 @@ struct ConfirmLinkPage {
 struct EnterCodePage {
     ctx: PageContext,
     email: String,
-    error: Option<String>,
+    errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -66,7 +68,7 @@ struct LinkFailedPage {
 struct ResendPage {
     ctx: PageContext,
     email: String,
-    error: Option<String>,
+    errors: FormErrors,
 }
 
 pub async fn show(ctx: PageContext, query: web::Query<LinkQuery>) -> Result<HttpResponse, AppError> {
@@ -79,7 +81,7 @@ pub async fn show(ctx: PageContext, query: web::Query<LinkQuery>) -> Result<Http
         }
         None => {
             let email = ctx.flash_email();
-            Ok(render(StatusCode::OK, &EnterCodePage { ctx, email, error: None }))
+            Ok(render(StatusCode::OK, &EnterCodePage { ctx, email, errors: FormErrors::default() }))
         }
     }
 }
@@ -99,13 +101,14 @@ pub async fn submit(
             state.db.run(move |conn| verify_by_link(conn, &token, &client.ip, &config)).await?
         }
         (None, Some(email), Some(code)) => {
-            let Some((address, code)) = EmailAddress::parse(&email).ok().zip(VerificationCode::parse(&code)) else {
-                let page = EnterCodePage {
-                    ctx,
-                    email,
-                    error: Some("Enter your email address and the 6-digit code from the email.".into()),
-                };
-                return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+            let mut errors = FormErrors::default();
+            let address = EmailAddress::parse(&email).map_err(|problem| errors.add("email", problem)).ok();
+            let code = VerificationCode::parse(&code);
+            if code.is_none() {
+                errors.add("code", "Enter the 6-digit code from the email.");
+            }
+            let (Some(address), Some(code)) = (address, code) else {
+                return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &EnterCodePage { ctx, email, errors }));
             };
             state.rate_limit(vec![Bucket::CodeAddress(address.as_str().to_owned())]).await?;
             let (codes, config) = (state.codes.clone(), state.config.clone());
@@ -113,7 +116,7 @@ pub async fn submit(
                 state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip, &config)).await?;
             answer_no_sooner(started).await;
             if !verified {
-                let page = EnterCodePage { ctx, email, error: Some(WRONG_CODE.into()) };
+                let page = EnterCodePage { ctx, email, errors: FormErrors::one("code", WRONG_CODE) };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             }
             verified
@@ -183,7 +186,7 @@ fn verify_by_code(
 
 pub async fn show_resend(ctx: PageContext) -> HttpResponse {
     let email = ctx.flash_email();
-    render(StatusCode::OK, &ResendPage { ctx, email, error: None })
+    render(StatusCode::OK, &ResendPage { ctx, email, errors: FormErrors::default() })
 }
 
 /// Answers the same for any address; only an account still waiting for
@@ -196,7 +199,7 @@ pub async fn resend(
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(problem) => {
-            let page = ResendPage { ctx, email: form.email, error: Some(problem.to_string()) };
+            let page = ResendPage { ctx, email: form.email, errors: FormErrors::one("email", problem) };
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };

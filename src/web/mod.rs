@@ -4,6 +4,7 @@
 pub mod client;
 pub mod cookies;
 pub mod errors;
+pub mod form_errors;
 pub mod forms;
 pub mod head;
 pub mod limits;
@@ -11,6 +12,7 @@ pub mod pages;
 
 pub use client::ClientInfo;
 pub use errors::AppError;
+pub use form_errors::FormErrors;
 pub use forms::Form;
 pub use pages::{Flash, PageContext, redirect, redirect_with_flash, render};
 

@@ -4,6 +4,7 @@ use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
+    every_mistake_of_a_sign_up_is_shown_at_once_on_its_field,
     registration_sends_a_multipart_verification_mail_with_site_links,
     a_new_account_cannot_sign_in_before_verifying,
     registering_a_taken_address_answers_like_a_new_one_and_emails_the_owner,
@@ -144,4 +145,26 @@ async fn a_weak_password_is_refused_with_a_reason_and_nothing_is_stored(backend:
 
 pub fn strip_csrf(body: &str) -> String {
     body.lines().filter(|line| !line.contains("csrf_token")).collect::<Vec<_>>().join("\n")
+}
+
+async fn every_mistake_of_a_sign_up_is_shown_at_once_on_its_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    let fields = [("email", "not an address"), ("password", "short"), ("password_confirm", "shorter")];
+
+    let page = browser.submit("/register", "/register", &fields).await;
+
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let summary =
+        page.body.split("class=\"error-summary\"").nth(1).expect("an error summary").split("</div>").next().unwrap();
+    for (field, message) in [
+        ("email", "does not look like an email address"),
+        ("password", "Use at least 12 characters"),
+        ("password_confirm", "do not match"),
+    ] {
+        assert!(summary.contains(&format!("href=\"#{field}\"")), "the summary links to {field}: {summary}");
+        let under_field = page.body.split(&format!("id=\"{field}-error\"")).nth(1).expect("a message under the field");
+        assert!(under_field.split("</p>").next().unwrap().contains(message), "{field}: {message}");
+    }
+    assert_eq!(app.row_counts().users, 0);
 }

@@ -255,6 +255,19 @@ impl Chrome {
         element.attr(name).await.expect("attribute")
     }
 
+    /// The `class` of the element that has the focus, or "".
+    pub async fn focused_class(&self) -> String {
+        let script = "return document.activeElement ? document.activeElement.className : ''";
+        self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// The `href` attributes, as written, of the elements matching `css`.
+    pub async fn hrefs(&self, css: &str) -> Vec<String> {
+        let script = "return Array.from(document.querySelectorAll(arguments[0])).map(a => a.getAttribute('href'))";
+        let found = self.client.execute(script, vec![Value::String(css.to_owned())]).await.expect("hrefs");
+        serde_json::from_value(found).expect("a list of strings")
+    }
+
     /// The flash message on the page, or "".
     pub async fn flash(&self) -> String {
         self.text(".flash").await

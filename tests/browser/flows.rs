@@ -29,22 +29,23 @@ async fn sign_up_confirm_by_link_sign_in_and_out() {
     chrome.wait_for_path("/register").await;
     chrome.check_page("register").await;
 
+    // Three mistakes at once: all three are explained, each on its field.
     chrome.fill("email", "not an address").await;
-    chrome.fill("password", PASSWORD).await;
-    chrome.fill("password_confirm", PASSWORD).await;
-    chrome.press("Create account").await;
-    chrome.wait_for_path("/register").await;
-    assert_eq!(chrome.attribute("#email", "aria-invalid").await.as_deref(), Some("true"));
-    assert_eq!(chrome.attribute("#email", "aria-describedby").await.as_deref(), Some("email-error"));
-    chrome.check_page("register-email-error").await;
-
-    chrome.fill("email", email).await;
     chrome.fill("password", "short").await;
-    chrome.fill("password_confirm", "short").await;
+    chrome.fill("password_confirm", "shorter").await;
     chrome.press("Create account").await;
     chrome.wait_for_path("/register").await;
-    assert_eq!(chrome.attribute("#password", "aria-invalid").await.as_deref(), Some("true"));
-    chrome.check_page("register-password-error").await;
+    assert_eq!(chrome.focused_class().await, "error-summary", "the error summary takes the focus");
+    let summary_links = chrome.hrefs(".error-summary a").await;
+    assert_eq!(summary_links, ["#email", "#password", "#password_confirm"], "one link per mistake, in field order");
+    assert_eq!(chrome.attribute("#email", "aria-describedby").await.as_deref(), Some("email-error"));
+    assert_eq!(
+        chrome.attribute("#password", "aria-describedby").await.as_deref(),
+        Some("password-hint password-error")
+    );
+    assert_eq!(chrome.attribute("#password_confirm", "aria-invalid").await.as_deref(), Some("true"));
+    assert!(chrome.text("#password_confirm-error").await.contains("do not match"));
+    chrome.check_page("register-errors").await;
 
     chrome.fill("email", email).await;
     chrome.fill("password", PASSWORD).await;
@@ -68,7 +69,8 @@ async fn sign_up_confirm_by_link_sign_in_and_out() {
     chrome.fill("password", "not the password at all").await;
     chrome.press("Sign in").await;
     chrome.wait_for_path("/login").await;
-    assert!(chrome.text("#login-error").await.contains("Invalid email or password"));
+    assert!(chrome.text("#email-error").await.contains("Invalid email or password"));
+    assert_eq!(chrome.focused_class().await, "error-summary");
     chrome.check_page("login-error").await;
 
     chrome.fill("email", email).await;
@@ -189,7 +191,8 @@ async fn forgot_password_reset_and_sign_in() {
     chrome.fill("password_confirm", "something else entirely").await;
     chrome.press("Set the new password").await;
     chrome.wait_for_path("/password/reset").await;
-    assert_eq!(chrome.attribute("#password", "aria-invalid").await.as_deref(), Some("true"));
+    assert_eq!(chrome.attribute("#password_confirm", "aria-invalid").await.as_deref(), Some("true"));
+    assert_eq!(chrome.attribute("#password", "aria-invalid").await, None, "the mismatch is the confirmation's mistake");
     chrome.check_page("reset-error").await;
 
     chrome.fill("password", NEW_PASSWORD).await;
