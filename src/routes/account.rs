@@ -144,7 +144,10 @@ pub async fn change_password(
         .await?;
     state.mail.wake();
     SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
-    Ok(redirect_with_flash("/account", Flash::new("Your password was changed. Your other sessions were signed out.")))
+    Ok(redirect_with_flash(
+        "/account",
+        Flash::success("Your password was changed. Your other sessions were signed out."),
+    ))
 }
 
 pub async fn revoke_other_sessions(
@@ -155,10 +158,10 @@ pub async fn revoke_other_sessions(
 ) -> Result<HttpResponse, AppError> {
     let keep = SessionData::of(&req).public_id().unwrap_or_default();
     let ended = state.db.run(move |conn| sessions::delete_others(conn, user.user_id, &keep)).await?;
-    let message = match ended {
-        0 => "There were no other sessions.".to_owned(),
-        1 => "Signed out 1 other session.".to_owned(),
-        n => format!("Signed out {n} other sessions."),
+    let flash = match ended {
+        0 => Flash::info("There were no other sessions."),
+        1 => Flash::success("Signed out 1 other session."),
+        n => Flash::success(format!("Signed out {n} other sessions.")),
     };
-    Ok(redirect_with_flash("/account", Flash::new(message)))
+    Ok(redirect_with_flash("/account", flash))
 }

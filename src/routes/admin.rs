@@ -249,13 +249,13 @@ pub async fn act(
         })
         .await?;
     let back = safe_next(form.back.as_deref()).to_owned();
-    let message = match outcome {
-        Ok(email) => format!("{email} was {}.", action.done()),
+    let flash = match outcome {
+        Ok(email) => Flash::success(format!("{email} was {}.", action.done())),
         Err(Refusal::NoSuchUser) => return Err(AppError::NotFound),
-        Err(refusal) => refusal.describe().to_owned(),
+        Err(refusal) => Flash::error(refusal.describe()),
     };
     state.mail.wake();
-    Ok(redirect_with_flash(&back, Flash::new(message)))
+    Ok(redirect_with_flash(&back, flash))
 }
 
 /// Sends a dead mail again, as if newly queued.
@@ -272,5 +272,5 @@ pub async fn retry_mail(
         return Err(AppError::NotFound);
     }
     state.mail.wake();
-    Ok(redirect_with_flash("/admin", Flash::new("The mail was queued again.")))
+    Ok(redirect_with_flash("/admin", Flash::success("The mail was queued again.")))
 }

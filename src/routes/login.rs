@@ -120,7 +120,7 @@ pub async fn submit(
         let settle = Settle::Release(hits);
         record(&state, EventKind::SignInFailed, Some(user.id), &client.ip, block.describe().to_owned(), settle).await?;
         if block == SignInBlock::EmailUnverified {
-            let flash = Flash::new("Confirm your email address first. We can send you a new link and code.");
+            let flash = Flash::warning("Confirm your email address first. We can send you a new link and code.");
             return Ok(redirect_with_flash("/verify/resend", flash.with_email(user.email)));
         }
         return Ok(blocked_page(ctx, block));
@@ -161,12 +161,12 @@ pub async fn logout(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let Some(user_id) = SessionData::of(&req).user_id() else {
-        return Ok(redirect_with_flash("/", Flash::new("You are signed out.")));
+        return Ok(redirect_with_flash("/", Flash::info("You are signed out.")));
     };
     Form::<NoFields>::from_request(&req, &mut payload.into_inner()).await?;
     record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), Settle::KeepCounted).await?;
     SessionData::end(&req);
-    Ok(redirect_with_flash("/", Flash::new("You are signed out.")))
+    Ok(redirect_with_flash("/", Flash::info("You are signed out.")))
 }
 
 /// What becomes of the attempt counted before the password was checked.

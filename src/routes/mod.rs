@@ -58,7 +58,7 @@ async fn answer_mail_request(
     state.db.run(move |conn| conn.write(|conn| queue_mail(conn, &address))).await?;
     answer_no_sooner(started).await;
     state.mail.wake();
-    Ok(redirect_with_flash(redirect_to, Flash::new(message).with_email(email.as_str())))
+    Ok(redirect_with_flash(redirect_to, Flash::info(message).with_email(email.as_str())))
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

@@ -152,7 +152,7 @@ pub async fn reset(
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     }
     state.mail.wake();
-    let flash = Flash::new("Your password was changed. Sign in with the new one.");
+    let flash = Flash::success("Your password was changed. Sign in with the new one.");
     Ok(redirect_with_flash("/login", flash.with_email(email.as_str())))
 }
 

@@ -66,7 +66,7 @@ pub async fn submit(
     state.db.run(move |conn| register(conn, &address, &password_hash, &client.ip, &config)).await?;
     answer_no_sooner(started).await;
     state.mail.wake();
-    let flash = Flash::new("Check your inbox: we sent you a link and a code to confirm your address.");
+    let flash = Flash::info("Check your inbox: we sent you a link and a code to confirm your address.");
     Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
 }
 

@@ -133,7 +133,7 @@ pub async fn submit(
     } else {
         "Your address is confirmed. You can sign in now."
     };
-    Ok(redirect_with_flash("/login", Flash::new(message)))
+    Ok(redirect_with_flash("/login", Flash::success(message)))
 }
 
 /// Uses the link token (one claim wins) and marks the address verified.

@@ -28,13 +28,77 @@ pub fn site_name() -> &'static str {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Flash {
     pub message: String,
+    #[serde(default)]
+    pub kind: FlashKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
 
+/// What a flash message tells: its look and how assistive technology
+/// announces it (WAI-ARIA `status` politely, `alert` at once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashKind {
+    /// What was asked for was done.
+    #[default]
+    Success,
+    /// Something to know, neither good nor bad.
+    Info,
+    /// Done, or nothing done, but the person should look.
+    Warning,
+    /// What was asked for was refused.
+    Error,
+}
+
+impl FlashKind {
+    /// The CSS class suffix: `flash-success`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+        }
+    }
+
+    /// The ARIA role of the message.
+    pub fn role(self) -> &'static str {
+        match self {
+            Self::Success | Self::Info => "status",
+            Self::Warning | Self::Error => "alert",
+        }
+    }
+
+    /// Said before the message to screen readers, since colour alone tells nothing.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Success => "Done: ",
+            Self::Info => "",
+            Self::Warning => "Warning: ",
+            Self::Error => "Error: ",
+        }
+    }
+}
+
 impl Flash {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), email: None }
+    fn of(kind: FlashKind, message: impl Into<String>) -> Self {
+        Self { message: message.into(), kind, email: None }
+    }
+
+    pub fn success(message: impl Into<String>) -> Self {
+        Self::of(FlashKind::Success, message)
+    }
+
+    pub fn info(message: impl Into<String>) -> Self {
+        Self::of(FlashKind::Info, message)
+    }
+
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self::of(FlashKind::Warning, message)
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::of(FlashKind::Error, message)
     }
 
     pub fn with_email(mut self, email: impl Into<String>) -> Self {

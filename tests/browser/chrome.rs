@@ -268,9 +268,23 @@ impl Chrome {
         serde_json::from_value(found).expect("a list of strings")
     }
 
-    /// The flash message on the page, or "".
+    /// The flash message on the page without its screen-reader prefix, or "".
     pub async fn flash(&self) -> String {
-        self.text(".flash").await
+        let script = r#"
+            const flash = document.querySelector('.flash');
+            if (!flash) return '';
+            const copy = flash.cloneNode(true);
+            copy.querySelectorAll('.visually-hidden').forEach(hidden => hidden.remove());
+            return copy.textContent.trim();
+        "#;
+        self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// The flash message's kind and ARIA role, e.g. `("flash flash-error", "alert")`.
+    pub async fn flash_kind(&self) -> (String, String) {
+        let class = self.attribute(".flash", "class").await.unwrap_or_default();
+        let role = self.attribute(".flash", "role").await.unwrap_or_default();
+        (class, role)
     }
 
     /// Every check a page gets, then its screenshots as `name-desktop.png`

@@ -319,6 +319,7 @@ async fn an_administrator_rejects_disables_and_enables_users() {
     chrome.press(&format!("Reject {waiting}")).await;
     chrome.wait_for_path("/admin").await;
     assert_eq!(chrome.flash().await, format!("{waiting} was rejected."));
+    assert_eq!(chrome.flash_kind().await, ("flash flash-success".to_owned(), "status".to_owned()));
     assert!(app.mail.wait_for(waiting, 2).await.subject.contains("not approved"));
 
     chrome.follow("Users").await;
@@ -331,6 +332,14 @@ async fn an_administrator_rejects_disables_and_enables_users() {
 
     chrome.press(&format!("Enable {member}")).await;
     assert_eq!(chrome.flash().await, format!("{member} was enabled."));
+
+    // A refused action says so as an error, not as a success.
+    chrome.follow("Users").await;
+    chrome.follow("root@example.com").await;
+    chrome.press("Disable root@example.com").await;
+    assert_eq!(chrome.flash().await, "You cannot reject or disable your own account.");
+    assert_eq!(chrome.flash_kind().await, ("flash flash-error".to_owned(), "alert".to_owned()));
+    chrome.check_page("admin-refused").await;
     app.sign_in(&app.browser(), member, PASSWORD).await.assert_redirects_to("/account");
 
     chrome.finish().await;
