@@ -24,7 +24,7 @@ use crate::telemetry::PathOnlySpan;
 use crate::throttle::Throttle;
 use crate::web::AppError;
 use crate::web::cookies::{CookieNames, CookieSettings, cookie_layer};
-use crate::web::errors::{render_bare_errors, session_errors_as_outages};
+use crate::web::errors::{error_pages_in_context, render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
 use crate::web::head::head_as_get;
 use crate::web::limits::{header_limit, request_timeout};
@@ -162,6 +162,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
+                .wrap(from_fn(error_pages_in_context))
                 .wrap(sessions)
                 .wrap(from_fn(session_errors_as_outages))
                 .wrap(from_fn(cookie_layer))

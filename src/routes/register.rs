@@ -1,6 +1,7 @@
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -59,7 +60,16 @@ pub async fn submit(
     };
     // Counted once the form is valid: a sign-up may send mail to the address.
     let buckets = vec![Bucket::SignUpIp(client.ip.clone()), Bucket::MailAddress(email.as_str().to_owned())];
-    state.rate_limit(buckets).await?;
+    if let Err(refused) = state.rate_limit(buckets).await {
+        // The form stays filled in (but the passwords), with the wait, rather than a dead end.
+        let AppError::TooManyRequests(_) = refused else { return Err(refused) };
+        let page = RegisterPage { ctx, email: form.email, errors: FormErrors::one("email", &refused) };
+        let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
+        if let Some(seconds) = refused.retry_after() {
+            response.headers_mut().insert(RETRY_AFTER, seconds.into());
+        }
+        return Ok(response);
+    }
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
     let address = email.clone();

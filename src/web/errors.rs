@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
+use super::PageContext;
 use crate::auth::HashError;
 use crate::db::DbError;
 
@@ -65,17 +66,72 @@ impl From<HashError> for AppError {
 #[derive(Template)]
 #[template(path = "pages/error.html")]
 pub struct ErrorPage<'a> {
-    pub ctx: &'a super::PageContext,
+    pub ctx: &'a PageContext,
     pub status: u16,
     pub title: &'a str,
     pub message: &'a str,
+    /// Too many sign-in attempts: the way out is a reset link.
+    pub offer_reset: bool,
 }
 
-/// Renders an error page without any request context.
-pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
-    let ctx = super::PageContext::bare();
-    let title = status.canonical_reason().unwrap_or("Error");
-    super::render(status, &ErrorPage { ctx: &ctx, status: status.as_u16(), title, message })
+/// What a request that is answered without a handler's error gets: the
+/// title and message of its status in plain words.
+fn bare_page(status: StatusCode, ctx: &PageContext) -> HttpResponse {
+    let (title, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("That does not work here", "This page does not accept that kind of request. Go back and try again.")
+        }
+        StatusCode::NOT_FOUND => ("Page not found", "This page does not exist."),
+        _ => ("That did not work", "The request could not be handled. Go back and try again."),
+    };
+    let page = ErrorPage { ctx, status: status.as_u16(), title, message, offer_reset: false };
+    super::render(status, &page)
+}
+
+impl AppError {
+    /// The heading of the error's page, in plain words.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "That did not work",
+            Self::CsrfRejected => "This form has expired",
+            Self::Forbidden => "You do not have access",
+            Self::NotFound => "Page not found",
+            Self::RequestTimeout => "That took too long",
+            Self::PayloadTooLarge | Self::HeadersTooLarge => "That is too large",
+            Self::UnsupportedMediaType => "That form could not be read",
+            Self::TooManyRequests(_) => "Too many attempts",
+            Self::Unavailable(_) => "Please try again in a moment",
+            Self::Internal(_) => "Something went wrong",
+        }
+    }
+
+    /// The error's page for the visitor `ctx` describes (signed in or not),
+    /// with its status and the headers it calls for (`Retry-After`,
+    /// `Connection: close`).
+    pub fn page(&self, ctx: &PageContext) -> HttpResponse {
+        let status = self.status_code();
+        let message = self.to_string();
+        let offer_reset = matches!(self, Self::TooManyRequests(_));
+        let page = ErrorPage { ctx, status: status.as_u16(), title: self.title(), message: &message, offer_reset };
+        let mut response = super::render(status, &page);
+        if matches!(self, Self::RequestTimeout) {
+            // The rest of the body may still trickle in: do not read it as the next request.
+            response.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        if let Some(seconds) = self.retry_after() {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
+    }
+
+    /// Seconds to wait before trying again (`Retry-After`), where the error has a wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Unavailable(_) => Some(5),
+            Self::TooManyRequests(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        }
+    }
 }
 
 impl ResponseError for AppError {
@@ -100,21 +156,36 @@ impl ResponseError for AppError {
             Self::Unavailable(reason) => tracing::warn!(%reason, "answered 503"),
             _ => {}
         }
-        let mut response = error_page(self.status_code(), &self.to_string());
-        let retry_after = match self {
-            Self::Unavailable(_) => Some(5),
-            Self::TooManyRequests(wait) => Some(wait.as_secs().max(1)),
-            _ => None,
-        };
-        if matches!(self, Self::RequestTimeout) {
-            // The rest of the body may still trickle in: do not read it as the next request.
-            response.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
-        }
-        if let Some(seconds) = retry_after {
-            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, seconds.into());
-        }
-        response
+        // Without the request: `error_pages_in_context` renders it again for the visitor.
+        self.page(&PageContext::bare())
     }
+}
+
+/// Renders error pages for the visitor who gets them, so a signed-in
+/// person keeps their header (and is not led to think they were signed
+/// out). Runs inside the session layer, where the session is still known.
+pub async fn error_pages_in_context<B: actix_web::body::MessageBody + 'static>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    use actix_web::FromRequest;
+    use actix_web::body::BodySize;
+
+    let res = next.call(req).await?;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(res.map_into_left_body());
+    }
+    let Ok(ctx) = PageContext::from_request(res.request(), &mut actix_web::dev::Payload::None).into_inner() else {
+        return Ok(res.map_into_left_body());
+    };
+    let page = match res.response().error().and_then(|error| error.as_error::<AppError>()) {
+        Some(app_error) => app_error.page(&ctx),
+        None if matches!(res.response().body().size(), BodySize::None | BodySize::Sized(0)) => bare_page(status, &ctx),
+        None => return Ok(res.map_into_left_body()),
+    };
+    let (req, _) = res.into_parts();
+    Ok(actix_web::dev::ServiceResponse::new(req, page).map_into_right_body())
 }
 
 /// Gives a page to error responses that arrive without one: actix's own
@@ -135,9 +206,8 @@ pub fn render_bare_errors<B: actix_web::body::MessageBody + 'static>(
             AppError::Unavailable(format!("session store: {reason}")).error_response()
         }
         StatusCode::NOT_FOUND => AppError::NotFound.error_response(),
-        StatusCode::METHOD_NOT_ALLOWED => error_page(res.status(), "This page does not accept that kind of request."),
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge.error_response(),
-        status => error_page(status, status.canonical_reason().unwrap_or("The request could not be handled.")),
+        status => bare_page(status, &PageContext::bare()),
     };
     let (req, _) = res.into_parts();
     Ok(ErrorHandlerResponse::Response(actix_web::dev::ServiceResponse::new(req, page).map_into_right_body()))

@@ -4,6 +4,7 @@ use crate::helpers::{Backend, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
+    error_pages_keep_a_signed_in_visitors_header_and_speak_plainly,
     a_client_that_stops_sending_its_form_gets_a_408,
     malformed_forms_get_a_clear_4xx_page_and_change_nothing,
     malformed_verify_links_get_a_4xx_page,
@@ -126,4 +127,35 @@ async fn a_client_that_stops_sending_its_form_gets_a_408(backend: Backend) {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("took too long to arrive"), "{answer}");
     assert_eq!(app.row_counts().users, 0);
+}
+
+async fn error_pages_keep_a_signed_in_visitors_header_and_speak_plainly(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in_user("ann@example.com").await;
+    let token = user.get("/account").await.csrf_token();
+
+    let pages = [
+        ("404", user.get("/no/such/page").await, StatusCode::NOT_FOUND),
+        ("405", user.post_raw("/account", &[("csrf_token", &token)]).await, StatusCode::METHOD_NOT_ALLOWED),
+        ("403", user.get("/admin").await, StatusCode::FORBIDDEN),
+        ("bad id", user.get("/admin/users/abc").await, StatusCode::FORBIDDEN),
+        ("400", user.get("/verify?token=short").await, StatusCode::BAD_REQUEST),
+        (
+            "403 csrf",
+            user.post_raw("/account/sessions/revoke-others", &[("csrf_token", "forged")]).await,
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+
+    for (name, page, status) in pages {
+        assert_eq!(page.status, status, "{name}");
+        assert!(page.body.contains("action=\"/logout\""), "{name}: the signed-in header:\n{}", page.body);
+        let heading = page.body.split("<h1>").nth(1).and_then(|rest| rest.split("</h1>").next()).unwrap_or_default();
+        for phrase in ["Bad Request", "Forbidden", "Not Found", "Method Not Allowed"] {
+            assert_ne!(heading, phrase, "{name}: a bare HTTP phrase as the heading");
+        }
+        assert_plain_words(&page.body, name);
+    }
+    let anonymous = app.browser().get("/no/such/page").await;
+    assert!(anonymous.body.contains("href=\"/login\""), "the signed-out header for a visitor");
 }

@@ -37,7 +37,9 @@ async fn failed_sign_ins_per_address_are_limited_whether_or_not_it_has_an_accoun
         }
         assert_throttled(&fail(&app, email).await);
     }
-    assert_throttled(&app.sign_in(&app.browser(), "ANN@example.com", PASSWORD).await);
+    let locked_out = app.sign_in(&app.browser(), "ANN@example.com", PASSWORD).await;
+    assert_throttled(&locked_out);
+    assert!(locked_out.body.contains("href=\"/password/forgot\""), "a way out of the lockout: {}", locked_out.body);
 }
 
 async fn parallel_guesses_get_no_more_tries_than_the_limit(backend: Backend) {
@@ -132,7 +134,13 @@ async fn sign_ups_per_client_are_limited(backend: Backend) {
     for i in 0..2 {
         app.register(&app.browser(), &format!("user{i}@example.com")).await.assert_redirects_to("/verify");
     }
-    assert_throttled(&app.register(&app.browser(), "user2@example.com").await);
+    let refused = app.register(&app.browser(), "user2@example.com").await;
+
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(refused.body.contains("Too many attempts. Try again in"), "{}", refused.body);
+    assert!(refused.form("/register").encode().contains("email=user2%40example.com"), "what was typed is kept");
+    assert_eq!(refused.input_value("password"), None, "never the password");
     assert_eq!(app.row_counts().users, 2);
 }
 
