@@ -7,6 +7,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 
 use super::SessionData;
 use crate::web::AppError;
+use crate::web::return_to::return_target_of;
 
 /// A signed-in user. The session store has already checked that the
 /// account may still sign in; anyone else is sent to the sign-in page.
@@ -39,7 +40,7 @@ impl FromRequest for SignedInUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match SessionData::of(req).user_id() {
             Some(user_id) => Ok(Self { user_id }),
-            None => Err(SignInRequired { next: req.uri().path().to_owned() }),
+            None => Err(SignInRequired { next: return_target_of(req) }),
         };
         ready(result)
     }

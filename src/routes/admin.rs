@@ -6,7 +6,6 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::login::safe_next;
 use crate::accounts::{self, AdminAction, Context, Refusal};
 use crate::auth::AdminUser;
 use crate::db::audit::{self, EventRow};
@@ -16,6 +15,7 @@ use crate::db::users::User;
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::requeue_dead;
 use crate::state::AppState;
+use crate::web::return_to::{DEFAULT_RETURN, safe_path};
 use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
 
 const PAGE_SIZE: i64 = 50;
@@ -248,7 +248,7 @@ pub async fn act(
             })
         })
         .await?;
-    let back = safe_next(form.back.as_deref()).to_owned();
+    let back = form.back.as_deref().and_then(safe_path).unwrap_or(DEFAULT_RETURN).to_owned();
     let flash = match outcome {
         Ok(email) => Flash::success(format!("{email} was {}.", action.done())),
         Err(Refusal::NoSuchUser) => return Err(AppError::NotFound),

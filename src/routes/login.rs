@@ -12,10 +12,10 @@ use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::forms::SignInForm;
+use crate::web::return_to::{ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, safe_path, stored_return_target};
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 const INVALID_CREDENTIALS: &str = "Invalid email or password.";
-const DEFAULT_NEXT: &str = "/account";
 
 #[derive(Deserialize)]
 pub struct NextQuery {
@@ -27,7 +27,6 @@ pub struct LoginForm {
     email: String,
     password: String,
     remember_me: Option<String>,
-    next: Option<String>,
 }
 
 #[derive(Template)]
@@ -35,7 +34,6 @@ pub struct LoginForm {
 struct LoginPage {
     ctx: PageContext,
     email: String,
-    next: String,
     remember_me: bool,
     errors: FormErrors,
 }
@@ -48,29 +46,24 @@ struct SignInBlockedPage {
     message: &'static str,
 }
 
-/// Only a path on this site: never another origin (`//host`, `/\host`,
-/// `https:`), so a crafted link cannot bounce a fresh sign-in elsewhere.
-pub fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.contains('\\')
-                && !path.chars().any(char::is_control) =>
-        {
-            path
-        }
-        _ => DEFAULT_NEXT,
-    }
-}
-
-pub async fn show(ctx: PageContext, query: web::Query<NextQuery>) -> HttpResponse {
-    let next = safe_next(query.next.as_deref()).to_owned();
+/// The sign-in form. `next` (a same-site path) names where to return; it is
+/// kept in a signed cookie until sign-in completes, and a visit without it
+/// forgets an older one.
+pub async fn show(req: HttpRequest, ctx: PageContext, query: web::Query<NextQuery>) -> HttpResponse {
+    let requested = query.next.as_deref().and_then(safe_path).map(str::to_owned);
     if ctx.signed_in {
-        return redirect(&next);
+        let target = requested.or_else(|| stored_return_target(&req)).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
+        return redirect(&target);
     }
     let email = ctx.flash_email();
-    render(StatusCode::OK, &LoginPage { ctx, email, next, remember_me: false, errors: FormErrors::default() })
+    let mut response =
+        render(StatusCode::OK, &LoginPage { ctx, email, remember_me: false, errors: FormErrors::default() });
+    match requested {
+        Some(target) => drop(response.extensions_mut().insert(SetReturnTarget(target))),
+        None if stored_return_target(&req).is_some() => drop(response.extensions_mut().insert(ClearReturnTarget)),
+        None => {}
+    }
+    response
 }
 
 /// A wrong password and an unknown address get the same answer after the
@@ -82,7 +75,6 @@ pub async fn submit(
     state: web::Data<AppState>,
     SignInForm(form): SignInForm<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    let next = safe_next(form.next.as_deref()).to_owned();
     let remember = form.remember_me.is_some();
     let email = EmailAddress::parse(&form.email).ok();
     // Throttled by what was typed, normalised, whether or not it has an account.
@@ -110,7 +102,7 @@ pub async fn submit(
     let Some(user) = user.filter(|_| password_matches) else {
         record(&state, EventKind::SignInFailed, known, &client.ip, address, Settle::KeepCounted).await?;
         let errors = FormErrors::one("email", INVALID_CREDENTIALS);
-        let page = LoginPage { ctx, email: form.email, next, remember_me: remember, errors };
+        let page = LoginPage { ctx, email: form.email, remember_me: remember, errors };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let settings = &state.config.settings;
@@ -129,7 +121,9 @@ pub async fn submit(
     record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await?;
     SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
-    let mut response = redirect(&next);
+    let target = stored_return_target(&req).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
+    let mut response = redirect(&target);
+    response.extensions_mut().insert(ClearReturnTarget);
     if remember {
         response.extensions_mut().insert(crate::web::cookies::RememberMe);
     }

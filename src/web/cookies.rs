@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::Flash;
+use super::return_to::{ClearReturnTarget, SetReturnTarget};
 use crate::db::now;
 use crate::domain::random_secret;
 
@@ -28,6 +29,8 @@ pub struct CookieNames {
     pub session: String,
     pub csrf: String,
     pub flash: String,
+    /// Where to go after signing in (`super::return_to`).
+    pub return_to: String,
 }
 
 impl CookieNames {
@@ -37,6 +40,7 @@ impl CookieNames {
             session: format!("{prefix}usher_session"),
             csrf: format!("{prefix}usher_csrf"),
             flash: format!("{prefix}usher_flash"),
+            return_to: format!("{prefix}usher_return"),
         }
     }
 }
@@ -63,7 +67,17 @@ pub struct RequestCookies {
     pub csrf_token: String,
     pub csrf_from_browser: bool,
     pub flash: Option<Flash>,
+    /// The return target the sign-in page stored, checked again on reading.
+    pub return_to: Option<String>,
+    /// A session cookie arrived: with no live session behind it, the
+    /// session ended (signed out elsewhere, timed out, or disabled).
+    pub session_cookie: bool,
 }
+
+/// Put in a request's extensions by the page that told the person their
+/// session ended: the stale session cookie goes, so it is said once.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionEndNoticed;
 
 /// Middleware: reads (or mints) the anonymous CSRF token and the flash
 /// message, and writes them back on the response only when needed.
@@ -77,9 +91,24 @@ pub async fn cookie_layer(
     let csrf_token = known_token.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(random_secret::<32>()));
     let flash = req.cookie(&settings.names.flash).and_then(|cookie| read_flash(&settings, cookie));
     let had_flash = req.cookie(&settings.names.flash).is_some();
-    req.extensions_mut().insert(RequestCookies { csrf_token: csrf_token.clone(), csrf_from_browser, flash });
+    let return_to = req.cookie(&settings.names.return_to).and_then(|cookie| read_return_to(&settings, cookie));
+    let session_cookie = req.cookie(&settings.names.session).is_some();
+    let cookies =
+        RequestCookies { csrf_token: csrf_token.clone(), csrf_from_browser, flash, return_to, session_cookie };
+    req.extensions_mut().insert(cookies);
 
     let mut res = next.call(req).await?;
+
+    let target = res.response().extensions().get::<SetReturnTarget>().cloned();
+    if let Some(SetReturnTarget(target)) = target {
+        res.response_mut().add_cookie(&return_to_cookie(&settings, &target))?;
+    } else if res.response().extensions().get::<ClearReturnTarget>().is_some() {
+        res.response_mut().add_cookie(&removal(&settings, settings.names.return_to.clone()))?;
+    }
+    let noticed = res.request().extensions().get::<SessionEndNoticed>().is_some();
+    if noticed && res.status().is_success() && res.response().cookies().all(|c| c.name() != settings.names.session) {
+        res.response_mut().add_cookie(&removal(&settings, settings.names.session.clone()))?;
+    }
 
     if res.response().extensions().get::<RememberMe>().is_some() {
         persist_session_cookie(&mut res, &settings)?;
@@ -150,6 +179,22 @@ fn read_flash(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<Flas
     jar.add_original(cookie);
     let decrypted = jar.private(&settings.key).get(&settings.names.flash)?;
     serde_json::from_str(decrypted.value()).ok()
+}
+
+/// The return target, signed (it is no secret, but must be ours), for the
+/// browser's session.
+fn return_to_cookie(settings: &CookieSettings, target: &str) -> Cookie<'static> {
+    let cookie = base_cookie(settings, settings.names.return_to.clone(), target.to_owned());
+    let mut jar = CookieJar::new();
+    jar.signed_mut(&settings.key).add(cookie);
+    jar.get(&settings.names.return_to).cloned().expect("cookie just added")
+}
+
+fn read_return_to(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<String> {
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie);
+    let verified = jar.signed(&settings.key).get(&settings.names.return_to)?;
+    super::return_to::safe_path(verified.value()).map(str::to_owned)
 }
 
 fn removal(settings: &CookieSettings, name: String) -> Cookie<'static> {

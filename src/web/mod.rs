@@ -9,6 +9,7 @@ pub mod forms;
 pub mod head;
 pub mod limits;
 pub mod pages;
+pub mod return_to;
 
 pub use client::ClientInfo;
 pub use errors::AppError;

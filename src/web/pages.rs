@@ -8,7 +8,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::cookies::RequestCookies;
+use super::cookies::{RequestCookies, SessionEndNoticed};
 use crate::auth::SessionData;
 
 static SITE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -116,6 +116,9 @@ pub struct PageContext {
     pub signed_in: bool,
     /// For the hint next to new-password fields.
     pub password_min_length: u16,
+    /// The browser's session ended since its last page (signed out
+    /// elsewhere, timed out, or disabled): say so once.
+    pub session_ended: bool,
 }
 
 impl PageContext {
@@ -127,6 +130,7 @@ impl PageContext {
             flash: None,
             signed_in: false,
             password_min_length: 12,
+            session_ended: false,
         }
     }
 
@@ -144,6 +148,11 @@ impl FromRequest for PageContext {
         let cookies = req.extensions().get::<RequestCookies>().cloned().unwrap_or_default();
         let session = SessionData::of(req);
         let csrf_token = session.csrf_token().unwrap_or(cookies.csrf_token);
+        let signed_in = session.user_id().is_some();
+        let session_ended = cookies.session_cookie && !signed_in;
+        if session_ended {
+            req.extensions_mut().insert(SessionEndNoticed);
+        }
         let password_min_length = req
             .app_data::<actix_web::web::Data<crate::state::AppState>>()
             .map_or(12, |state| state.config.settings.password_min_length);
@@ -151,8 +160,9 @@ impl FromRequest for PageContext {
             site_name: site_name(),
             csrf_token,
             flash: cookies.flash,
-            signed_in: session.user_id().is_some(),
+            signed_in,
             password_min_length,
+            session_ended,
         }))
     }
 }

@@ -67,12 +67,8 @@ async fn next_is_honoured_for_same_site_paths_only(backend: Backend) {
     for (next, expected) in cases {
         let browser = app.browser();
         let login = format!("/login?{}", serde_urlencoded::to_string([("next", next)]).unwrap());
-        let form_next = browser.get(&login).await.input_value("next").unwrap();
-        assert_eq!(form_next, expected, "form keeps only a safe next for {next:?}");
 
-        let page = browser
-            .submit(&login, "/login", &[("email", "ann@example.com"), ("password", PASSWORD), ("next", next)])
-            .await;
+        let page = browser.submit(&login, "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
 
         page.assert_redirects_to(expected);
     }

@@ -8,6 +8,9 @@ use crate::helpers::{Backend, PASSWORD, session_id, sha256, spawn_app, spawn_app
 use crate::on_both_backends;
 
 on_both_backends!(
+    a_form_posted_after_the_session_ended_leads_back_to_its_page_after_signing_in,
+    an_admin_action_after_the_session_ended_leads_back_to_the_users_page,
+    a_browser_whose_session_ended_is_told_so_once,
     signing_in_issues_a_new_session_id,
     a_planted_session_cookie_is_not_adopted,
     the_session_cookie_is_http_only_and_same_site_lax,
@@ -161,4 +164,61 @@ async fn anonymous_page_views_write_nothing(backend: Backend) {
     assert_eq!(app.dump_all_tables(), before, "no row added or changed");
     assert!(browser.cookie("usher_session").is_none(), "no session for anonymous visitors");
     assert!(browser.cookie("usher_csrf").is_some(), "the CSRF cookie carries the state");
+}
+
+/// Signs in again from where a guard sent the browser, and returns where that
+/// sign-in led.
+async fn sign_in_again(browser: &crate::helpers::Browser, refused: &crate::helpers::Page, email: &str) -> String {
+    let login = browser.follow(refused).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("You were signed out. Sign in again to continue."), "{}", login.body);
+    let signed_in = browser.submit_form(&login, "/login", &[("email", email), ("password", PASSWORD)]).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    let target = signed_in.location().unwrap().to_owned();
+    assert_eq!(browser.get(&target).await.status, StatusCode::OK, "{target} answers GET");
+    target
+}
+
+async fn a_form_posted_after_the_session_ended_leads_back_to_its_page_after_signing_in(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--session-idle-ttl", "30m")]).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+    let account = browser.get("/account").await;
+    app.clock.advance(Duration::from_secs(31 * 60));
+
+    let refused = browser.submit_form(&account, "/account/sessions/revoke-others", &[]).await;
+
+    assert_eq!(refused.location(), Some("/login?next=%2Faccount"), "the page the form was on, not the action");
+    assert_eq!(sign_in_again(&browser, &refused, "ann@example.com").await, "/account");
+}
+
+async fn an_admin_action_after_the_session_ended_leads_back_to_the_users_page(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--session-idle-ttl", "30m")]).await;
+    app.register_verified("ann@example.com").await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    let users = admin.get("/admin/users?q=ann").await;
+    app.clock.advance(Duration::from_secs(31 * 60));
+    let id = app.user_id("ann@example.com");
+
+    let refused = admin.submit_form(&users, &format!("/admin/users/{id}/disable"), &[]).await;
+
+    let target = sign_in_again(&admin, &refused, "root@example.com").await;
+    assert_eq!(target, "/admin/users?q=ann");
+    // Nothing was done: she still signs in.
+    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+}
+
+async fn a_browser_whose_session_ended_is_told_so_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.signed_in_user("ann@example.com").await;
+    let other = app.browser();
+    app.sign_in(&other, "ann@example.com", PASSWORD).await;
+    other.submit("/account", "/account/sessions/revoke-others", &[]).await.assert_redirects_to("/account");
+
+    let told = browser.get("/").await;
+    let again = browser.get("/").await;
+
+    assert!(told.body.contains("You were signed out. Sign in again to continue."), "{}", told.body);
+    assert!(!again.body.contains("You were signed out"), "said once");
+    let fresh = app.browser().get("/").await;
+    assert!(!fresh.body.contains("You were signed out"), "not to a first-time visitor");
 }

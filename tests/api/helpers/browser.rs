@@ -18,6 +18,8 @@ pub struct Browser {
 
 #[derive(Debug)]
 pub struct Page {
+    /// Where the page was loaded from.
+    pub url: String,
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
@@ -135,7 +137,8 @@ impl Browser {
         self.submit_form(&page, action, fields).await
     }
 
-    /// Submits a form of a page already loaded (a re-rendered form, say).
+    /// Submits a form of a page already loaded (a re-rendered form, say),
+    /// with the `Referer` a browser sends under `Referrer-Policy: same-origin`.
     pub async fn submit_form(&self, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
         let body = page.form(action).fill(fields).encode();
         let request = self
@@ -143,6 +146,7 @@ impl Browser {
             .post(self.url(action))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("origin", &self.base)
+            .header("referer", &page.url)
             .header("sec-fetch-site", "same-origin")
             .body(body);
         read(request.send().await.expect("POST")).await
@@ -169,8 +173,9 @@ impl Browser {
 }
 
 async fn read(response: reqwest::Response) -> Page {
+    let url = response.url().to_string();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.text().await.unwrap_or_default();
-    Page { status, headers, body }
+    Page { url, status, headers, body }
 }
