@@ -13,14 +13,16 @@ use crate::db::{DbConnection, sessions};
 /// the address verified, voids every other link and code sent for it, and
 /// ends every session, so whoever registered the address before its owner
 /// proved it keeps no way in. Must run inside the write transaction that
-/// claimed the secret, after `User::lock`.
-pub fn verify_email(conn: &mut DbConnection, claimed: &Claimed, ctx: Context) -> QueryResult<()> {
-    let Some(user) = User::find(conn, claimed.user_id)? else { return Ok(()) };
+/// claimed the secret, after `User::lock`. Returns the verified address
+/// (`None` if the account is gone).
+pub fn verify_email(conn: &mut DbConnection, claimed: &Claimed, ctx: Context) -> QueryResult<Option<String>> {
+    let Some(user) = User::find(conn, claimed.user_id)? else { return Ok(None) };
     if let Some(password_hash) = &claimed.password_hash {
         set_password(conn, &user, password_hash, PasswordSet::SignUp, ctx)?;
     }
     User::mark_verified(conn, user.id, ctx.now)?;
     email_tokens::void_all(conn, user.id, &[Purpose::VerifyLink, Purpose::VerifyCode], ctx.now)?;
     sessions::delete_all_for_user(conn, user.id)?;
-    audit::record(conn, Event::own(EventKind::EmailVerified, user.id, ctx.ip), ctx.now)
+    audit::record(conn, Event::own(EventKind::EmailVerified, user.id, ctx.ip), ctx.now)?;
+    Ok(Some(user.email))
 }

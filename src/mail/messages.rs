@@ -188,8 +188,9 @@ pub struct Composer {
     pub codes: CodeHasher,
 }
 
-/// "24 hours", "15 minutes": how long a link or code works, for people.
-fn lifetime(duration: Duration) -> String {
+/// "24 hours", "15 minutes", "30 days": how long something lasts, in the
+/// largest whole unit, for people to read (pages and mail).
+pub fn lifetime(duration: Duration) -> String {
     let seconds = duration.as_secs();
     let (count, unit) = match seconds {
         s if s >= 86_400 && s % 86_400 == 0 && s > 86_400 => (s / 86_400, "day"),

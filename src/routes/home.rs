@@ -18,6 +18,15 @@ pub async fn show(ctx: PageContext) -> HttpResponse {
     render(StatusCode::OK, &HomePage { ctx })
 }
 
+/// The site's icon, also at `/favicon.ico`, where browsers and feed
+/// readers look without being told (an SVG, which they all sniff).
+pub async fn icon() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "image/svg+xml"))
+        .insert_header((CACHE_CONTROL, "public, max-age=86400"))
+        .body(include_str!("../../static/favicon.svg"))
+}
+
 pub async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))

@@ -9,6 +9,7 @@ use crate::db::audit::{self, Event, EventKind};
 use crate::db::now;
 use crate::db::users::User;
 use crate::domain::{EmailAddress, SignInBlock, normalize_password};
+use crate::mail::messages::lifetime;
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::forms::SignInForm;
@@ -35,6 +36,8 @@ struct LoginPage {
     ctx: PageContext,
     email: String,
     remember_me: bool,
+    /// How long "keep me signed in" lasts, in words.
+    remember_for: String,
     errors: FormErrors,
 }
 
@@ -49,15 +52,32 @@ struct SignInBlockedPage {
 /// The sign-in form. `next` (a same-site path) names where to return; it is
 /// kept in a signed cookie until sign-in completes, and a visit without it
 /// forgets an older one.
-pub async fn show(req: HttpRequest, ctx: PageContext, query: web::Query<NextQuery>) -> HttpResponse {
+fn remember_for(state: &AppState) -> String {
+    lifetime(state.config.settings.session_remember_ttl)
+}
+
+pub async fn show(
+    req: HttpRequest,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    query: web::Query<NextQuery>,
+) -> HttpResponse {
     let requested = query.next.as_deref().and_then(safe_path).map(str::to_owned);
     if ctx.signed_in {
         let target = requested.or_else(|| stored_return_target(&req)).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
         return redirect(&target);
     }
     let email = ctx.flash_email();
-    let mut response =
-        render(StatusCode::OK, &LoginPage { ctx, email, remember_me: false, errors: FormErrors::default() });
+    let mut response = render(
+        StatusCode::OK,
+        &LoginPage {
+            ctx,
+            email,
+            remember_me: false,
+            remember_for: remember_for(&state),
+            errors: FormErrors::default(),
+        },
+    );
     match requested {
         Some(target) => drop(response.extensions_mut().insert(SetReturnTarget(target))),
         None if stored_return_target(&req).is_some() => drop(response.extensions_mut().insert(ClearReturnTarget)),
@@ -102,7 +122,8 @@ pub async fn submit(
     let Some(user) = user.filter(|_| password_matches) else {
         record(&state, EventKind::SignInFailed, known, &client.ip, address, Settle::KeepCounted).await?;
         let errors = FormErrors::one("email", INVALID_CREDENTIALS);
-        let page = LoginPage { ctx, email: form.email, remember_me: remember, errors };
+        let page =
+            LoginPage { ctx, email: form.email, remember_me: remember, remember_for: remember_for(&state), errors };
         return Ok(render(StatusCode::UNAUTHORIZED, &page));
     };
     let settings = &state.config.settings;

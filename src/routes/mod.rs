@@ -39,7 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/mail/{id}/retry").post(admin::retry_mail))
         .service(web::resource("/healthz").get(health::live))
         .service(web::resource("/readyz").get(health::ready))
-        .service(web::resource("/static/usher.css").get(home::stylesheet));
+        .service(web::resource("/static/usher.css").get(home::stylesheet))
+        .service(web::resource(["/static/favicon.svg", "/favicon.ico"]).get(home::icon));
 }
 
 /// What "resend my link" and "forgot my password" share: rate-limited per

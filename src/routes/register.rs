@@ -76,7 +76,9 @@ pub async fn submit(
     state.db.run(move |conn| register(conn, &address, &password_hash, &client.ip, &config)).await?;
     answer_no_sooner(started).await;
     state.mail.wake();
-    let flash = Flash::info("Check your inbox: we sent you a link and a code to confirm your address.");
+    // The same words whether the address is new or taken: the mail a taken
+    // address gets has no code, so this promises only an email.
+    let flash = Flash::info("Check your inbox: we sent you an email with the next step.");
     Ok(redirect_with_flash("/verify", flash.with_email(email.as_str())))
 }
 

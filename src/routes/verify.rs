@@ -71,12 +71,24 @@ struct ResendPage {
     errors: FormErrors,
 }
 
-pub async fn show(ctx: PageContext, query: web::Query<LinkQuery>) -> Result<HttpResponse, AppError> {
+/// The emailed link shows a button, or at once that it no longer works;
+/// looking never uses it.
+pub async fn show(
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    query: web::Query<LinkQuery>,
+) -> Result<HttpResponse, AppError> {
     match &query.token {
         Some(raw) => {
             let token = PlainToken::parse(raw).ok_or_else(|| {
                 AppError::BadRequest("This confirmation link is incomplete. Copy the whole link from the email.".into())
             })?;
+            let hash = token.hash();
+            let live =
+                state.db.run(move |conn| email_tokens::peek_link(conn, Purpose::VerifyLink, &hash, now())).await?;
+            if live.is_none() {
+                return Ok(render(StatusCode::GONE, &LinkFailedPage { ctx }));
+            }
             Ok(render(StatusCode::OK, &ConfirmLinkPage { ctx, token: token.expose().to_owned() }))
         }
         None => {
@@ -115,7 +127,7 @@ pub async fn submit(
             let verified =
                 state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip, &config)).await?;
             answer_no_sooner(started).await;
-            if !verified {
+            if verified.is_none() {
                 let page = EnterCodePage { ctx, email, errors: FormErrors::one("code", WRONG_CODE) };
                 return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
             }
@@ -125,32 +137,37 @@ pub async fn submit(
             return Err(AppError::BadRequest("Send either a token, or an email address and a code.".into()));
         }
     };
-    if !verified {
+    let Some(address) = verified else {
         return Ok(render(StatusCode::GONE, &LinkFailedPage { ctx }));
-    }
+    };
     let message = if state.config.settings.require_admin_approval {
         "Your address is confirmed. An administrator will review your account; we will email you."
     } else {
         "Your address is confirmed. You can sign in now."
     };
-    Ok(redirect_with_flash("/login", Flash::success(message)))
+    Ok(redirect_with_flash("/login", Flash::success(message).with_email(address)))
 }
 
-/// Uses the link token (one claim wins) and marks the address verified.
-fn verify_by_link(conn: &mut DbConnection, token: &PlainToken, ip: &str, config: &Config) -> diesel::QueryResult<bool> {
+/// Uses the link token (one claim wins) and marks the address verified;
+/// returns the address, or `None` if the link no longer works.
+fn verify_by_link(
+    conn: &mut DbConnection,
+    token: &PlainToken,
+    ip: &str,
+    config: &Config,
+) -> diesel::QueryResult<Option<String>> {
     conn.write(|conn| {
         let now = now();
         let hash = token.hash();
         // The account's lock comes first in every transaction on its tokens.
         let Some(owner) = email_tokens::peek_link(conn, Purpose::VerifyLink, &hash, now)? else {
-            return Ok(false);
+            return Ok(None);
         };
         User::lock(conn, owner)?;
         let Some(claimed) = email_tokens::claim_link(conn, Purpose::VerifyLink, &hash, now)? else {
-            return Ok(false);
+            return Ok(None);
         };
-        accounts::verify_email(conn, &claimed, Context { config, ip, now })?;
-        Ok(true)
+        accounts::verify_email(conn, &claimed, Context { config, ip, now })
     })
 }
 
@@ -163,11 +180,11 @@ fn verify_by_code(
     codes: &CodeHasher,
     ip: &str,
     config: &Config,
-) -> diesel::QueryResult<bool> {
+) -> diesel::QueryResult<Option<String>> {
     conn.write(|conn| {
         let now = now();
         let Some(user) = User::find_by_email(conn, email.as_str())? else {
-            return Ok(false);
+            return Ok(None);
         };
         User::lock(conn, user.id)?;
         let expected = codes.hash(user.id, code);
@@ -176,11 +193,10 @@ fn verify_by_code(
                 continue;
             }
             if let Some(claimed) = email_tokens::claim_by_id(conn, token_id, now)? {
-                accounts::verify_email(conn, &claimed, Context { config, ip, now })?;
-                return Ok(true);
+                return accounts::verify_email(conn, &claimed, Context { config, ip, now });
             }
         }
-        Ok(false)
+        Ok(None)
     })
 }
 

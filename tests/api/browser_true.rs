@@ -15,6 +15,11 @@ on_both_backends!(
     head_is_answered_wherever_get_is,
     signing_out_of_a_session_that_already_ended_lands_signed_out,
     a_signed_in_sign_out_still_needs_its_csrf_token,
+    a_used_confirmation_link_says_so_before_any_button_is_pressed,
+    the_sign_in_form_after_confirming_has_the_address_filled_in,
+    the_sign_in_page_says_how_long_keep_me_signed_in_lasts,
+    the_site_has_an_icon_where_browsers_look,
+    a_sign_up_promises_only_what_either_mail_delivers,
 );
 
 const NEW_PASSWORD: &str = "marble orchestra lantern 97";
@@ -263,4 +268,63 @@ async fn a_signed_in_sign_out_still_needs_its_csrf_token(backend: Backend) {
 
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert_eq!(browser.get("/account").await.status, StatusCode::OK, "still signed in");
+}
+
+async fn a_used_confirmation_link_says_so_before_any_button_is_pressed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    app.register(&browser, "ann@example.com").await;
+    let link = format!("/verify?token={}", app.mail.wait_for("ann@example.com", 1).await.verify_token());
+    browser.submit(&link, "/verify", &[]).await.assert_redirects_to("/login");
+
+    let again = browser.get(&link).await;
+
+    assert_eq!(again.status, StatusCode::GONE);
+    assert!(again.body.contains("has been used or has expired"), "{}", again.body);
+    assert!(!again.body.contains("Confirm my email address"), "no button that cannot work");
+}
+
+async fn the_sign_in_form_after_confirming_has_the_address_filled_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+    app.register(&browser, "ann@example.com").await;
+    let link = format!("/verify?token={}", app.mail.wait_for("ann@example.com", 1).await.verify_token());
+
+    let confirmed = browser.submit(&link, "/verify", &[]).await;
+
+    let sign_in = browser.follow(&confirmed).await;
+    assert_eq!(sign_in.input_value("email").as_deref(), Some("ann@example.com"));
+}
+
+async fn the_sign_in_page_says_how_long_keep_me_signed_in_lasts(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--session-remember-ttl", "14d")]).await;
+
+    let page = app.browser().get("/login").await;
+
+    assert!(page.body.contains("Keep me signed in on this device for 14 days"), "{}", page.body);
+}
+
+async fn the_site_has_an_icon_where_browsers_look(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = app.browser();
+
+    for path in ["/favicon.ico", "/static/favicon.svg"] {
+        let icon = browser.get(path).await;
+        assert_eq!(icon.status, StatusCode::OK, "{path}");
+        assert_eq!(icon.headers.get("content-type").unwrap(), "image/svg+xml", "{path}");
+    }
+    assert!(browser.get("/login").await.body.contains("rel=\"icon\" href=\"/static/favicon.svg\""));
+}
+
+async fn a_sign_up_promises_only_what_either_mail_delivers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("owner@example.com").await;
+    let browser = app.browser();
+
+    let page = browser.follow(&app.register(&browser, "owner@example.com").await).await;
+
+    let note = app.mail.wait_for("owner@example.com", 2).await;
+    assert!(!note.text.contains("code"), "the note to a verified owner has no code");
+    let flash = page.body.split("class=\"flash").nth(1).unwrap().split("</p>").next().unwrap();
+    assert!(!flash.contains("code"), "so the page promises none: {flash}");
 }

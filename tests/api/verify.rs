@@ -44,27 +44,31 @@ async fn pressing_the_button_verifies_and_the_link_works_once(backend: Backend) 
     let token = app.mail.wait_for("ann@example.com", 1).await.verify_token();
     let link = format!("/verify?token={token}");
 
-    let confirmed = browser.submit(&link, "/verify", &[("token", &token)]).await;
+    let second_tab = browser.get(&link).await;
+    let confirmed = browser.submit(&link, "/verify", &[]).await;
     confirmed.assert_redirects_to("/login");
     assert!(browser.follow(&confirmed).await.body.contains("Your address is confirmed"));
 
-    let reused = browser.submit(&link, "/verify", &[("token", &token)]).await;
+    let reused = browser.submit_form(&second_tab, "/verify", &[]).await;
 
     assert_eq!(reused.status, StatusCode::GONE);
     assert!(reused.body.contains("used or has expired"), "{}", reused.body);
+    assert_eq!(browser.get(&link).await.status, StatusCode::GONE, "the link itself says so too");
     app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
 async fn an_expired_link_is_refused(backend: Backend) {
-    let app = spawn_app_with(backend, &[("--verify-token-ttl", "2s")]).await;
+    let app = spawn_app_with(backend, &[("--verify-token-ttl", "1h")]).await;
     let browser = app.browser();
     app.register(&browser, "ann@example.com").await;
-    let token = app.mail.wait_for("ann@example.com", 1).await.verify_token();
+    let link = format!("/verify?token={}", app.mail.wait_for("ann@example.com", 1).await.verify_token());
+    let opened_in_time = browser.get(&link).await;
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let page = browser.submit(&format!("/verify?token={token}"), "/verify", &[("token", &token)]).await;
+    app.clock.advance(Duration::from_secs(3601));
+    let page = browser.submit_form(&opened_in_time, "/verify", &[]).await;
 
     assert_eq!(page.status, StatusCode::GONE);
+    assert_eq!(browser.get(&link).await.status, StatusCode::GONE);
     app.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/verify/resend");
 }
 
@@ -156,7 +160,7 @@ async fn resend_voids_older_links_and_codes(backend: Backend) {
     app.mail_settled().await;
 
     let old_code = browser.submit("/verify", "/verify", &[("email", "ann@example.com"), ("code", &first.code())]).await;
-    let old_link = browser.submit(&format!("/verify?token={}", first.verify_token()), "/verify", &[]).await;
+    let old_link = browser.get(&format!("/verify?token={}", first.verify_token())).await;
     assert!(first.code() == second.code() || old_code.status == StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(old_link.status, StatusCode::GONE);
     let new_link = browser.submit(&format!("/verify?token={}", second.verify_token()), "/verify", &[]).await;

@@ -261,6 +261,12 @@ impl Chrome {
         self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
+    /// The `id` of the element that has the focus, or "".
+    pub async fn focused_id(&self) -> String {
+        let script = "return document.activeElement ? document.activeElement.id : ''";
+        self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
     /// The `href` attributes, as written, of the elements matching `css`.
     pub async fn hrefs(&self, css: &str) -> Vec<String> {
         let script = "return Array.from(document.querySelectorAll(arguments[0])).map(a => a.getAttribute('href'))";

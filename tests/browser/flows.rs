@@ -63,6 +63,8 @@ async fn sign_up_confirm_by_link_sign_in_and_out() {
     chrome.press("Confirm my email address").await;
     chrome.wait_for_path("/login").await;
     assert!(!chrome.flash().await.is_empty(), "a flash message after confirming");
+    assert_eq!(chrome.focused_id().await, "email", "the sign-in page starts in the address field");
+    assert_eq!(chrome.attribute("#email", "value").await.as_deref(), Some(email), "filled in after confirming");
     chrome.check_page("login").await;
 
     chrome.fill("email", email).await;
@@ -86,10 +88,8 @@ async fn sign_up_confirm_by_link_sign_in_and_out() {
     chrome.open("/account").await;
     chrome.wait_for_path("/login").await;
 
-    // The same link again: it has been used.
+    // The same link again: it says at once that it has been used.
     chrome.open_url(&link).await;
-    chrome.press("Confirm my email address").await;
-    chrome.wait_for_path("/verify").await;
     assert!(chrome.text("h1").await.contains("used or has expired"));
     chrome.check_page("verify-link-used").await;
 
