@@ -26,6 +26,9 @@ pub struct Settings {
     /// The site's name on every page and email.
     #[arg(long, env = "USHER_SITE_NAME", default_value = "Usher", value_parser = parse_site_name)]
     pub site_name: String,
+    /// Where people write when they need a human; shown on every page and in every email. Unset: not shown.
+    #[arg(long, env = "USHER_SUPPORT_EMAIL", value_parser = parse_support_email)]
+    pub support_email: Option<String>,
     /// Listen address.
     #[arg(long, env = "USHER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -161,6 +164,10 @@ impl fmt::Debug for Secret {
 
 fn parse_secret(raw: &str) -> Result<Secret, String> {
     Ok(Secret(raw.to_owned()))
+}
+
+fn parse_support_email(raw: &str) -> Result<String, String> {
+    EmailAddress::parse(raw).map(|email| email.as_str().to_owned()).map_err(|problem| problem.to_string())
 }
 
 fn parse_site_name(raw: &str) -> Result<String, String> {

@@ -29,6 +29,8 @@ pub struct Context<'a> {
     /// The client's address as recorded in audit events (`"command line"`
     /// for the CLI).
     pub ip: &'a str,
+    /// The client's `User-Agent`, for notices that say which browser acted.
+    pub user_agent: &'a str,
     /// Unix seconds (UTC).
     pub now: i64,
 }

@@ -7,7 +7,9 @@ use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
 use crate::db::{DbConnection, sessions, throttle_hits};
-use crate::mail::{MailKind, queue};
+use crate::domain::describe_browser;
+use crate::mail::MailKind;
+use crate::mail::messages::{EventFacts, queue_notice};
 use crate::throttle::Bucket;
 
 /// Why a password is being set: decides which sessions end, whether the
@@ -57,6 +59,7 @@ pub fn set_password(
         // The verification records itself; a first password is no change to announce.
         PasswordSet::SignUp => return Ok(()),
     };
-    queue(conn, MailKind::PasswordChanged, &user.email, Some(user.id), ctx.config)?;
+    let facts = EventFacts { at: ctx.now, ip: ctx.ip.to_owned(), browser: describe_browser(ctx.user_agent) };
+    queue_notice(conn, MailKind::PasswordChanged, &user.email, user.id, &facts, ctx.config)?;
     audit::record(conn, Event::own(event, user.id, ctx.ip), ctx.now)
 }

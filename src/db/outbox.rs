@@ -26,6 +26,8 @@ pub struct OutboxRow {
     pub password_hash: Option<String>,
     pub payload: Option<Vec<u8>>,
     pub minted_token_id: Option<i64>,
+    /// What a notice reports about its event (`mail::EventFacts` as JSON).
+    pub event: Option<String>,
 }
 
 /// Where a row ends when the worker is done with it.
@@ -58,6 +60,8 @@ pub struct NewMail<'a> {
     pub send_before: i64,
     /// For a verification answering a registration: that registration's password.
     pub password_hash: Option<&'a str>,
+    /// For a notice: the facts of the event it reports, as JSON.
+    pub event: Option<&'a str>,
 }
 
 /// Queues a mail with a stable Message-ID, so a retried send is recognised
@@ -74,6 +78,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, mail_domain: &str, now: i
             outbox::created_at.eq(now),
             outbox::send_before.eq(mail.send_before),
             outbox::password_hash.eq(mail.password_hash),
+            outbox::event.eq(mail.event),
             outbox::next_attempt_at.eq(now),
         ))
         .returning(outbox::id)

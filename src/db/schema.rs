@@ -63,6 +63,7 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         payload -> Nullable<Binary>,
         minted_token_id -> Nullable<BigInt>,
+        event -> Nullable<Text>,
     }
 }
 

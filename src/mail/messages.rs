@@ -80,6 +80,27 @@ impl MailKind {
     }
 }
 
+/// When, from where and with which browser something happened to an
+/// account: what a notice tells its owner (ASVS 2.2.3), kept with the
+/// queued mail. Never a secret.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EventFacts {
+    /// Unix seconds (UTC).
+    pub at: i64,
+    pub ip: String,
+    /// The browser and system in words, e.g. "Firefox on Linux".
+    pub browser: String,
+}
+
+impl EventFacts {
+    /// "on 30 November 2026 at 22:53 UTC, from Firefox on Linux (IP address 192.0.2.7)"
+    fn describe(&self) -> String {
+        let when = chrono::DateTime::from_timestamp(self.at, 0)
+            .map_or_else(String::new, |at| at.format("on %-d %B %Y at %H:%M UTC").to_string());
+        format!("{when}, from {} (IP address {})", self.browser, self.ip)
+    }
+}
+
 /// Queues a mail inside the caller's transaction; the worker sends it.
 pub fn queue(
     conn: &mut DbConnection,
@@ -88,7 +109,20 @@ pub fn queue(
     user_id: Option<i64>,
     config: &Config,
 ) -> QueryResult<i64> {
-    enqueue(conn, kind, recipient, user_id, None, config)
+    enqueue(conn, kind, recipient, user_id, None, None, config)
+}
+
+/// Queues a notice that reports `facts` about the event that caused it.
+pub fn queue_notice(
+    conn: &mut DbConnection,
+    kind: MailKind,
+    recipient: &str,
+    user_id: i64,
+    facts: &EventFacts,
+    config: &Config,
+) -> QueryResult<i64> {
+    let event = serde_json::to_string(facts).expect("event facts serialise");
+    enqueue(conn, kind, recipient, Some(user_id), None, Some(&event), config)
 }
 
 /// Queues a verification that answers a registration of an address not
@@ -102,7 +136,7 @@ pub fn queue_verification_for_registration(
     password_hash: &str,
     config: &Config,
 ) -> QueryResult<i64> {
-    enqueue(conn, MailKind::VerifyEmail, recipient, Some(user_id), Some(password_hash), config)
+    enqueue(conn, MailKind::VerifyEmail, recipient, Some(user_id), Some(password_hash), None, config)
 }
 
 fn enqueue(
@@ -111,6 +145,7 @@ fn enqueue(
     recipient: &str,
     user_id: Option<i64>,
     password_hash: Option<&str>,
+    event: Option<&str>,
     config: &Config,
 ) -> QueryResult<i64> {
     let now = now();
@@ -120,6 +155,7 @@ fn enqueue(
         user_id,
         send_before: now + kind.deliver_within(config).as_secs() as i64,
         password_hash,
+        event,
     };
     outbox::enqueue(conn, mail, config.settings.mail_from.email.domain(), now)
 }
@@ -158,6 +194,7 @@ pub struct EmailContent {
 #[template(path = "emails/message.txt")]
 struct TextPart<'a> {
     site_name: &'a str,
+    support_email: Option<&'a str>,
     email: &'a EmailContent,
 }
 
@@ -165,6 +202,7 @@ struct TextPart<'a> {
 #[template(path = "emails/message.html")]
 struct HtmlPart<'a> {
     site_name: &'a str,
+    support_email: Option<&'a str>,
     email: &'a EmailContent,
 }
 
@@ -212,7 +250,7 @@ impl Composer {
             MailKind::VerifyEmail => self.verify_email(conn, row)?,
             MailKind::SignupAttempt => self.signup_attempt(conn, row)?,
             MailKind::PasswordReset => self.password_reset(conn, row)?,
-            MailKind::PasswordChanged => Some(Minted { content: self.password_changed(), first_token_id: None }),
+            MailKind::PasswordChanged => Some(Minted { content: self.password_changed(row), first_token_id: None }),
             MailKind::AccountApproved => Some(Minted { content: self.account_approved(), first_token_id: None }),
             MailKind::AccountRejected => Some(Minted { content: self.account_rejected(), first_token_id: None }),
         };
@@ -221,8 +259,10 @@ impl Composer {
         };
         let mut links: Vec<String> = content.button.iter().map(|button| button.link.clone()).collect();
         links.extend(content.code.iter().map(|code| format!("code {code}")));
-        let text = TextPart { site_name: &self.config.settings.site_name, email: &content }.render()?;
-        let html = HtmlPart { site_name: &self.config.settings.site_name, email: &content }.render()?;
+        let (site_name, support_email) =
+            (&self.config.settings.site_name, self.config.settings.support_email.as_deref());
+        let text = TextPart { site_name, support_email, email: &content }.render()?;
+        let html = HtmlPart { site_name, support_email, email: &content }.render()?;
         let to: Mailbox = row.recipient.parse()?;
         let message = Message::builder()
             .from(self.config.settings.mail_from.clone())
@@ -301,7 +341,7 @@ impl Composer {
                      You already have an account, so nothing was changed."
                 ),
                 format!(
-                    "If it was you, sign in at {} — or, if you forgot your password, choose a new one:",
+                    "If it was you, sign in at {} — or, if you forgot your password, choose a new one below.",
                     self.config.link("/login")
                 ),
             ],
@@ -327,14 +367,16 @@ impl Composer {
         Ok(Some(Minted { content, first_token_id: Some(first_token_id) }))
     }
 
-    fn password_changed(&self) -> EmailContent {
+    fn password_changed(&self, row: &OutboxRow) -> EmailContent {
         let site = &self.config.settings.site_name;
+        let facts = row.event.as_deref().and_then(|json| serde_json::from_str::<EventFacts>(json).ok());
+        let changed = match facts {
+            Some(facts) => format!("The password of your {site} account was changed {}.", facts.describe()),
+            None => format!("The password of your {site} account was just changed."),
+        };
         EmailContent {
             subject: format!("Your {site} password was changed"),
-            intro: vec![
-                "The password of your account was just changed.".into(),
-                "If this was you, there is nothing to do.".into(),
-            ],
+            intro: vec![changed, "If this was you, there is nothing to do.".into()],
             button: Some(Button {
                 label: "Reset my password",
                 link: self.config.link("/password/forgot"),
@@ -366,7 +408,11 @@ impl Composer {
             subject: format!("Your {site} account was not approved"),
             intro: vec![format!(
                 "An administrator of {site} did not approve your account, so you cannot sign in. \
-                 If you think this is a mistake, contact the site's administrators."
+                 If you think this is a mistake, {}.",
+                match &self.config.settings.support_email {
+                    Some(support) => format!("write to {support}"),
+                    None => "reply to the person who told you about the site".to_owned(),
+                }
             )],
             button: None,
             code: None,

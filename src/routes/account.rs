@@ -137,7 +137,7 @@ pub async fn change_password(
             conn.write(|conn| {
                 User::lock(conn, account.id)?;
                 let how = PasswordSet::Change { keep_session: &keep };
-                let ctx = Context { config: &config, ip: &client.ip, now: now() };
+                let ctx = Context { config: &config, ip: &client.ip, user_agent: &client.user_agent, now: now() };
                 accounts::set_password(conn, &account, &password_hash, how, ctx)
             })
         })

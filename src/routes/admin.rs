@@ -243,7 +243,7 @@ pub async fn act(
         .db
         .run(move |conn| {
             conn.write(|conn| {
-                let ctx = Context { config: &config, ip: &client.ip, now: now() };
+                let ctx = Context { config: &config, ip: &client.ip, user_agent: &client.user_agent, now: now() };
                 accounts::act_on_account(conn, admin.user_id, target, action, ctx)
             })
         })

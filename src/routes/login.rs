@@ -158,9 +158,7 @@ fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
             "Your address is confirmed. An administrator still has to approve your account; we will email you when they do.",
         ),
         SignInBlock::Rejected => ("Not approved", "An administrator did not approve this account."),
-        SignInBlock::Disabled => {
-            ("Account disabled", "This account has been disabled. Contact the site's administrator.")
-        }
+        SignInBlock::Disabled => ("Account disabled", "This account has been disabled by an administrator."),
         SignInBlock::EmailUnverified => ("Confirm your email", "Confirm your email address first."),
     };
     render(StatusCode::FORBIDDEN, &SignInBlockedPage { ctx, title, message })

@@ -147,7 +147,7 @@ pub async fn reset(
     };
     let password_hash = state.hasher.hash(password).await?;
     let config = state.config.clone();
-    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client.ip, &config)).await?;
+    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client, &config)).await?;
     if !done {
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
     }
@@ -163,7 +163,7 @@ fn complete_reset(
     conn: &mut DbConnection,
     token: &PlainToken,
     password_hash: &str,
-    ip: &str,
+    client: &ClientInfo,
     config: &Config,
 ) -> diesel::QueryResult<bool> {
     conn.write(|conn| {
@@ -180,7 +180,13 @@ fn complete_reset(
         let Some(user) = User::find(conn, claimed.user_id)? else {
             return Ok(false);
         };
-        accounts::set_password(conn, &user, password_hash, PasswordSet::Reset, Context { config, ip, now })?;
+        accounts::set_password(
+            conn,
+            &user,
+            password_hash,
+            PasswordSet::Reset,
+            Context { config, ip: &client.ip, user_agent: &client.user_agent, now },
+        )?;
         Ok(true)
     })
 }

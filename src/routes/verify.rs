@@ -110,7 +110,7 @@ pub async fn submit(
             let token = PlainToken::parse(&token)
                 .ok_or_else(|| AppError::BadRequest("This confirmation link is malformed.".into()))?;
             let config = state.config.clone();
-            state.db.run(move |conn| verify_by_link(conn, &token, &client.ip, &config)).await?
+            state.db.run(move |conn| verify_by_link(conn, &token, &client, &config)).await?
         }
         (None, Some(email), Some(code)) => {
             let mut errors = FormErrors::default();
@@ -125,7 +125,7 @@ pub async fn submit(
             state.rate_limit(vec![Bucket::CodeAddress(address.as_str().to_owned())]).await?;
             let (codes, config) = (state.codes.clone(), state.config.clone());
             let verified =
-                state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client.ip, &config)).await?;
+                state.db.run(move |conn| verify_by_code(conn, &address, &code, &codes, &client, &config)).await?;
             answer_no_sooner(started).await;
             if verified.is_none() {
                 let page = EnterCodePage { ctx, email, errors: FormErrors::one("code", WRONG_CODE) };
@@ -153,7 +153,7 @@ pub async fn submit(
 fn verify_by_link(
     conn: &mut DbConnection,
     token: &PlainToken,
-    ip: &str,
+    client: &ClientInfo,
     config: &Config,
 ) -> diesel::QueryResult<Option<String>> {
     conn.write(|conn| {
@@ -167,7 +167,7 @@ fn verify_by_link(
         let Some(claimed) = email_tokens::claim_link(conn, Purpose::VerifyLink, &hash, now)? else {
             return Ok(None);
         };
-        accounts::verify_email(conn, &claimed, Context { config, ip, now })
+        accounts::verify_email(conn, &claimed, Context { config, ip: &client.ip, user_agent: &client.user_agent, now })
     })
 }
 
@@ -178,7 +178,7 @@ fn verify_by_code(
     email: &EmailAddress,
     code: &VerificationCode,
     codes: &CodeHasher,
-    ip: &str,
+    client: &ClientInfo,
     config: &Config,
 ) -> diesel::QueryResult<Option<String>> {
     conn.write(|conn| {
@@ -193,7 +193,11 @@ fn verify_by_code(
                 continue;
             }
             if let Some(claimed) = email_tokens::claim_by_id(conn, token_id, now)? {
-                return accounts::verify_email(conn, &claimed, Context { config, ip, now });
+                return accounts::verify_email(
+                    conn,
+                    &claimed,
+                    Context { config, ip: &client.ip, user_agent: &client.user_agent, now },
+                );
             }
         }
         Ok(None)

@@ -116,6 +116,8 @@ pub struct PageContext {
     pub signed_in: bool,
     /// For the hint next to new-password fields.
     pub password_min_length: u16,
+    /// Where people write for help (`USHER_SUPPORT_EMAIL`), shown in the footer.
+    pub support_email: Option<String>,
     /// The browser's session ended since its last page (signed out
     /// elsewhere, timed out, or disabled): say so once.
     pub session_ended: bool,
@@ -130,6 +132,7 @@ impl PageContext {
             flash: None,
             signed_in: false,
             password_min_length: 12,
+            support_email: None,
             session_ended: false,
         }
     }
@@ -153,15 +156,17 @@ impl FromRequest for PageContext {
         if session_ended {
             req.extensions_mut().insert(SessionEndNoticed);
         }
-        let password_min_length = req
-            .app_data::<actix_web::web::Data<crate::state::AppState>>()
-            .map_or(12, |state| state.config.settings.password_min_length);
+        let settings =
+            req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|state| &state.config.settings);
+        let password_min_length = settings.map_or(12, |settings| settings.password_min_length);
+        let support_email = settings.and_then(|settings| settings.support_email.clone());
         ready(Ok(Self {
             site_name: site_name(),
             csrf_token,
             flash: cookies.flash,
             signed_in,
             password_min_length,
+            support_email,
             session_ended,
         }))
     }

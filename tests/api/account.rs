@@ -71,6 +71,11 @@ async fn changing_the_password_keeps_this_session_under_a_new_id_and_ends_the_ot
     app.sign_in(&fresh, "ann@example.com", NEW_PASSWORD).await.assert_redirects_to("/account");
     let notice = app.mail.wait_for("ann@example.com", 2).await;
     assert!(notice.subject.contains("password was changed"));
+    let today = chrono::Utc::now().format("%-d %B %Y").to_string();
+    for part in [&notice.text, &notice.html] {
+        assert!(part.contains(&format!("was changed on {today} at ")), "when: {part}");
+        assert!(part.contains("UTC, from an unknown browser (IP address 127.0.0.1)"), "how and from where: {part}");
+    }
 }
 
 async fn a_wrong_current_password_changes_nothing(backend: Backend) {

@@ -20,6 +20,7 @@ on_both_backends!(
     the_sign_in_page_says_how_long_keep_me_signed_in_lasts,
     the_site_has_an_icon_where_browsers_look,
     a_sign_up_promises_only_what_either_mail_delivers,
+    the_support_address_is_on_every_page_and_in_every_mail,
 );
 
 const NEW_PASSWORD: &str = "marble orchestra lantern 97";
@@ -327,4 +328,27 @@ async fn a_sign_up_promises_only_what_either_mail_delivers(backend: Backend) {
     assert!(!note.text.contains("code"), "the note to a verified owner has no code");
     let flash = page.body.split("class=\"flash").nth(1).unwrap().split("</p>").next().unwrap();
     assert!(!flash.contains("code"), "so the page promises none: {flash}");
+}
+
+async fn the_support_address_is_on_every_page_and_in_every_mail(backend: Backend) {
+    let overrides = [("--support-email", "help@example.com"), ("--require-admin-approval", "true")];
+    let app = spawn_app_with(backend, &overrides).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+    let id = app.user_id("ann@example.com");
+    admin.submit("/admin", &format!("/admin/users/{id}/reject"), &[]).await.assert_redirects_to("/admin");
+
+    for page in
+        [app.browser().get("/login").await, app.browser().get("/no/such/page").await, admin.get("/account").await]
+    {
+        assert!(page.body.contains("Write to <a href=\"mailto:help@example.com\">"), "{}", page.body);
+    }
+    let blocked = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
+    assert!(blocked.body.contains("mailto:help@example.com"), "the not-approved page names the contact");
+    let rejected = app.mail.wait_for("ann@example.com", 2).await;
+    assert!(rejected.text.contains("If you think this is a mistake, write to help@example.com."), "{}", rejected.text);
+    for mail in app.mail.to("ann@example.com") {
+        assert!(mail.text.contains("Questions? Write to help@example.com."), "{}", mail.text);
+        assert!(mail.html.contains("mailto:help@example.com"), "{}", mail.html);
+    }
 }
