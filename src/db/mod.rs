@@ -3,9 +3,11 @@
 pub mod audit;
 mod connection;
 pub mod email_tokens;
+pub mod faults;
 pub mod leases;
 mod migrations;
 pub mod outbox;
+pub mod readiness;
 pub mod schema;
 pub mod sessions;
 pub mod throttle_hits;
@@ -14,7 +16,7 @@ pub mod users;
 use std::time::Duration;
 
 use actix_web::web;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use tracing::Instrument;
 
 use crate::clock::Clock;
@@ -36,22 +38,14 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// Outages (no connection, a dead server, a locked SQLite file) are
-    /// worth a 503 and a retry; anything else is a bug.
+    /// Outages (no connection, a closed or read-only server connection, a
+    /// locked, unwritable or full SQLite file, an I/O error) are worth a 503
+    /// and a retry; anything else is a bug.
     pub fn is_outage(&self) -> bool {
         match self {
             Self::Unavailable(_) => true,
-            Self::Query(DieselError::DatabaseError(kind, info)) => {
-                matches!(
-                    kind,
-                    DatabaseErrorKind::ClosedConnection
-                        | DatabaseErrorKind::UnableToSendCommand
-                        | DatabaseErrorKind::SerializationFailure
-                ) || info.message().contains("database is locked")
-                    || info.message().contains("terminating connection")
-            }
-            Self::Query(DieselError::BrokenTransactionManager) => true,
-            _ => false,
+            Self::Query(error) => faults::is_transient(error),
+            Self::Panicked => false,
         }
     }
 }
@@ -83,8 +77,12 @@ impl Db {
             .max_size(max_connections)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            .test_on_check_out(false)
-            .error_handler(Box::new(r2d2::LoggingErrorHandler))
+            // A PostgreSQL server may close idle connections (a restart, a
+            // failover, a proxy's idle timeout): test each one on check-out
+            // so no request gets a dead one. A SQLite connection cannot go
+            // away like that; one that met a fault is dropped on return.
+            .test_on_check_out(backend == Backend::Postgres)
+            .error_handler(Box::new(PoolErrorLog))
             .build_unchecked(connection::ConnectionManager::new(url.clone()));
         Self { pool, url: url.clone(), backend, clock: Clock::default() }
     }
@@ -134,13 +132,26 @@ impl Db {
         work(&mut conn).map_err(DbError::from)
     }
 
-    pub async fn is_ready(&self) -> bool {
-        self.run(|conn| {
-            use diesel::connection::SimpleConnection;
-            conn.batch_execute("SELECT 1")
-        })
-        .await
-        .is_ok()
+    /// Readiness: whether the database takes a write now (one row of the
+    /// `readiness` table), so a read-only, full or unwritable database is
+    /// reported, not only an unreachable one.
+    ///
+    /// # Errors
+    /// The outage or bug that stopped the write.
+    pub async fn check_writable(&self) -> Result<(), DbError> {
+        self.run(|conn| readiness::touch(conn, now())).await
+    }
+}
+
+/// Logs what the pool meets when it opens or tests a connection: a
+/// database that refuses connections or closed one (which is replaced).
+/// Warnings, not errors: Usher answers 503 meanwhile and recovers alone.
+#[derive(Debug)]
+struct PoolErrorLog;
+
+impl r2d2::HandleError<diesel::r2d2::Error> for PoolErrorLog {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(%error, "database connection failed; the pool will use a new one");
     }
 }
 
