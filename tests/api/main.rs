@@ -17,6 +17,7 @@ mod headers;
 mod idn;
 mod login;
 mod mail;
+mod mail_lease;
 mod outage;
 mod recovery;
 mod register;
