@@ -25,12 +25,13 @@ const SQLITE_FAULTS: [&str; 6] = [
 
 /// PostgreSQL messages of a lost server connection, for errors that reach
 /// diesel before libpq marks the connection bad.
-const POSTGRES_CONNECTION_LOST: [&str; 5] = [
+const POSTGRES_CONNECTION_LOST: [&str; 6] = [
     "terminating connection",
     "server closed the connection",
     "no connection to the server",
     "could not receive data from server",
     "connection to server was lost",
+    "ssl connection has been closed unexpectedly",
 ];
 
 /// SQLite is busy (`SQLITE_BUSY`, `SQLITE_LOCKED`): a retry later will do;

@@ -13,6 +13,8 @@ pub mod sessions;
 pub mod throttle_hits;
 pub mod users;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
@@ -73,6 +75,7 @@ impl Db {
     /// database is briefly away (readiness reports it).
     pub fn new(url: &DatabaseUrl, max_connections: u32) -> Self {
         let backend = if url.is_postgres() { Backend::Postgres } else { Backend::Sqlite };
+        let log = PoolLog::default();
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(0))
@@ -82,7 +85,8 @@ impl Db {
             // so no request gets a dead one. A SQLite connection cannot go
             // away like that; one that met a fault is dropped on return.
             .test_on_check_out(backend == Backend::Postgres)
-            .error_handler(Box::new(PoolErrorLog))
+            .error_handler(Box::new(log.clone()))
+            .event_handler(Box::new(log))
             .build_unchecked(connection::ConnectionManager::new(url.clone()));
         Self { pool, url: url.clone(), backend, clock: Clock::default() }
     }
@@ -143,15 +147,34 @@ impl Db {
     }
 }
 
-/// Logs what the pool meets when it opens or tests a connection: a
-/// database that refuses connections or closed one (which is replaced).
-/// Warnings, not errors: Usher answers 503 meanwhile and recovers alone.
-#[derive(Debug)]
-struct PoolErrorLog;
+/// Logs what the pool meets when it opens or tests connections. A
+/// connection the server closed is replaced (INFO); a database that refuses
+/// new connections is said once at WARN, then at DEBUG on every retry,
+/// until a connection opens again (INFO). Usher answers 503 meanwhile.
+#[derive(Clone, Debug, Default)]
+struct PoolLog {
+    refusing: Arc<AtomicBool>,
+}
 
-impl r2d2::HandleError<diesel::r2d2::Error> for PoolErrorLog {
+impl r2d2::HandleError<diesel::r2d2::Error> for PoolLog {
     fn handle_error(&self, error: diesel::r2d2::Error) {
-        tracing::warn!(%error, "database connection failed; the pool will use a new one");
+        match error {
+            diesel::r2d2::Error::QueryError(error) => {
+                tracing::info!(%error, "replacing a database connection that failed its check");
+            }
+            error if !self.refusing.swap(true, Ordering::SeqCst) => {
+                tracing::warn!(%error, "cannot open database connections; will keep trying");
+            }
+            error => tracing::debug!(%error, "still cannot open database connections"),
+        }
+    }
+}
+
+impl r2d2::HandleEvent for PoolLog {
+    fn handle_acquire(&self, _event: r2d2::event::AcquireEvent) {
+        if self.refusing.swap(false, Ordering::SeqCst) {
+            tracing::info!("database connections open again");
+        }
     }
 }
 

@@ -3,38 +3,34 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl, sql_query};
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, Browser, PASSWORD, TestApp, spawn_app};
 
 #[derive(QueryableByName)]
-struct Count {
+struct Counts {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
+    found: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    gone: i64,
 }
 
 /// Terminates every server process of the app's database, as a restart, a
-/// failover or a proxy's idle timeout would, and waits until they are gone.
+/// failover or a proxy's idle timeout would; each call waits (up to 5 s)
+/// until its process is gone. Returns how many there were.
 fn terminate_backends(server_url: &str, app: &TestApp) -> i64 {
     let name = app.database.url.rsplit('/').next().unwrap().to_owned();
     let mut admin = PgConnection::establish(server_url).unwrap();
-    let others = format!("FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()");
-    let terminated: Count = sql_query(format!("SELECT count(pg_terminate_backend(pid, 5000)) AS n {others}"))
-        .get_result(&mut admin)
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Count = sql_query(format!("SELECT count(*) AS n {others}")).get_result(&mut admin).unwrap();
-        if left.n == 0 {
-            return terminated.n;
-        }
-        assert!(std::time::Instant::now() < deadline, "{} server processes outlived pg_terminate_backend", left.n);
-        admin.batch_execute("SELECT pg_sleep(0.05)").unwrap();
-    }
+    let counts: Counts = sql_query(format!(
+        "SELECT count(*) AS found, count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) AS gone \
+         FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+    .get_result(&mut admin)
+    .unwrap();
+    assert_eq!(counts.gone, counts.found, "every server process of the database ended");
+    counts.gone
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
