@@ -16,6 +16,7 @@ mod faults;
 mod headers;
 mod idn;
 mod login;
+mod logs;
 mod mail;
 mod mail_lease;
 mod outage;
