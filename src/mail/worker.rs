@@ -331,6 +331,8 @@ impl MailWorker {
 /// cannot be called back), so it is the lease that bounds a dead worker.
 fn keep_lease(db: &Db, id: i64, owner: &str, lease_secs: i64, finished: &Receiver<()>) {
     let every = Duration::from_millis(u64::try_from(lease_secs).unwrap_or(u64::MAX).saturating_mul(1000) / 3);
+    // Lease times follow this server's clock, as the worker's do.
+    db.clock().install();
     let mut warned = false;
     loop {
         match finished.recv_timeout(every) {

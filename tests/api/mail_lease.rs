@@ -108,7 +108,7 @@ async fn mail_held_by_a_killed_worker_is_sent_once_its_lease_runs_out(backend: B
     let mail = second.mail.wait_for("ann@example.com", 1).await;
     assert_eq!(mail.message_id, row.message_id.trim_matches(['<', '>']), "the message the first server composed");
     let fresh = second.browser();
-    let confirmed = fresh.submit("/verify", "/verify", &[("token", &mail.verify_token())]).await;
+    let confirmed = fresh.submit(&format!("/verify?token={}", mail.verify_token()), "/verify", &[]).await;
     confirmed.assert_redirects_to("/login");
     wait_until("the row is marked sent", Duration::from_secs(10), || outbox_rows(&database.url)[0].state == "sent")
         .await;

@@ -44,7 +44,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
 pub async fn spawn_app_on(database: Arc<TestDatabase>, overrides: &[(&str, &str)]) -> TestApp {
     let mail = MailSink::start().await;
     let flags = default_flags(&database, &mail, overrides);
-    TestApp::start(database, mail, flags).await
+    TestApp::start(database, mail, flags, Clock::default()).await
 }
 
 fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
