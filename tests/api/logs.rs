@@ -19,7 +19,7 @@ on_both_backends!(expected_refusals_are_not_logged_as_warnings_or_errors);
 struct LoggedServer {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     address: String,
 }
 
@@ -32,19 +32,26 @@ impl LoggedServer {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start usher serve");
-        let stderr = child.stderr.take().unwrap();
+        // Both streams, so that the levels are judged wherever the log goes.
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let collecting = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                collecting.lock().unwrap().push(line);
-            }
-        });
-        let server = Self { child, lines, reader: Some(reader), address: format!("http://127.0.0.1:{port}") };
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        let readers = [stdout, stderr]
+            .into_iter()
+            .map(|stream| {
+                let collecting = lines.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        collecting.lock().unwrap().push(without_colours(&line));
+                    }
+                })
+            })
+            .collect();
+        let server = Self { child, lines, readers, address: format!("http://127.0.0.1:{port}") };
         let client = reqwest::Client::new();
         let started = Instant::now();
         while !client.get(format!("{}/healthz", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -59,7 +66,7 @@ impl LoggedServer {
     fn stop(mut self) -> Vec<String> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             reader.join().unwrap();
         }
         self.lines.lock().unwrap().clone()
@@ -71,6 +78,20 @@ impl Drop for LoggedServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The line without terminal colour codes (`ESC [ … m`).
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 fn loud(lines: &[String]) -> Vec<&String> {
