@@ -185,6 +185,13 @@ impl DbConnection {
         self.instrumentation().downcast_ref::<FaultWatch>().and_then(FaultWatch::fault).map(str::to_owned)
     }
 
+    /// Makes the pool drop this connection when it comes back.
+    pub fn mark_faulty(&mut self, reason: &dyn std::fmt::Display) {
+        if let Some(watch) = self.instrumentation().downcast_mut::<FaultWatch>() {
+            watch.mark(reason.to_string());
+        }
+    }
+
     fn has_fault(&mut self) -> bool {
         self.instrumentation().downcast_ref::<FaultWatch>().is_some_and(|watch| watch.fault().is_some())
     }
@@ -210,9 +217,7 @@ impl r2d2::ManageConnection for ConnectionManager {
         self.url.connect().map_err(diesel::r2d2::Error::ConnectionError)
     }
 
-    /// Only called on check-out when the pool tests connections
-    /// (PostgreSQL): one round trip finds a connection the server closed
-    /// while it sat in the pool.
+    /// Unused: the pool does not test connections; `Db` does, where needed.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }

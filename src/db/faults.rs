@@ -57,6 +57,18 @@ pub fn is_connection_fault(error: &DieselError) -> bool {
     }
 }
 
+/// True when the server closed the connection, or it could not send: work
+/// that failed so can run again on another connection if it is idempotent.
+pub fn is_lost_connection(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(kind, info) => {
+            matches!(kind, DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand)
+                || message_matches(info.message(), &POSTGRES_CONNECTION_LOST)
+        }
+        _ => false,
+    }
+}
+
 /// True for errors worth a 503 and a retry: connection faults, and a busy
 /// SQLite file or a serialization failure, where the same work succeeds
 /// later on the same connection.
@@ -88,6 +100,11 @@ impl FaultWatch {
     pub fn fault(&self) -> Option<&str> {
         self.fault.as_deref()
     }
+
+    /// Marks the connection unusable for `reason` (e.g. a failed test).
+    pub fn mark(&mut self, reason: String) {
+        self.fault.get_or_insert(reason);
+    }
 }
 
 impl Instrumentation for FaultWatch {
@@ -105,7 +122,7 @@ impl Instrumentation for FaultWatch {
 mod tests {
     use diesel::result::{DatabaseErrorKind, Error};
 
-    use super::{is_connection_fault, is_transient};
+    use super::{is_connection_fault, is_lost_connection, is_transient};
 
     fn unknown(message: &str) -> Error {
         Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()))
@@ -128,6 +145,16 @@ mod tests {
         assert!(is_connection_fault(&closed));
         let standby = Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, Box::new(String::new()));
         assert!(is_connection_fault(&standby));
+    }
+
+    #[test]
+    fn only_a_closed_connection_is_lost() {
+        let closed = Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::new()));
+        assert!(is_lost_connection(&closed));
+        assert!(is_lost_connection(&unknown("terminating connection due to administrator command")));
+        let standby = Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, Box::new(String::new()));
+        assert!(!is_lost_connection(&standby), "a standby answers: running again changes nothing");
+        assert!(!is_lost_connection(&unknown("disk I/O error")));
     }
 
     #[test]

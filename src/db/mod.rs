@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::web;
+use diesel::r2d2::R2D2Connection;
 use diesel::result::Error as DieselError;
 use tracing::Instrument;
 
@@ -80,11 +81,9 @@ impl Db {
             .max_size(max_connections)
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(5))
-            // A PostgreSQL server may close idle connections (a restart, a
-            // failover, a proxy's idle timeout): test each one on check-out
-            // so no request gets a dead one. A SQLite connection cannot go
-            // away like that; one that met a fault is dropped on return.
-            .test_on_check_out(backend == Backend::Postgres)
+            // `checkout` tests PostgreSQL connections itself, except for
+            // work that may simply be run again (`run_idempotent`).
+            .test_on_check_out(false)
             .error_handler(Box::new(log.clone()))
             .event_handler(Box::new(log))
             .build_unchecked(connection::ConnectionManager::new(url.clone()));
@@ -106,18 +105,23 @@ impl Db {
         self.url.connect().map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", self.url.redacted()))
     }
 
-    /// Runs blocking database work off the async workers.
+    /// Runs blocking database work off the async workers, on a connection
+    /// known to be alive (see [`checkout`]).
+    ///
+    /// # Errors
+    /// [`DbError::Unavailable`] when no connection can be had within 5 s;
+    /// otherwise the work's own error.
     pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let (pool, clock) = (self.pool.clone(), self.clock.clone());
+        let (pool, clock, backend) = (self.pool.clone(), self.clock.clone(), self.backend);
         let span = tracing::debug_span!("db");
         web::block(move || {
             let _entered = span.enter();
             let _clock = clock.enter();
-            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let mut conn = checkout(&pool, backend)?;
             work(&mut conn).map_err(DbError::from)
         })
         .instrument(tracing::Span::current())
@@ -125,14 +129,53 @@ impl Db {
         .map_err(|_| DbError::Panicked)?
     }
 
-    /// The same, for code that is already on a blocking thread (the mail
+    /// Runs work that may safely run twice (reads, and writes that set
+    /// rather than add) without testing the connection first: if the
+    /// server had closed it, the work runs again on another one. Saves the
+    /// test's round trip on the session lookup every signed-in request makes.
+    ///
+    /// # Errors
+    /// As [`Db::run`].
+    pub async fn run_idempotent<T, F>(&self, mut work: F) -> Result<T, DbError>
+    where
+        F: FnMut(&mut DbConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (pool, clock) = (self.pool.clone(), self.clock.clone());
+        let span = tracing::debug_span!("db");
+        web::block(move || {
+            let _entered = span.enter();
+            let _clock = clock.enter();
+            // Each failed try drops its connection, so the pool runs out of
+            // dead ones after at most its size.
+            for _ in 0..pool.max_size() {
+                let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+                match work(&mut conn) {
+                    Err(error) if faults::is_lost_connection(&error) => {
+                        tracing::info!(%error, "the server had closed a database connection; running again on another");
+                    }
+                    result => return result.map_err(DbError::from),
+                }
+            }
+            let mut conn = checkout(&pool, Backend::Postgres)?;
+            work(&mut conn).map_err(DbError::from)
+        })
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|_| DbError::Panicked)?
+    }
+
+    /// [`Db::run`] for code that is already on a blocking thread (the mail
     /// worker, the command-line tools).
+    ///
+    /// # Errors
+    /// As [`Db::run`].
     pub fn run_blocking<T>(
         &self,
         work: impl FnOnce(&mut DbConnection) -> Result<T, DieselError>,
     ) -> Result<T, DbError> {
         let _clock = self.clock.enter();
-        let mut conn = self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let mut conn = checkout(&self.pool, self.backend)?;
         work(&mut conn).map_err(DbError::from)
     }
 
@@ -143,14 +186,36 @@ impl Db {
     /// # Errors
     /// The outage or bug that stopped the write.
     pub async fn check_writable(&self) -> Result<(), DbError> {
-        self.run(|conn| readiness::touch(conn, now())).await
+        self.run_idempotent(|conn| readiness::touch(conn, now())).await
     }
 }
 
-/// Logs what the pool meets when it opens or tests connections. A
-/// connection the server closed is replaced (INFO); a database that refuses
-/// new connections is said once at WARN, then at DEBUG on every retry,
-/// until a connection opens again (INFO). Usher answers 503 meanwhile.
+/// A pooled connection that is alive. A PostgreSQL server may close
+/// connections while they sit in the pool (a restart, a failover, a proxy's
+/// idle timeout), and work that fails half-way cannot always be run again,
+/// so each one is tested with a round trip (`SELECT 1`) first; one that
+/// fails is dropped and the next tried. A SQLite connection cannot be
+/// closed under Usher; one that met a fault is dropped when it comes back.
+fn checkout(pool: &Pool, backend: Backend) -> Result<r2d2::PooledConnection<connection::ConnectionManager>, DbError> {
+    for _ in 0..=pool.max_size() {
+        let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        if backend == Backend::Sqlite {
+            return Ok(conn);
+        }
+        match conn.ping() {
+            Ok(()) => return Ok(conn),
+            Err(error) => {
+                tracing::info!(%error, "replacing a database connection that failed its check");
+                conn.mark_faulty(&error);
+            }
+        }
+    }
+    Err(DbError::Unavailable("every database connection tried was closed".into()))
+}
+
+/// Logs what the pool meets when it opens connections: a database that
+/// refuses them is said once at WARN, then at DEBUG on every retry, until a
+/// connection opens again (INFO). Usher answers 503 meanwhile.
 #[derive(Clone, Debug, Default)]
 struct PoolLog {
     refusing: Arc<AtomicBool>,
@@ -159,9 +224,6 @@ struct PoolLog {
 impl r2d2::HandleError<diesel::r2d2::Error> for PoolLog {
     fn handle_error(&self, error: diesel::r2d2::Error) {
         match error {
-            diesel::r2d2::Error::QueryError(error) => {
-                tracing::info!(%error, "replacing a database connection that failed its check");
-            }
             error if !self.refusing.swap(true, Ordering::SeqCst) => {
                 tracing::warn!(%error, "cannot open database connections; will keep trying");
             }

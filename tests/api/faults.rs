@@ -43,16 +43,24 @@ async fn no_request_fails_after_postgres_closed_every_connection() {
     let pages = futures_util::future::join_all((0..6).map(|_| browser.get("/account"))).await;
     assert!(pages.iter().all(|page| page.status == StatusCode::OK));
 
-    let terminated = terminate_backends(&server_url, &app);
-    assert!(terminated > 0, "the server held connections");
-
-    for round in 0..3 {
-        let account = browser.get("/account").await;
-        assert_eq!(account.status, StatusCode::OK, "round {round}: GET /account\n{}", account.body);
-        let other = app.browser();
-        app.sign_in(&other, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
-        let ready = other.get("/readyz").await;
-        assert_eq!(ready.status, StatusCode::OK, "round {round}: /readyz {}", ready.body);
+    // Twice: once with an anonymous sign-in first, once with a signed-in
+    // page first (its session lookup runs on an untested connection).
+    for sign_in_first in [true, false] {
+        let terminated = terminate_backends(&server_url, &app);
+        assert!(terminated > 0, "the server held connections");
+        for round in 0..3 {
+            let other = app.browser();
+            if sign_in_first {
+                app.sign_in(&other, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+            }
+            let account = browser.get("/account").await;
+            assert_eq!(account.status, StatusCode::OK, "round {round}: GET /account\n{}", account.body);
+            if !sign_in_first {
+                app.sign_in(&other, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+            }
+            let ready = other.get("/readyz").await;
+            assert_eq!(ready.status, StatusCode::OK, "round {round}: /readyz {}", ready.body);
+        }
     }
 }
 
