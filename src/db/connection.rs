@@ -79,7 +79,8 @@ impl DatabaseUrl {
         }
     }
 
-    /// Opens a connection that watches for faults (see [`DbConnection::fault`]).
+    /// Opens a connection that watches for faults: the pool drops it once
+    /// it met one (see `super::faults::FaultWatch`).
     ///
     /// # Errors
     /// The database refuses or cannot be reached, or (SQLite) its file or
@@ -179,12 +180,6 @@ impl DbConnection {
         matches!(self, Self::Postgres(_))
     }
 
-    /// The error after which this connection must not be used again (the
-    /// server closed it, its SQLite file became read-only…), if one happened.
-    pub fn fault(&mut self) -> Option<String> {
-        self.instrumentation().downcast_ref::<FaultWatch>().and_then(FaultWatch::fault).map(str::to_owned)
-    }
-
     /// Makes the pool drop this connection when it comes back.
     pub fn mark_faulty(&mut self, reason: &dyn std::fmt::Display) {
         if let Some(watch) = self.instrumentation().downcast_mut::<FaultWatch>() {
@@ -192,6 +187,8 @@ impl DbConnection {
         }
     }
 
+    /// Whether this connection met an error after which it must not be
+    /// used again (the server closed it, its SQLite file became read-only…).
     fn has_fault(&mut self) -> bool {
         self.instrumentation().downcast_ref::<FaultWatch>().is_some_and(|watch| watch.fault().is_some())
     }

@@ -141,7 +141,7 @@ impl Db {
         F: FnMut(&mut DbConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let (pool, clock) = (self.pool.clone(), self.clock.clone());
+        let (pool, clock, backend) = (self.pool.clone(), self.clock.clone(), self.backend);
         let span = tracing::debug_span!("db");
         web::block(move || {
             let _entered = span.enter();
@@ -157,7 +157,7 @@ impl Db {
                     result => return result.map_err(DbError::from),
                 }
             }
-            let mut conn = checkout(&pool, Backend::Postgres)?;
+            let mut conn = checkout(&pool, backend)?;
             work(&mut conn).map_err(DbError::from)
         })
         .instrument(tracing::Span::current())
