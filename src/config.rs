@@ -121,6 +121,11 @@ pub struct Settings {
     /// How often the mail worker looks for mail queued by other instances.
     #[arg(long, env = "USHER_MAIL_POLL_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub mail_poll_interval: Duration,
+    /// How long a mail worker's claim on a message lasts unless renewed (it
+    /// is renewed while the message is sent): mail held by a crashed
+    /// instance goes out after at most this long. Whole seconds, at least 2.
+    #[arg(long, env = "USHER_MAIL_LEASE", default_value = "30s", value_parser = parse_lease)]
+    pub mail_lease: Duration,
 }
 
 impl Settings {
@@ -168,6 +173,14 @@ fn parse_secret(raw: &str) -> Result<Secret, String> {
 
 fn parse_support_email(raw: &str) -> Result<String, String> {
     EmailAddress::parse(raw).map(|email| email.as_str().to_owned()).map_err(|problem| problem.to_string())
+}
+
+fn parse_lease(raw: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if lease < Duration::from_secs(2) || lease.subsec_nanos() != 0 {
+        return Err("whole seconds, at least 2s".into());
+    }
+    Ok(lease)
 }
 
 fn parse_site_name(raw: &str) -> Result<String, String> {

@@ -221,6 +221,7 @@ fn start_mail_worker(config: &Arc<Config>, db: &Db, codes: CodeHasher) -> anyhow
         retry_base: settings.mail_retry_base,
         max_attempts: settings.mail_max_attempts,
         poll_interval: settings.mail_poll_interval,
+        lease: settings.mail_lease,
     };
     let composer = Composer { config: config.clone(), codes };
     let sealer = Sealer::new(config.session_key.expose().as_bytes());

@@ -130,7 +130,12 @@ impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let id_hash = hash_key(key.as_ref());
         let policy = self.policy;
-        self.db.run(move |conn| load_state(conn, &id_hash, policy)).await.map_err(|e| LoadError::Other(e.into()))
+        // Every signed-in request starts here: run again on a closed
+        // connection rather than test each one first (see `Db::run_idempotent`).
+        self.db
+            .run_idempotent(move |conn| load_state(conn, &id_hash, policy))
+            .await
+            .map_err(|e| LoadError::Other(e.into()))
     }
 
     async fn save(&self, mut state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
@@ -157,7 +162,7 @@ impl SessionStore for DbSessionStore {
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let updated = self
             .db
-            .run(move |conn| sessions::update_state(conn, &id_hash, &json))
+            .run_idempotent(move |conn| sessions::update_state(conn, &id_hash, &json))
             .await
             .map_err(|e| UpdateError::Other(e.into()))?;
         if updated == 0 {
@@ -175,7 +180,7 @@ impl SessionStore for DbSessionStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         let id_hash = hash_key(key.as_ref());
-        self.db.run(move |conn| sessions::delete(conn, &id_hash)).await?;
+        self.db.run_idempotent(move |conn| sessions::delete(conn, &id_hash)).await?;
         Ok(())
     }
 }

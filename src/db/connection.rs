@@ -9,6 +9,8 @@ use diesel::r2d2::R2D2Connection;
 use diesel::result::{ConnectionError, QueryResult};
 use diesel::sqlite::SqliteConnection;
 
+use super::faults::FaultWatch;
+
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Postgres(PgConnection),
@@ -77,12 +79,50 @@ impl DatabaseUrl {
         }
     }
 
+    /// Opens a connection that watches for faults: the pool drops it once
+    /// it met one (see `super::faults::FaultWatch`).
+    ///
+    /// # Errors
+    /// The database refuses or cannot be reached, or (SQLite) its file or
+    /// write-ahead log cannot be written.
     pub fn connect(&self) -> Result<DbConnection, ConnectionError> {
-        match self {
-            Self::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgres),
-            Self::Sqlite(path) => connect_sqlite(path).map(DbConnection::Sqlite),
+        let mut conn = match self {
+            Self::Postgres(url) => PgConnection::establish(url).map(DbConnection::Postgres)?,
+            Self::Sqlite(path) => connect_sqlite(path).map(DbConnection::Sqlite)?,
+        };
+        conn.set_instrumentation(FaultWatch::default());
+        Ok(conn)
+    }
+}
+
+/// Refuses to open a SQLite file the process cannot write. SQLite would
+/// open it read-only instead, and such a connection stays read-only after
+/// the file is writable again. `access(2)` rather than a trial open: closing
+/// any descriptor of the file would drop the locks SQLite holds on it.
+#[cfg(unix)]
+fn ensure_writable(path: &Path) -> Result<(), ConnectionError> {
+    use std::os::unix::ffi::OsStrExt;
+    let wal = {
+        let mut name = path.as_os_str().to_owned();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    };
+    for file in [path, wal.as_path()] {
+        let Ok(c_path) = std::ffi::CString::new(file.as_os_str().as_bytes()) else { continue };
+        // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+        if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(ConnectionError::BadConnection(format!("{} is not writable: {error}", file.display())));
+            }
         }
     }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn ensure_writable(_path: &Path) -> Result<(), ConnectionError> {
+    Ok(())
 }
 
 fn connect_sqlite(path: &str) -> Result<SqliteConnection, ConnectionError> {
@@ -90,6 +130,7 @@ fn connect_sqlite(path: &str) -> Result<SqliteConnection, ConnectionError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ConnectionError::BadConnection(format!("cannot create {}: {e}", dir.display())))?;
     }
+    ensure_writable(Path::new(path))?;
     let mut conn = SqliteConnection::establish(path)?;
     // WAL lets readers run beside the single writer; busy_timeout makes writers
     // queue instead of failing at once.
@@ -138,6 +179,19 @@ impl DbConnection {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
     }
+
+    /// Makes the pool drop this connection when it comes back.
+    pub fn mark_faulty(&mut self, reason: &dyn std::fmt::Display) {
+        if let Some(watch) = self.instrumentation().downcast_mut::<FaultWatch>() {
+            watch.mark(reason.to_string());
+        }
+    }
+
+    /// Whether this connection met an error after which it must not be
+    /// used again (the server closed it, its SQLite file became read-only…).
+    fn has_fault(&mut self) -> bool {
+        self.instrumentation().downcast_ref::<FaultWatch>().is_some_and(|watch| watch.fault().is_some())
+    }
 }
 
 /// An r2d2 manager that keeps the real connection error (the derived
@@ -160,11 +214,12 @@ impl r2d2::ManageConnection for ConnectionManager {
         self.url.connect().map_err(diesel::r2d2::Error::ConnectionError)
     }
 
+    /// Unused: the pool does not test connections; `Db` does, where needed.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
         conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        std::thread::panicking() || conn.is_broken()
+        std::thread::panicking() || conn.is_broken() || conn.has_fault()
     }
 }

@@ -151,6 +151,29 @@ pub fn store_payload(
     Ok(stored == 1)
 }
 
+/// Extends this worker's lease on a row to `until`. False if the lease is
+/// no longer ours (it ran out and another worker took the row, or the row
+/// is finished).
+pub fn renew_lease(conn: &mut DbConnection, id: i64, owner: &str, until: i64) -> QueryResult<bool> {
+    let renewed = diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+        .set(outbox::lease_until.eq(until))
+        .execute(conn)?;
+    Ok(renewed == 1)
+}
+
+/// Hands a row back untouched, for when the worker could not attempt it
+/// (the database failed while composing): the attempt is not counted.
+pub fn release(conn: &mut DbConnection, id: i64, owner: &str) -> QueryResult<bool> {
+    let released = diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))
+        .set((
+            outbox::lease_owner.eq(None::<String>),
+            outbox::lease_until.eq(None::<i64>),
+            outbox::attempts.eq(outbox::attempts - 1),
+        ))
+        .execute(conn)?;
+    Ok(released == 1)
+}
+
 /// Releases the lease and schedules another attempt.
 pub fn retry_later(conn: &mut DbConnection, id: i64, owner: &str, error: &str, at: i64) -> QueryResult<bool> {
     let released = diesel::update(outbox::table.find(id).filter(outbox::lease_owner.eq(owner)))

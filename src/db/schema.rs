@@ -95,6 +95,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    readiness (id) {
+        id -> BigInt,
+        checked_at -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));

@@ -1,8 +1,10 @@
 //! The outbox worker: a thread that sends queued mail.
 //!
 //! Rows are leased with one conditional UPDATE, so several instances on one
-//! database never send a message twice; a crashed worker's lease runs out
-//! and another picks the row up. The first attempt composes the message
+//! database never send a message twice. A lease is short (`--mail-lease`)
+//! and renewed while its holder works on the row, so a worker that was
+//! killed mid-send loses it within one lease period and another instance (or
+//! the restarted one) sends the message then. The first attempt composes the message
 //! (minting its link or code) and keeps it encrypted in the row, so every
 //! retry sends the same bytes under the same Message-ID; the copy is wiped
 //! once the row is finished. The request that queues mail wakes the worker
@@ -24,17 +26,27 @@ use crate::db::outbox::{self, FinalState, OutboxRow};
 use crate::db::{Db, DbError, email_tokens, now};
 use crate::domain::random_secret;
 
-/// Far longer than one SMTP conversation (20 s per command), so a lease
-/// never runs out while its holder is still sending.
-const LEASE_SECS: i64 = 600;
 const BATCH: i64 = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
+/// How the worker paces itself.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerSettings {
+    /// First wait after a temporary failure; doubles per attempt.
     pub retry_base: Duration,
+    /// Attempts before a row is marked dead.
     pub max_attempts: u32,
+    /// How often to look for mail queued by other instances.
     pub poll_interval: Duration,
+    /// How long a claim on a row lasts unless renewed; renewed every third
+    /// of it while the row is worked on. Whole seconds, at least two.
+    pub lease: Duration,
+}
+
+impl WorkerSettings {
+    fn lease_secs(&self) -> i64 {
+        i64::try_from(self.lease.as_secs()).unwrap_or(i64::MAX).max(2)
+    }
 }
 
 pub struct MailWorker {
@@ -76,8 +88,8 @@ struct Prepared {
 }
 
 enum PrepareError {
-    /// The database is away: try again later.
-    Outage(String),
+    /// The database is away or failing: try again once it is back.
+    Outage(DbError),
     /// The row can never become a message (e.g. an address lettre refuses).
     Invalid(String),
     /// Another worker took the row over.
@@ -86,7 +98,7 @@ enum PrepareError {
 
 impl From<DbError> for PrepareError {
     fn from(error: DbError) -> Self {
-        Self::Outage(error.to_string())
+        Self::Outage(error)
     }
 }
 
@@ -112,11 +124,30 @@ impl MailWorker {
 
     fn run(self, woken: &Receiver<()>, stopped: &AtomicBool) {
         tracing::info!(owner = %self.owner, "mail worker started");
+        // What stopped the last round, so a lasting outage is said once,
+        // not on every poll.
+        let mut failing: Option<String> = None;
         while !stopped.load(Ordering::SeqCst) {
             // A bug in one message must not stop the delivery of all the others.
             match catch_unwind(AssertUnwindSafe(|| self.send_due_mail())) {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "mail worker cannot reach the database; will retry"),
+                Ok(Ok(())) => {
+                    if failing.take().is_some() {
+                        tracing::info!("mail worker reaches the database again; queued mail is being sent");
+                    }
+                }
+                Ok(Err(error)) => {
+                    let said = error.to_string();
+                    if failing.as_deref() != Some(said.as_str()) {
+                        if error.is_outage() {
+                            tracing::warn!(%error, "mail waits in the outbox: the database is unavailable; will retry");
+                        } else {
+                            tracing::error!(%error, "mail worker stopped by a database error; will retry");
+                        }
+                    } else {
+                        tracing::debug!(%error, "mail worker still cannot use the database");
+                    }
+                    failing = Some(said);
+                }
                 Err(_) => tracing::error!("mail worker panicked; its lease will run out and the mail will be retried"),
             }
             match woken.recv_timeout(self.settings.poll_interval) {
@@ -135,16 +166,33 @@ impl MailWorker {
             let mut leased_any = false;
             for id in due {
                 let now = now();
-                let lease = self.db.run_blocking(|conn| outbox::lease(conn, id, &self.owner, now, now + LEASE_SECS))?;
+                let until = now + self.settings.lease_secs();
+                let lease = self.db.run_blocking(|conn| outbox::lease(conn, id, &self.owner, now, until))?;
                 if let Some(row) = lease {
                     leased_any = true;
-                    self.deliver(row)?;
+                    self.deliver_keeping_lease(row)?;
                 }
             }
             if !leased_any {
                 return Ok(());
             }
         }
+    }
+
+    /// Delivers a leased row while a second thread renews the lease every
+    /// third of its period. The renewals stop when this returns or panics,
+    /// or when the process dies: then the lease runs out within one period.
+    fn deliver_keeping_lease(&self, row: OutboxRow) -> Result<(), DbError> {
+        let (done, finished) = crossbeam_channel::bounded::<()>(0);
+        let (db, owner, id) = (self.db.clone(), self.owner.clone(), row.id);
+        let lease_secs = self.settings.lease_secs();
+        std::thread::scope(|scope| {
+            scope.spawn(move || keep_lease(&db, id, &owner, lease_secs, &finished));
+            // Dropped on return and on unwinding: the keeper sees the
+            // channel close and stops before the scope joins it.
+            let _done = done;
+            self.deliver(row)
+        })
     }
 
     fn deliver(&self, row: OutboxRow) -> Result<(), DbError> {
@@ -155,24 +203,39 @@ impl MailWorker {
         let prepared = match self.prepare(&row) {
             Ok(Some(prepared)) => prepared,
             Ok(None) => return self.finish(&row, FinalState::Skipped, None),
-            Err(PrepareError::Outage(error)) => return self.retry_or_give_up(&row, &error),
+            Err(PrepareError::Outage(error)) => {
+                // Not the message's fault: hand the row back without
+                // counting the attempt, and stop this round (the caller
+                // says so once). If the database refuses even that, the
+                // lease runs out.
+                let _ = self.db.run_blocking(|conn| outbox::release(conn, row.id, &self.owner));
+                return Err(error);
+            }
             Err(PrepareError::Invalid(error)) => {
+                self.finish(&row, FinalState::Dead, Some(&error))?;
                 tracing::error!(id = row.id, %error, "mail cannot be composed; marked dead");
-                return self.finish(&row, FinalState::Dead, Some(&error));
+                return Ok(());
             }
             Err(PrepareError::LeaseLost) => {
                 tracing::warn!(id = row.id, "lost the lease on a mail; another worker has it");
                 return Ok(());
             }
         };
+        // Confirms the lease is still ours and gives the send a whole period.
+        let until = now() + self.settings.lease_secs();
+        if !self.db.run_blocking(|conn| outbox::renew_lease(conn, row.id, &self.owner, until))? {
+            tracing::warn!(id = row.id, "lost the lease on a mail before sending it; another worker has it");
+            return Ok(());
+        }
         match self.transport.send_raw(&prepared.envelope, &prepared.bytes) {
             Ok(()) => {
                 self.log_sent(&row, &prepared);
                 self.mark_sent(&row, prepared.minted_token_id)
             }
             Err(SendError::Permanent(error)) => {
+                self.finish(&row, FinalState::Dead, Some(&error))?;
                 tracing::error!(id = row.id, %error, "mail refused permanently; marked dead");
-                self.finish(&row, FinalState::Dead, Some(&error))
+                Ok(())
             }
             Err(SendError::Temporary(error)) => self.retry_or_give_up(&row, &error),
         }
@@ -240,8 +303,9 @@ impl MailWorker {
     fn retry_or_give_up(&self, row: &OutboxRow, error: &str) -> Result<(), DbError> {
         let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
         if attempts >= self.settings.max_attempts {
+            self.finish(row, FinalState::Dead, Some(error))?;
             tracing::error!(id = row.id, attempts, %error, "mail failed too often; marked dead");
-            return self.finish(row, FinalState::Dead, Some(error));
+            return Ok(());
         }
         let wait = self.backoff(attempts);
         tracing::warn!(id = row.id, attempts, %error, retry_in = ?wait, "mail failed; will retry");
@@ -262,18 +326,67 @@ impl MailWorker {
     }
 }
 
-/// Database trouble while composing is worth a retry; anything else (a
-/// template or an address lettre refuses) will fail again.
+/// Renews the lease on row `id` every third of its period until `finished`
+/// closes. A failed renewal is said once; the send goes on either way (it
+/// cannot be called back), so it is the lease that bounds a dead worker.
+fn keep_lease(db: &Db, id: i64, owner: &str, lease_secs: i64, finished: &Receiver<()>) {
+    let every = Duration::from_millis(u64::try_from(lease_secs).unwrap_or(u64::MAX).saturating_mul(1000) / 3);
+    // Lease times follow this server's clock, as the worker's do.
+    db.clock().install();
+    let mut warned = false;
+    loop {
+        match finished.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        match db.run_blocking(|conn| outbox::renew_lease(conn, id, owner, now() + lease_secs)) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(id, "lost the lease on a mail while working on it; another worker may send it too");
+                return;
+            }
+            Err(error) if !warned => {
+                warned = true;
+                tracing::warn!(id, %error, "cannot renew the lease on a mail being sent; will keep trying");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Database trouble while composing (an outage, or a connection at fault)
+/// is worth a retry; anything else (a template or an address lettre
+/// refuses) will fail again.
 fn classify_compose_error(error: anyhow::Error) -> PrepareError {
     match error.downcast::<diesel::result::Error>() {
         Ok(query_error) => {
             let error = DbError::from(query_error);
-            if error.is_outage() {
-                PrepareError::Outage(error.to_string())
-            } else {
-                PrepareError::Invalid(error.to_string())
-            }
+            if error.is_outage() { PrepareError::Outage(error) } else { PrepareError::Invalid(error.to_string()) }
         }
         Err(other) => PrepareError::Invalid(format!("{other:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::{PrepareError, classify_compose_error};
+
+    fn sqlite_error(message: &str) -> anyhow::Error {
+        Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned())).into()
+    }
+
+    #[test]
+    fn an_unwritable_database_while_composing_is_an_outage_not_a_dead_mail() {
+        for message in ["attempt to write a readonly database", "disk I/O error", "database or disk is full"] {
+            assert!(matches!(classify_compose_error(sqlite_error(message)), PrepareError::Outage(_)), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_built_is_invalid() {
+        assert!(matches!(classify_compose_error(anyhow::anyhow!("bad address")), PrepareError::Invalid(_)));
+        assert!(matches!(classify_compose_error(sqlite_error("no such table: outbox")), PrepareError::Invalid(_)));
     }
 }

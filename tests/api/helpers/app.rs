@@ -11,7 +11,9 @@ use usher::startup::{Application, BackgroundJobs};
 use super::database::TestDatabase;
 use super::{Backend, Browser, MailSink, PASSWORD, Page};
 
-const SESSION_KEY: &str = "test session key of well over thirty-two bytes";
+/// The session key of every test server, for a server started as a
+/// separate process that must read what the others wrote.
+pub const SESSION_KEY: &str = "test session key of well over thirty-two bytes";
 
 pub struct TestApp {
     pub address: String,
@@ -33,6 +35,14 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     let mail = MailSink::start().await;
     let database = Arc::new(TestDatabase::create(&backend));
+    let flags = default_flags(&database, &mail, overrides);
+    TestApp::start(database, mail, flags, Clock::default()).await
+}
+
+/// Starts Usher on an existing database (one another process has used),
+/// with its own SMTP sink.
+pub async fn spawn_app_on(database: Arc<TestDatabase>, overrides: &[(&str, &str)]) -> TestApp {
+    let mail = MailSink::start().await;
     let flags = default_flags(&database, &mail, overrides);
     TestApp::start(database, mail, flags, Clock::default()).await
 }

@@ -3,7 +3,7 @@
 //! refuses a non-ASCII envelope address unless the transaction asked for
 //! SMTPUTF8 (RFC 6531), and it can stop offering that extension.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ pub struct MailSink {
     reject_permanently: Arc<AtomicBool>,
     fail_temporarily: Arc<AtomicBool>,
     without_smtputf8: Arc<AtomicBool>,
+    /// Milliseconds to wait before accepting a message's data.
+    data_reply_delay_ms: Arc<AtomicU64>,
 }
 
 impl MailSink {
@@ -75,6 +77,7 @@ impl MailSink {
             reject_permanently: Arc::default(),
             fail_temporarily: Arc::default(),
             without_smtputf8: Arc::default(),
+            data_reply_delay_ms: Arc::default(),
         };
         let serving = sink.clone();
         tokio::spawn(async move {
@@ -107,6 +110,12 @@ impl MailSink {
     /// connects: lettre keeps a pooled connection's extensions.
     pub fn without_smtputf8(&self, on: bool) {
         self.without_smtputf8.store(on, Ordering::SeqCst);
+    }
+
+    /// Keeps the sender waiting this long for the reply to each message's
+    /// data (the message counts as received at once), like a slow server.
+    pub fn delay_data_reply(&self, delay: Duration) {
+        self.data_reply_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn all(&self) -> Vec<ReceivedMail> {
@@ -174,6 +183,8 @@ impl MailSink {
                 writer.write_all(b"354 go ahead\r\n").await?;
                 let raw = read_data(&mut lines).await?;
                 self.store(std::mem::take(&mut recipients), &sender, smtputf8, raw);
+                let delay = self.data_reply_delay_ms.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
                 b"250 OK queued\r\n"
             } else if command == "QUIT" {
                 writer.write_all(b"221 bye\r\n").await?;
