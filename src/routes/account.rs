@@ -73,7 +73,8 @@ async fn account_page(
     let Some(account) = session.account() else {
         return Ok(redirect("/login"));
     };
-    let rows = state.db.run(move |conn| sessions::list_live_for_user(conn, user_id, now())).await?;
+    // A read: on a connection the server closed it simply runs again, sparing the pre-use test.
+    let rows = state.db.run_idempotent(move |conn| sessions::list_live_for_user(conn, user_id, now())).await?;
     let page = AccountPage {
         ctx,
         email: account.email,
