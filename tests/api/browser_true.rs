@@ -21,6 +21,8 @@ on_both_backends!(
     the_site_has_an_icon_where_browsers_look,
     a_sign_up_promises_only_what_either_mail_delivers,
     the_support_address_is_on_every_page_and_in_every_mail,
+    every_page_title_names_its_heading,
+    plain_text_mail_puts_each_link_on_a_line_of_its_own,
 );
 
 const NEW_PASSWORD: &str = "marble orchestra lantern 97";
@@ -351,4 +353,48 @@ async fn the_support_address_is_on_every_page_and_in_every_mail(backend: Backend
         assert!(mail.text.contains("Questions? Write to help@example.com."), "{}", mail.text);
         assert!(mail.html.contains("mailto:help@example.com"), "{}", mail.html);
     }
+}
+
+async fn every_page_title_names_its_heading(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let anonymous = app.browser();
+    let admin = app.signed_in_admin("root@example.com").await;
+    let id = app.user_id("root@example.com");
+    let text_of = |body: &str, tag: &str| {
+        let inner = body.split(&format!("<{tag}>")).nth(1).and_then(|rest| rest.split(&format!("</{tag}>")).next());
+        inner.unwrap_or_default().split('<').next().unwrap_or_default().trim().to_owned()
+    };
+    let anonymous_pages =
+        ["/", "/register", "/login", "/verify", "/verify/resend", "/password/forgot", "/no/such/page"];
+    let admin_pages = [
+        "/account".to_owned(),
+        "/admin".into(),
+        "/admin/users".into(),
+        "/admin/events".into(),
+        format!("/admin/users/{id}"),
+    ];
+
+    for (browser, path) in
+        anonymous_pages.iter().map(|p| (&anonymous, p.to_string())).chain(admin_pages.into_iter().map(|p| (&admin, p)))
+    {
+        let page = browser.get(&path).await;
+        let heading = text_of(&page.body, "h1");
+        let title = text_of(&page.body, "title");
+        assert!(!heading.is_empty(), "{path}: a heading");
+        assert!(title.starts_with(&format!("{heading} · ")), "{path}: title {title:?} for heading {heading:?}");
+    }
+}
+
+async fn plain_text_mail_puts_each_link_on_a_line_of_its_own(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    app.browser().submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
+
+    let mail = app.mail.wait_for("ann@example.com", 2).await;
+
+    let lines: Vec<&str> = mail.text.lines().collect();
+    let at = lines.iter().position(|line| line.contains("/password/reset?token=")).expect("the link");
+    assert!(lines[at].starts_with("http"), "the link stands alone: {:?}", lines[at]);
+    assert_eq!(lines[at - 1], "Choose a new password:", "introduced by the line before it");
+    assert!(lines[at + 1].starts_with("The link works once"), "what to know follows: {:?}", lines[at + 1]);
 }

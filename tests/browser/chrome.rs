@@ -261,6 +261,13 @@ impl Chrome {
         self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
+    /// The computed `font-family` of the first element matching `css`.
+    pub async fn font_family(&self, css: &str) -> String {
+        let script = "return getComputedStyle(document.querySelector(arguments[0])).fontFamily";
+        let found = self.client.execute(script, vec![Value::String(css.to_owned())]).await.expect("font-family");
+        found.as_str().unwrap_or_default().to_owned()
+    }
+
     /// The `id` of the element that has the focus, or "".
     pub async fn focused_id(&self) -> String {
         let script = "return document.activeElement ? document.activeElement.id : ''";
@@ -298,6 +305,9 @@ impl Chrome {
     pub async fn check_page(&self, name: &str) {
         self.check_no_inline_code(name).await;
         self.audit(name).await;
+        self.client.set_window_size(PHONE_WIDTH, DESKTOP.1).await.expect("window size");
+        self.audit(&format!("{name} at {PHONE_WIDTH} px")).await;
+        self.client.set_window_size(DESKTOP.0, DESKTOP.1).await.expect("window size");
         self.check_focus_is_visible(name).await;
         self.screenshots(name, true).await;
     }

@@ -344,3 +344,28 @@ async fn an_administrator_rejects_disables_and_enables_users() {
 
     chrome.finish().await;
 }
+
+/// Too many wrong passwords: the page says how long to wait and offers a
+/// way out (a reset link), in the site's own font.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_out_sign_in_offers_a_way_out() {
+    let Some(tools) = tools() else { return };
+    let app = spawn_app_with(Backend::Sqlite, &[("--limit-sign-in-per-address", "2/15m")]).await;
+    let chrome = Chrome::start(tools, &app.address).await;
+    let email = "barbara@example.com";
+    app.register_verified(email).await;
+
+    sign_in(&chrome, email, "not the password at all").await;
+    assert_eq!(chrome.font_family("button").await, chrome.font_family("body").await, "buttons in the page's font");
+    for _ in 0..2 {
+        sign_in(&chrome, email, "not the password at all").await;
+    }
+
+    assert_eq!(chrome.text("h1").await, "Too many attempts");
+    assert!(chrome.text("main").await.contains("Try again in"), "{}", chrome.text("main").await);
+    chrome.check_page("sign-in-rate-limited").await;
+    chrome.follow("Forgot your password?").await;
+    chrome.wait_for_path("/password/forgot").await;
+
+    chrome.finish().await;
+}
