@@ -99,7 +99,11 @@ fn create_admin(email: &str, database_url: &str, policy: PasswordPolicy) -> anyh
     let db = Db::new(&DatabaseUrl::parse(database_url), 1);
     run_migrations(&mut db.connect_for_admin()?)?;
     let existing = db.run_blocking(|conn| User::find_by_email(conn, email.as_str()))?;
-    let password_hash = match existing {
+    let password_hash = match &existing {
+        Some(user) if user.email_verified_at.is_none() => {
+            // Said before asking for a password that would not be used.
+            anyhow::bail!(accounts::CreateAdminRefusal::Unconfirmed(email.as_str().to_owned()));
+        }
         Some(_) => None,
         None => {
             let (password, confirmation) = read_new_password()?;
@@ -107,7 +111,7 @@ fn create_admin(email: &str, database_url: &str, policy: PasswordPolicy) -> anyh
             Some(hash_now(&password)?)
         }
     };
-    db.run_blocking(|conn| conn.write(|conn| accounts::create_admin(conn, &email, password_hash.as_deref(), now())))?;
+    db.run_blocking(|conn| conn.write(|conn| accounts::create_admin(conn, &email, password_hash.as_deref(), now())))??;
     match existing {
         Some(_) => println!("{email} is now an administrator"),
         None => println!("created the administrator {email}"),

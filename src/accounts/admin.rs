@@ -136,18 +136,34 @@ fn lock_admin_changes(conn: &mut DbConnection) -> QueryResult<()> {
     Ok(())
 }
 
+/// Why `create_admin` refused; nothing changed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CreateAdminRefusal {
+    /// Whoever registered the address chose its password, and nobody has
+    /// proven the mailbox: promoting it would give them the site.
+    #[error(
+        "{0} has an account whose address was never confirmed, so whoever registered it chose its password. \
+         Confirm the address from its email first, or use another address."
+    )]
+    Unconfirmed(String),
+}
+
 /// Makes `email` an administrator who can sign in at once (verified,
 /// approved, enabled), creating the account with `password_hash` when it
-/// does not exist (a new account has no links or sessions to end). Records
-/// the audit event. Returns whether the account was created. `None` as the
-/// hash for a missing account is a caller's error and rolls back.
+/// does not exist (a new account has no links or sessions to end). An
+/// existing account keeps its password, so it must have proven its address.
+/// Records the audit event. Returns whether the account was created. `None`
+/// as the hash for a missing account is a caller's error and rolls back.
 pub fn create_admin(
     conn: &mut DbConnection,
     email: &EmailAddress,
     password_hash: Option<&str>,
     now: i64,
-) -> QueryResult<bool> {
+) -> QueryResult<Result<bool, CreateAdminRefusal>> {
     let (user_id, created) = match (User::find_by_email(conn, email.as_str())?, password_hash) {
+        (Some(user), _) if user.email_verified_at.is_none() => {
+            return Ok(Err(CreateAdminRefusal::Unconfirmed(email.as_str().to_owned())));
+        }
         (Some(user), _) => (user.id, false),
         (None, Some(hash)) => {
             let admin = NewUser {
@@ -167,5 +183,5 @@ pub fn create_admin(
     let event =
         Event { kind: EventKind::AdminCreated, user_id: Some(user_id), actor_id: None, ip: "command line", detail: "" };
     audit::record(conn, event, now)?;
-    Ok(created)
+    Ok(Ok(created))
 }

@@ -15,7 +15,7 @@ mod admin;
 mod password;
 mod verification;
 
-pub use admin::{AdminAction, Refusal, act_on_account, create_admin};
+pub use admin::{AdminAction, CreateAdminRefusal, Refusal, act_on_account, create_admin};
 pub use password::{PasswordSet, set_password};
 pub use verification::verify_email;
 

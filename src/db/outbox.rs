@@ -131,6 +131,7 @@ pub fn finish(
             outbox::lease_until.eq(None::<i64>),
             outbox::payload.eq(None::<Vec<u8>>),
             outbox::password_hash.eq(None::<String>),
+            outbox::event.eq(None::<String>),
         ))
         .execute(conn)?;
     Ok(finished == 1)

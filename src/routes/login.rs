@@ -28,6 +28,8 @@ pub struct LoginForm {
     email: String,
     password: String,
     remember_me: Option<String>,
+    /// A form elsewhere may name the target itself; the stored one wins.
+    next: Option<String>,
 }
 
 #[derive(Template)]
@@ -49,13 +51,14 @@ struct SignInBlockedPage {
     message: &'static str,
 }
 
-/// The sign-in form. `next` (a same-site path) names where to return; it is
-/// kept in a signed cookie until sign-in completes, and a visit without it
-/// forgets an older one.
+/// How long "keep me signed in" lasts, in words.
 fn remember_for(state: &AppState) -> String {
     lifetime(state.config.settings.session_remember_ttl)
 }
 
+/// The sign-in form. `next` (a same-site path) names where to return; it is
+/// kept in a signed cookie until sign-in completes, and a visit without it
+/// forgets an older one.
 pub async fn show(
     req: HttpRequest,
     ctx: PageContext,
@@ -142,7 +145,8 @@ pub async fn submit(
     record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await?;
     SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
-    let target = stored_return_target(&req).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
+    let posted = form.next.as_deref().and_then(safe_path).map(str::to_owned);
+    let target = stored_return_target(&req).or(posted).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
     let mut response = redirect(&target);
     response.extensions_mut().insert(ClearReturnTarget);
     if remember {

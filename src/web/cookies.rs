@@ -182,9 +182,10 @@ fn read_flash(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<Flas
 }
 
 /// The return target, signed (it is no secret, but must be ours), for the
-/// browser's session.
+/// browser's session. Base64url-encoded: a path may hold `%`, `;` or
+/// spaces, which a cookie value cannot carry as they are.
 fn return_to_cookie(settings: &CookieSettings, target: &str) -> Cookie<'static> {
-    let cookie = base_cookie(settings, settings.names.return_to.clone(), target.to_owned());
+    let cookie = base_cookie(settings, settings.names.return_to.clone(), URL_SAFE_NO_PAD.encode(target));
     let mut jar = CookieJar::new();
     jar.signed_mut(&settings.key).add(cookie);
     jar.get(&settings.names.return_to).cloned().expect("cookie just added")
@@ -194,7 +195,8 @@ fn read_return_to(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<
     let mut jar = CookieJar::new();
     jar.add_original(cookie);
     let verified = jar.signed(&settings.key).get(&settings.names.return_to)?;
-    super::return_to::safe_path(verified.value()).map(str::to_owned)
+    let target = String::from_utf8(URL_SAFE_NO_PAD.decode(verified.value()).ok()?).ok()?;
+    super::return_to::safe_path(&target).map(|_| target.clone())
 }
 
 fn removal(settings: &CookieSettings, name: String) -> Cookie<'static> {

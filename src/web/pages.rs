@@ -152,7 +152,8 @@ impl FromRequest for PageContext {
         let session = SessionData::of(req);
         let csrf_token = session.csrf_token().unwrap_or(cookies.csrf_token);
         let signed_in = session.user_id().is_some();
-        let session_ended = cookies.session_cookie && !signed_in;
+        // Said on a page the browser asked for, not on a form's answer.
+        let session_ended = cookies.session_cookie && !signed_in && req.method() == actix_web::http::Method::GET;
         if session_ended {
             req.extensions_mut().insert(SessionEndNoticed);
         }

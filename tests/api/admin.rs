@@ -9,6 +9,7 @@ use crate::on_both_backends;
 on_both_backends!(
     create_admin_makes_a_new_administrator_or_promotes_an_existing_user,
     create_admin_refuses_a_weak_password_or_a_bad_email,
+    create_admin_refuses_an_account_whose_address_was_never_confirmed,
     with_approval_required_a_verified_sign_up_waits,
     approving_emails_the_user_who_can_then_sign_in,
     rejecting_refuses_sign_in_and_can_be_undone,
@@ -62,6 +63,22 @@ async fn create_admin_refuses_a_weak_password_or_a_bad_email(backend: Backend) {
         assert!(stderr.contains(complaint), "{email}: {stderr}");
     }
     assert_eq!(app.row_counts().users, 0);
+}
+
+async fn create_admin_refuses_an_account_whose_address_was_never_confirmed(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--require-email-verification", "false")]).await;
+    // Someone registered the operator's address first and chose its password.
+    let squatter = app.browser();
+    app.register(&squatter, "admin@example.com").await.assert_redirects_to("/verify");
+    app.sign_in(&squatter, "admin@example.com", PASSWORD).await.assert_redirects_to("/account");
+
+    let output = app.create_admin_command("admin@example.com", "operator chose this one 77");
+
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("was never confirmed"), "{output:?}");
+    assert_eq!(squatter.get("/admin").await.status, StatusCode::FORBIDDEN, "no administrator rights");
+    let user = User::find_by_email(&mut app.db(), "admin@example.com").unwrap().unwrap();
+    assert!(!user.is_admin && user.email_verified_at.is_none());
 }
 
 async fn with_approval_required_a_verified_sign_up_waits(backend: Backend) {
@@ -147,7 +164,7 @@ async fn an_admin_cannot_disable_themselves_or_the_last_admin(backend: Backend) 
 
     let second = app.signed_in_admin("second@example.com").await;
     act(&app, &second, "root@example.com", "disable").await;
-    // Root is disabled; second is the last enabled admin and cannot be disabled by anyone.
+    // Root is disabled; second, the last enabled admin, cannot disable their own account.
     let last = act(&app, &second, "second@example.com", "disable").await;
     assert!(second.follow(&last).await.body.contains("You cannot reject or disable your own account."));
     assert_eq!(app.sign_in(&app.browser(), "root@example.com", PASSWORD).await.status, StatusCode::FORBIDDEN);
@@ -169,26 +186,39 @@ async fn an_admin_cannot_reject_themselves_or_the_last_approved_admin(backend: B
     let last = act(&app, &root, "second@example.com", "reject").await;
 
     assert!(root.follow(&last).await.body.contains("without an enabled, approved administrator"));
+    let disable_last = act(&app, &root, "second@example.com", "disable").await;
+    assert!(root.follow(&disable_last).await.body.contains("without an enabled, approved administrator"));
     let mut conn = app.db();
     let second_user = User::find_by_email(&mut conn, "second@example.com").unwrap().unwrap();
     assert_eq!(second_user.approval, "approved");
+    assert!(second_user.disabled_at.is_none());
     assert_eq!(User::count_active_admins(&mut conn).unwrap(), 1);
 }
 
 async fn two_admins_disabling_each_other_at_once_leave_one_enabled(backend: Backend) {
     let app = spawn_app(backend).await;
-    let ann = app.signed_in_admin("ann@example.com").await;
-    let bob = app.signed_in_admin("bob@example.com").await;
-    let (ann_id, bob_id) = (app.user_id("ann@example.com"), app.user_id("bob@example.com"));
-    // Both pages are open before either button is pressed.
-    let ann_page = ann.get(&format!("/admin/users/{bob_id}")).await;
-    let bob_page = bob.get(&format!("/admin/users/{ann_id}")).await;
+    // Several rounds: without the lock, both checks often pass before either write.
+    for round in 0..3 {
+        let (a, b) = (format!("ann{round}@example.com"), format!("bob{round}@example.com"));
+        let (ann, bob) = (app.signed_in_admin(&a).await, app.signed_in_admin(&b).await);
+        let (ann_id, bob_id) = (app.user_id(&a), app.user_id(&b));
+        // Both pages are open before either button is pressed.
+        let ann_page = ann.get(&format!("/admin/users/{bob_id}")).await;
+        let bob_page = bob.get(&format!("/admin/users/{ann_id}")).await;
 
-    let ann_action = format!("/admin/users/{bob_id}/disable");
-    let bob_action = format!("/admin/users/{ann_id}/disable");
-    tokio::join!(ann.submit_form(&ann_page, &ann_action, &[]), bob.submit_form(&bob_page, &bob_action, &[]));
+        let ann_action = format!("/admin/users/{bob_id}/disable");
+        let bob_action = format!("/admin/users/{ann_id}/disable");
+        tokio::join!(ann.submit_form(&ann_page, &ann_action, &[]), bob.submit_form(&bob_page, &bob_action, &[]));
 
-    assert_eq!(User::count_active_admins(&mut app.db()).unwrap(), 1, "exactly one of them was disabled");
+        assert_eq!(User::count_active_admins(&mut app.db()).unwrap(), 1, "round {round}: exactly one was disabled");
+        // The survivor ends the round as the only administrator; the next pair joins it.
+        let survivor =
+            if app.sign_in(&app.browser(), &a, PASSWORD).await.location() == Some("/account") { a } else { b };
+        diesel::update(users::table.filter(users::email.eq(&survivor)))
+            .set(users::is_admin.eq(false))
+            .execute(&mut app.db())
+            .unwrap();
+    }
 }
 
 async fn only_admins_reach_admin_pages(backend: Backend) {

@@ -140,7 +140,7 @@ async fn error_pages_keep_a_signed_in_visitors_header_and_speak_plainly(backend:
         ("404", user.get("/no/such/page").await, StatusCode::NOT_FOUND),
         ("405", user.post_raw("/account", &[("csrf_token", &token)]).await, StatusCode::METHOD_NOT_ALLOWED),
         ("403", user.get("/admin").await, StatusCode::FORBIDDEN),
-        ("bad id", user.get("/admin/users/abc").await, StatusCode::FORBIDDEN),
+        ("bad id", app.signed_in_admin("root@example.com").await.get("/admin/users/abc").await, StatusCode::NOT_FOUND),
         ("400", user.get("/verify?token=short").await, StatusCode::BAD_REQUEST),
         (
             "403 csrf",
