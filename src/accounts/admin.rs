@@ -22,6 +22,84 @@ pub enum AdminAction {
 }
 
 impl AdminAction {
+    /// Every action, in the order the admin pages offer them.
+    pub const ALL: [Self; 4] = [Self::Approve, Self::Reject, Self::Disable, Self::Enable];
+
+    /// The action's segment in `/admin/users/{id}/{action}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+        }
+    }
+
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Approve => "Approve",
+            Self::Reject => "Reject",
+            Self::Disable => "Disable",
+            Self::Enable => "Enable",
+        }
+    }
+
+    /// The button's CSS class: the usual action plain, the others quieter,
+    /// disabling in red.
+    pub fn style(self) -> &'static str {
+        match self {
+            Self::Approve => "",
+            Self::Reject | Self::Enable => "secondary",
+            Self::Disable => "danger",
+        }
+    }
+
+    /// Actions that take something away: the admin pages ask first, on a
+    /// page that names the consequences.
+    pub fn is_destructive(self) -> bool {
+        self.removes_access()
+    }
+
+    /// Whether the action makes sense for `user`, acted on by the
+    /// administrator `actor`: the admin pages offer only these, and
+    /// `act_on_account` refuses the others. Reject is for sign-ups still
+    /// waiting; nobody rejects or disables their own account here.
+    ///
+    /// # Errors
+    /// The refusal, in words for the administrator.
+    pub fn applies_to(self, user: &User, actor: i64) -> Result<(), Refusal> {
+        let approval = Approval::from_db(&user.approval);
+        let disabled = user.disabled_at.is_some();
+        if self.removes_access() && user.id == actor {
+            return Err(Refusal::OwnAccount);
+        }
+        match self {
+            Self::Approve if approval == Approval::Approved => Err(Refusal::Unchanged),
+            Self::Reject if approval != Approval::Pending => Err(Refusal::NotWaiting),
+            Self::Disable if disabled => Err(Refusal::Unchanged),
+            Self::Enable if !disabled => Err(Refusal::Unchanged),
+            _ => Ok(()),
+        }
+    }
+
+    /// What a destructive action will do, in words for the confirmation
+    /// page; the same facts `act_on_account` carries out.
+    pub fn consequences(self) -> &'static [&'static str] {
+        match self {
+            Self::Reject => &[
+                "stop this sign-up from ever signing in (you can approve it later after all);",
+                "email the person that their account was not approved.",
+            ],
+            Self::Disable => &[
+                "end every session of this account at once;",
+                "stop it signing in until an administrator enables it again;",
+                "send no email.",
+            ],
+            Self::Approve | Self::Enable => &[],
+        }
+    }
+
     /// The past participle, for "ann@example.com was disabled."
     pub fn done(self) -> &'static str {
         match self {
@@ -46,6 +124,10 @@ pub enum Refusal {
     OwnAccount,
     /// It would leave no enabled, approved administrator.
     LastAdmin,
+    /// Reject is for sign-ups still waiting for approval.
+    NotWaiting,
+    /// The account is in that state already.
+    Unchanged,
 }
 
 impl Refusal {
@@ -55,6 +137,10 @@ impl Refusal {
             Self::NoSuchUser => "There is no such account.",
             Self::OwnAccount => "You cannot reject or disable your own account.",
             Self::LastAdmin => "That would leave the site without an enabled, approved administrator.",
+            Self::NotWaiting => {
+                "Only sign-ups waiting for approval can be rejected. To stop someone signing in, disable the account."
+            }
+            Self::Unchanged => "The account is in that state already.",
         }
     }
 }
@@ -72,15 +158,15 @@ pub fn act_on_account(
     ctx: Context,
 ) -> QueryResult<Result<String, Refusal>> {
     if action.removes_access() {
-        if target == actor {
-            return Ok(Err(Refusal::OwnAccount));
-        }
         lock_admin_changes(conn)?;
     }
     if !User::lock(conn, target)? {
         return Ok(Err(Refusal::NoSuchUser));
     }
     let Some(user) = User::find(conn, target)? else { return Ok(Err(Refusal::NoSuchUser)) };
+    if let Err(refusal) = action.applies_to(&user, actor) {
+        return Ok(Err(refusal));
+    }
     if action.removes_access() && is_active_admin(&user) && User::count_active_admins(conn)? <= 1 {
         return Ok(Err(Refusal::LastAdmin));
     }

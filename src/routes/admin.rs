@@ -52,12 +52,17 @@ pub struct UserView {
     approval: &'static str,
     disabled: bool,
     admin: bool,
+    /// What the viewing administrator may do to this account now.
+    actions: Vec<AdminAction>,
 }
 
-impl From<User> for UserView {
-    fn from(user: User) -> Self {
+impl UserView {
+    /// `user` as the administrator `viewer` sees them.
+    fn new(user: User, viewer: i64) -> Self {
         let approval = Approval::from_db(&user.approval).as_str();
+        let actions = AdminAction::ALL.into_iter().filter(|action| action.applies_to(&user, viewer).is_ok()).collect();
         Self {
+            actions,
             id: user.id,
             created: format_time(user.created_at),
             verified: user.email_verified_at.is_some(),
@@ -159,7 +164,7 @@ struct EventsPage {
 }
 
 pub async fn dashboard(
-    _admin: AdminUser,
+    admin: AdminUser,
     ctx: PageContext,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
@@ -167,7 +172,7 @@ pub async fn dashboard(
         state.db.run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::dead(conn, 50)?))).await?;
     let page = DashboardPage {
         ctx,
-        waiting: waiting.into_iter().map(UserView::from).collect(),
+        waiting: waiting.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
         dead_mail: dead.into_iter().map(DeadMailView::from).collect(),
         approval_required: state.config.settings.require_admin_approval,
     };
@@ -175,7 +180,7 @@ pub async fn dashboard(
 }
 
 pub async fn users(
-    _admin: AdminUser,
+    admin: AdminUser,
     ctx: PageContext,
     state: web::Data<AppState>,
     query: web::Query<UserListQuery>,
@@ -195,12 +200,18 @@ pub async fn users(
     } else {
         format!("/admin/users?{}", serde_urlencoded::to_string([("q", q.as_str())]).unwrap_or_default())
     };
-    let page = UsersPage { ctx, back, q, users: rows.into_iter().map(UserView::from).collect(), next_page };
+    let page = UsersPage {
+        ctx,
+        back,
+        q,
+        users: rows.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
+        next_page,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
 pub async fn user(
-    _admin: AdminUser,
+    admin: AdminUser,
     ctx: PageContext,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -212,7 +223,12 @@ pub async fn user(
         return Err(AppError::NotFound);
     };
     let back = format!("/admin/users/{}", user.id);
-    let page = UserPage { ctx, user: user.into(), back, events: events.into_iter().map(EventView::from).collect() };
+    let page = UserPage {
+        ctx,
+        user: UserView::new(user, admin.user_id),
+        back,
+        events: events.into_iter().map(EventView::from).collect(),
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -226,6 +242,50 @@ pub async fn events(
     let rows = state.db.run(move |conn| audit::page(conn, before, PAGE_SIZE)).await?;
     let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| format!("before={}", rows.last().map_or(0, |e| e.id)));
     let page = EventsPage { ctx, events: rows.into_iter().map(EventView::from).collect(), next_page };
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// Where a confirmation page goes back to.
+#[derive(Deserialize)]
+pub struct ConfirmQuery {
+    back: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/confirm.html")]
+struct ConfirmPage {
+    ctx: PageContext,
+    user: UserView,
+    action: AdminAction,
+    consequences: &'static [&'static str],
+    back: String,
+}
+
+/// `GET /admin/users/{id}/{reject|disable}`: what the action will do, and
+/// the button that does it. Actions that take nothing away have no page.
+pub async fn confirm(
+    admin: AdminUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    path: web::Path<(i64, AdminAction)>,
+    query: web::Query<ConfirmQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (id, action) = path.into_inner();
+    if !action.is_destructive() {
+        return Err(AppError::NotFound);
+    }
+    let back = query.back.as_deref().and_then(safe_path).unwrap_or("/admin").to_owned();
+    let user = state.db.run(move |conn| User::find(conn, id)).await?.ok_or(AppError::NotFound)?;
+    if let Err(refusal) = action.applies_to(&user, admin.user_id) {
+        return Ok(redirect_with_flash(&back, Flash::error(refusal.describe())));
+    }
+    let page = ConfirmPage {
+        ctx,
+        user: UserView::new(user, admin.user_id),
+        action,
+        consequences: action.consequences(),
+        back,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 

@@ -34,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin").get(admin::dashboard))
         .service(web::resource("/admin/users").get(admin::users))
         .service(web::resource("/admin/users/{id}").get(admin::user))
-        .service(web::resource("/admin/users/{id}/{action}").post(admin::act))
+        .service(web::resource("/admin/users/{id}/{action}").get(admin::confirm).post(admin::act))
         .service(web::resource("/admin/events").get(admin::events))
         .service(web::resource("/admin/mail/{id}/retry").post(admin::retry_mail))
         .service(web::resource("/healthz").get(health::live))

@@ -15,7 +15,7 @@ on_both_backends!(
     rejecting_refuses_sign_in_and_can_be_undone,
     disabling_ends_live_sessions_and_enabling_restores_sign_in,
     an_admin_cannot_disable_themselves_or_the_last_admin,
-    an_admin_cannot_reject_themselves_or_the_last_approved_admin,
+    reject_is_only_for_waiting_sign_ups_and_never_leaves_no_approved_admin,
     two_admins_disabling_each_other_at_once_leave_one_enabled,
     only_admins_reach_admin_pages,
     a_demoted_admin_loses_the_admin_pages_at_once,
@@ -29,11 +29,21 @@ async fn approval_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[("--require-admin-approval", "true")]).await
 }
 
-/// Presses an action button as an admin would, from the user's page.
+/// Presses an action's button as an admin would, from the user's page; a
+/// destructive action goes through its confirmation page, whose refusal
+/// (a redirect with the reason) is returned as it comes.
 async fn act(app: &TestApp, admin: &crate::helpers::Browser, email: &str, action: &str) -> crate::helpers::Page {
     let id = app.user_id(email);
     let page = format!("/admin/users/{id}");
-    admin.submit(&page, &format!("/admin/users/{id}/{action}"), &[("back", &page)]).await
+    let url = format!("/admin/users/{id}/{action}");
+    if !matches!(action, "reject" | "disable") {
+        return admin.submit(&page, &url, &[]).await;
+    }
+    let confirmation = admin.get(&format!("{url}?back=%2Fadmin%2Fusers%2F{id}")).await;
+    if confirmation.status != StatusCode::OK {
+        return confirmation;
+    }
+    admin.submit_form(&confirmation, &url, &[]).await
 }
 
 async fn create_admin_makes_a_new_administrator_or_promotes_an_existing_user(backend: Backend) {
@@ -174,20 +184,27 @@ async fn an_admin_cannot_disable_themselves_or_the_last_admin(backend: Backend) 
     assert_eq!(User::count_active_admins(&mut conn).unwrap(), 1);
 }
 
-async fn an_admin_cannot_reject_themselves_or_the_last_approved_admin(backend: Backend) {
+async fn reject_is_only_for_waiting_sign_ups_and_never_leaves_no_approved_admin(backend: Backend) {
     let app = spawn_app(backend).await;
     let root = app.signed_in_admin("root@example.com").await;
+    let second = app.signed_in_admin("second@example.com").await;
+    let root_page = root.get(&format!("/admin/users/{}", app.user_id("root@example.com"))).await;
+    assert!(
+        !root_page.body.contains("/reject?") && !root_page.body.contains("/disable?"),
+        "nothing destructive offered on one's own account"
+    );
 
     let own = act(&app, &root, "root@example.com", "reject").await;
     assert!(root.follow(&own).await.body.contains("You cannot reject or disable your own account."));
-    let second = app.signed_in_admin("second@example.com").await;
-    act(&app, &second, "root@example.com", "reject").await;
-    // Approval is not required here, so root still signs in, but is no longer an approved administrator.
-    let last = act(&app, &root, "second@example.com", "reject").await;
+    let approved = act(&app, &second, "root@example.com", "reject").await;
+    assert!(second.follow(&approved).await.body.contains("Only sign-ups waiting for approval can be rejected."));
+    // Root's approval withdrawn behind the admin pages' back: approval is not required here,
+    // so root still signs in, but is no longer an approved administrator.
+    let root_id = app.user_id("root@example.com");
+    diesel::update(users::table.find(root_id)).set(users::approval.eq("rejected")).execute(&mut app.db()).unwrap();
+    let last = act(&app, &root, "second@example.com", "disable").await;
 
     assert!(root.follow(&last).await.body.contains("without an enabled, approved administrator"));
-    let disable_last = act(&app, &root, "second@example.com", "disable").await;
-    assert!(root.follow(&disable_last).await.body.contains("without an enabled, approved administrator"));
     let mut conn = app.db();
     let second_user = User::find_by_email(&mut conn, "second@example.com").unwrap().unwrap();
     assert_eq!(second_user.approval, "approved");
@@ -202,9 +219,9 @@ async fn two_admins_disabling_each_other_at_once_leave_one_enabled(backend: Back
         let (a, b) = (format!("ann{round}@example.com"), format!("bob{round}@example.com"));
         let (ann, bob) = (app.signed_in_admin(&a).await, app.signed_in_admin(&b).await);
         let (ann_id, bob_id) = (app.user_id(&a), app.user_id(&b));
-        // Both pages are open before either button is pressed.
-        let ann_page = ann.get(&format!("/admin/users/{bob_id}")).await;
-        let bob_page = bob.get(&format!("/admin/users/{ann_id}")).await;
+        // Both confirmation pages are open before either button is pressed.
+        let ann_page = ann.get(&format!("/admin/users/{bob_id}/disable")).await;
+        let bob_page = bob.get(&format!("/admin/users/{ann_id}/disable")).await;
 
         let ann_action = format!("/admin/users/{bob_id}/disable");
         let bob_action = format!("/admin/users/{ann_id}/disable");
@@ -326,12 +343,12 @@ async fn security_events_are_recorded_and_shown_without_secrets(backend: Backend
     app.register_verified("ann@example.com").await;
     let ann = app.browser();
     assert_eq!(app.sign_in(&ann, "ann@example.com", "a wrong password!").await.status, StatusCode::UNAUTHORIZED);
+    act(&app, &admin, "ann@example.com", "reject").await;
     act(&app, &admin, "ann@example.com", "approve").await;
     app.sign_in(&ann, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
     ann.submit("/account", "/logout", &[]).await;
     act(&app, &admin, "ann@example.com", "disable").await;
     act(&app, &admin, "ann@example.com", "enable").await;
-    act(&app, &admin, "ann@example.com", "reject").await;
 
     let id = app.user_id("ann@example.com");
     let page = admin.get(&format!("/admin/users/{id}")).await.body;

@@ -78,6 +78,7 @@ async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
     let target = app.user_id("target@example.com");
     let user_page = format!("/admin/users/{target}");
     let action = |name: &str| format!("/admin/users/{target}/{name}");
+    let confirm = |name: &str| format!("/admin/users/{target}/{name}?back=%2Fadmin%2Fusers%2F{target}");
     let password = [("password", PASSWORD), ("password_confirm", PASSWORD)];
 
     let cases = vec![
@@ -115,11 +116,9 @@ async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
             S::SEE_OTHER,
         ),
         case(User, "/account", "/logout", &[], S::SEE_OTHER),
-        case(Admin, &user_page, &action("disable"), &[], S::SEE_OTHER),
+        case(Admin, &confirm("disable"), &action("disable"), &[], S::SEE_OTHER),
         case(Admin, &user_page, &action("enable"), &[], S::SEE_OTHER),
-        case(Admin, &user_page, &action("reject"), &[], S::SEE_OTHER),
-        case(Admin, &user_page, &action("approve"), &[], S::SEE_OTHER),
-        case(Admin, "/admin/users", &action("disable"), &[], S::SEE_OTHER),
+        case(Admin, &format!("{}?back=%2Fadmin%2Fusers", action("disable")), &action("disable"), &[], S::SEE_OTHER),
         case(Admin, "/admin/users?q=target", &action("enable"), &[], S::SEE_OTHER),
     ];
 
@@ -161,18 +160,21 @@ async fn every_form_on_the_admin_dashboard_submitted_as_served_is_accepted(backe
     let app = spawn_app_with(backend, &[("--require-admin-approval", "true")]).await;
     let admin = app.signed_in_admin("root@example.com").await;
     app.register_verified("waiting@example.com").await;
-    let id = app.user_id("waiting@example.com");
+    app.register_verified("refused@example.com").await;
+    let (id, refused) = (app.user_id("waiting@example.com"), app.user_id("refused@example.com"));
     let dashboard = admin.get("/admin").await;
     let forms = HtmlForm::all_on(&dashboard.body);
+    assert!(forms.iter().any(|(_, a)| *a == format!("/admin/users/{id}/approve")), "approve is a button");
+    let reject_link = format!("/admin/users/{refused}/reject?back=%2Fadmin");
+    assert!(dashboard.body.contains(&format!("href=\"{reject_link}\"")), "reject asks first");
 
-    for name in ["approve", "reject"] {
-        let action = format!("/admin/users/{id}/{name}");
-        assert!(forms.iter().any(|(_, a)| *a == action), "{action} offered on the dashboard");
-    }
-    let answer = admin.submit_form(&dashboard, &format!("/admin/users/{id}/approve"), &[]).await;
+    admin.submit_form(&dashboard, &format!("/admin/users/{id}/approve"), &[]).await.assert_redirects_to("/admin");
+    let confirmation = admin.get(&reject_link).await;
+    let rejected = admin.submit_form(&confirmation, &format!("/admin/users/{refused}/reject"), &[]).await;
 
-    answer.assert_redirects_to("/admin");
+    rejected.assert_redirects_to("/admin");
     app.sign_in(&app.browser(), "waiting@example.com", PASSWORD).await.assert_redirects_to("/account");
+    assert_eq!(app.sign_in(&app.browser(), "refused@example.com", PASSWORD).await.status, StatusCode::FORBIDDEN);
 }
 
 async fn emailed_links_with_tracking_parameters_work_as_without(backend: Backend) {
@@ -339,7 +341,8 @@ async fn the_support_address_is_on_every_page_and_in_every_mail(backend: Backend
     let admin = app.signed_in_admin("root@example.com").await;
     app.register_verified("ann@example.com").await;
     let id = app.user_id("ann@example.com");
-    admin.submit("/admin", &format!("/admin/users/{id}/reject"), &[]).await.assert_redirects_to("/admin");
+    let url = format!("/admin/users/{id}/reject");
+    admin.submit(&format!("{url}?back=%2Fadmin"), &url, &[]).await.assert_redirects_to("/admin");
 
     for page in
         [app.browser().get("/login").await, app.browser().get("/no/such/page").await, admin.get("/account").await]

@@ -194,17 +194,18 @@ async fn a_form_posted_after_the_session_ended_leads_back_to_its_page_after_sign
 async fn an_admin_action_after_the_session_ended_leads_back_to_the_users_page(backend: Backend) {
     let app = spawn_app_with(backend, &[("--session-idle-ttl", "30m")]).await;
     app.register_verified("ann@example.com").await;
+    let id = app.user_id("ann@example.com");
+    diesel::update(users::table.find(id)).set(users::disabled_at.eq(Some(0_i64))).execute(&mut app.db()).unwrap();
     let admin = app.signed_in_admin("root@example.com").await;
     let users = admin.get("/admin/users?q=ann%40example.com").await;
     app.clock.advance(Duration::from_secs(31 * 60));
-    let id = app.user_id("ann@example.com");
 
-    let refused = admin.submit_form(&users, &format!("/admin/users/{id}/disable"), &[]).await;
+    let refused = admin.submit_form(&users, &format!("/admin/users/{id}/enable"), &[]).await;
 
     let target = sign_in_again(&admin, &refused, "root@example.com").await;
     assert_eq!(target, "/admin/users?q=ann%40example.com", "a target with escapes survives the cookie");
-    // Nothing was done: she still signs in.
-    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+    // Nothing was done: she is still disabled.
+    assert_eq!(app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.status, StatusCode::FORBIDDEN);
 }
 
 async fn a_browser_whose_session_ended_is_told_so_once(backend: Backend) {

@@ -223,6 +223,19 @@ impl Chrome {
         self.navigates(&format!("press {label:?}"), button.click()).await;
     }
 
+    /// Follows the first link whose `href` starts with `href_prefix`.
+    pub async fn follow_link_to(&self, href_prefix: &str) {
+        let css = format!("a[href^='{href_prefix}']");
+        let link =
+            self.client.find(Locator::Css(&css)).await.unwrap_or_else(|e| panic!("no link to {href_prefix}: {e}"));
+        self.navigates(&format!("follow the link to {href_prefix}"), link.click()).await;
+    }
+
+    /// How many elements match `css`.
+    pub async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.map_or(0, |found| found.len())
+    }
+
     /// Follows the link with this text (the first, in page order).
     pub async fn follow(&self, text: &str) {
         let link = self.client.find(Locator::LinkText(text)).await.unwrap_or_else(|e| panic!("no link {text:?}: {e}"));

@@ -316,6 +316,10 @@ async fn an_administrator_rejects_disables_and_enables_users() {
 
     sign_in(&chrome, "root@example.com", PASSWORD).await;
     chrome.open("/admin").await;
+    // Destructive actions ask first, naming what they will do.
+    chrome.follow_link_to(&format!("/admin/users/{}/reject", app.user_id(waiting))).await;
+    assert!(chrome.text("#consequences").await.contains("email the person"), "{}", chrome.text("main").await);
+    chrome.check_page("admin-confirm-reject").await;
     chrome.press(&format!("Reject {waiting}")).await;
     chrome.wait_for_path("/admin").await;
     assert_eq!(chrome.flash().await, format!("{waiting} was rejected."));
@@ -325,6 +329,9 @@ async fn an_administrator_rejects_disables_and_enables_users() {
     chrome.follow("Users").await;
     chrome.wait_for_path("/admin/users").await;
     chrome.follow(member).await;
+    chrome.follow_link_to(&format!("/admin/users/{}/disable", app.user_id(member))).await;
+    assert!(chrome.text("#consequences").await.contains("end every session"));
+    chrome.check_page("admin-confirm-disable").await;
     chrome.press(&format!("Disable {member}")).await;
     assert_eq!(chrome.flash().await, format!("{member} was disabled."));
     chrome.check_page("admin-user-disabled").await;
@@ -333,10 +340,12 @@ async fn an_administrator_rejects_disables_and_enables_users() {
     chrome.press(&format!("Enable {member}")).await;
     assert_eq!(chrome.flash().await, format!("{member} was enabled."));
 
-    // A refused action says so as an error, not as a success.
+    // Nothing destructive is offered on one's own account, and a typed URL is refused as an error.
     chrome.follow("Users").await;
     chrome.follow("root@example.com").await;
-    chrome.press("Disable root@example.com").await;
+    let own = app.user_id("root@example.com");
+    assert_eq!(chrome.count(&format!("a[href^='/admin/users/{own}/disable']")).await, 0);
+    chrome.open(&format!("/admin/users/{own}/disable?back=%2Fadmin%2Fusers%2F{own}")).await;
     assert_eq!(chrome.flash().await, "You cannot reject or disable your own account.");
     assert_eq!(chrome.flash_kind().await, ("flash flash-error".to_owned(), "alert".to_owned()));
     chrome.check_page("admin-refused").await;
