@@ -23,6 +23,28 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order the event log's filter lists them.
+    pub const ALL: [Self; 13] = [
+        Self::Registered,
+        Self::EmailVerified,
+        Self::SignedIn,
+        Self::SignInFailed,
+        Self::SignedOut,
+        Self::ResetRequested,
+        Self::PasswordReset,
+        Self::PasswordChanged,
+        Self::Approved,
+        Self::Rejected,
+        Self::Disabled,
+        Self::Enabled,
+        Self::AdminCreated,
+    ];
+
+    /// The kind stored as `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Registered => "registered",
@@ -84,10 +106,28 @@ pub fn record(conn: &mut DbConnection, event: Event, now: i64) -> QueryResult<()
     Ok(())
 }
 
-/// Newest first, older than `before` (an event id) when paging on.
-pub fn page(conn: &mut DbConnection, before: Option<i64>, limit: i64) -> QueryResult<Vec<EventRow>> {
+/// Which events a page of the log shows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventFilter {
+    pub kind: Option<EventKind>,
+    /// Events about this account.
+    pub user_id: Option<i64>,
+    /// Older than this event id, when paging on.
+    pub before: Option<i64>,
+}
+
+/// Newest first, filtered; each filter is served by an index ending in `id`
+/// (`audit_events_by_kind`, `audit_events_by_user`), so a page deep in the
+/// log costs what the first one does.
+pub fn page(conn: &mut DbConnection, filter: EventFilter, limit: i64) -> QueryResult<Vec<EventRow>> {
     let mut query = audit_events::table.order(audit_events::id.desc()).limit(limit).into_boxed();
-    if let Some(before) = before {
+    if let Some(kind) = filter.kind {
+        query = query.filter(audit_events::kind.eq(kind.as_str()));
+    }
+    if let Some(user_id) = filter.user_id {
+        query = query.filter(audit_events::user_id.eq(user_id));
+    }
+    if let Some(before) = filter.before {
         query = query.filter(audit_events::id.lt(before));
     }
     query.load(conn)

@@ -207,6 +207,16 @@ pub fn dead(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> 
     outbox::table.filter(outbox::state.eq("dead")).order(outbox::id.desc()).limit(limit).load(conn)
 }
 
+/// Mail that failed: given up on (`dead`), or still pending after a failed
+/// attempt (it will be tried again). Newest first.
+pub fn failing(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow>> {
+    outbox::table
+        .filter(outbox::state.eq("dead").or(outbox::state.eq("pending").and(outbox::last_error.is_not_null())))
+        .order(outbox::id.desc())
+        .limit(limit)
+        .load(conn)
+}
+
 /// Puts a dead row back in the queue with fresh attempts; its links are
 /// minted anew when it is composed.
 pub fn revive_dead(conn: &mut DbConnection, id: i64, send_before: i64, now: i64) -> QueryResult<bool> {

@@ -107,6 +107,11 @@ impl User {
         Ok(changed == 1)
     }
 
+    /// The addresses of these accounts, for pages that name them.
+    pub fn emails_of(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+        users::table.select((users::id, users::email)).filter(users::id.eq_any(ids)).load(conn)
+    }
+
     /// Verified sign-ups waiting for an administrator, oldest first.
     pub fn awaiting_approval(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<User>> {
         users::table

@@ -55,6 +55,18 @@ impl MailKind {
         }
     }
 
+    /// What the mail is for, in words for administrators.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "Confirmation of a new address",
+            Self::SignupAttempt => "Note about a sign-up with a taken address",
+            Self::PasswordReset => "Password reset link",
+            Self::PasswordChanged => "Password-changed notice",
+            Self::AccountApproved => "Account approved",
+            Self::AccountRejected => "Account not approved",
+        }
+    }
+
     pub fn parse(kind: &str) -> Option<Self> {
         ALL_KINDS.into_iter().find(|k| k.as_str() == kind)
     }
@@ -171,6 +183,29 @@ pub fn requeue_dead(conn: &mut DbConnection, id: i64, config: &Config) -> QueryR
     };
     let now = now();
     outbox::revive_dead(conn, id, now + kind.deliver_within(config).as_secs() as i64, now)
+}
+
+/// A failed send's error in words for administrators: what happened, as
+/// far as the transport's message tells it.
+pub fn plain_error(raw: &str) -> String {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("connection refused") || lower.contains("os error 111") {
+        "The mail server could not be reached: it refused the connection. Check USHER_SMTP_URL and that the server runs.".into()
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "The mail server did not answer in time.".into()
+    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup") {
+        "The mail server's name could not be found. Check USHER_SMTP_URL.".into()
+    } else if lower.contains("smtputf8") || lower.contains("non-ascii") {
+        "The address needs a mail server that accepts international addresses (SMTPUTF8).".into()
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        "A secure connection to the mail server could not be made.".into()
+    } else if raw.trim_start().starts_with('5') || lower.contains("permanent") {
+        format!("The mail server refused the message for good. It said: {raw}")
+    } else if raw.trim_start().starts_with('4') {
+        format!("The mail server asked to try later. It said: {raw}")
+    } else {
+        format!("Sending failed: {raw}")
+    }
 }
 
 /// A call to action: a button in HTML, a line with the link in text.

@@ -8,15 +8,17 @@ use serde::Deserialize;
 
 use crate::accounts::{self, AdminAction, Context, Refusal};
 use crate::auth::AdminUser;
-use crate::db::audit::{self, EventRow};
+use crate::db::DbConnection;
+use crate::db::audit::{self, EventFilter, EventKind, EventRow};
 use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
 use crate::db::users::User;
 use crate::domain::{Approval, EmailAddress};
+use crate::mail::messages::{MailKind, plain_error};
 use crate::mail::requeue_dead;
 use crate::state::AppState;
 use crate::web::return_to::{DEFAULT_RETURN, safe_path};
-use crate::web::{AppError, ClientInfo, Flash, Form, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, Moment, PageContext, redirect_with_flash, render};
 
 const PAGE_SIZE: i64 = 50;
 const MAX_QUERY_CHARS: usize = 254;
@@ -31,6 +33,10 @@ pub struct UserListQuery {
 #[derive(Deserialize)]
 pub struct EventsQuery {
     before: Option<i64>,
+    /// An `EventKind` name; empty for every kind.
+    kind: Option<String>,
+    /// Only events about this account.
+    user: Option<i64>,
 }
 
 /// Where to go back to after an action.
@@ -47,7 +53,7 @@ pub struct UserView {
     /// The same address with a Unicode domain, shown beside it when it
     /// differs, so that a look-alike domain stands out.
     email_unicode: Option<String>,
-    created: String,
+    created: Moment,
     verified: bool,
     approval: &'static str,
     disabled: bool,
@@ -64,7 +70,7 @@ impl UserView {
         Self {
             actions,
             id: user.id,
-            created: format_time(user.created_at),
+            created: Moment::new(user.created_at, now()),
             verified: user.email_verified_at.is_some(),
             disabled: user.disabled_at.is_some(),
             admin: user.is_admin,
@@ -76,53 +82,71 @@ impl UserView {
 }
 
 pub struct EventView {
-    at: String,
+    id: i64,
+    at: Moment,
     kind: String,
     user_id: Option<i64>,
+    /// The account's address, when it still exists.
+    user_email: Option<String>,
     actor_id: Option<i64>,
+    actor_email: Option<String>,
     ip: String,
     detail: String,
 }
 
-impl From<EventRow> for EventView {
-    fn from(row: EventRow) -> Self {
-        Self {
-            at: format_time(row.at),
+/// Events as the admin pages show them: the accounts named by address,
+/// read in one query.
+fn event_views(conn: &mut DbConnection, rows: Vec<EventRow>) -> diesel::QueryResult<Vec<EventView>> {
+    let ids: Vec<i64> = rows.iter().flat_map(|row| [row.user_id, row.actor_id]).flatten().collect();
+    let emails: std::collections::HashMap<i64, String> = User::emails_of(conn, &ids)?.into_iter().collect();
+    let email_of = |id: Option<i64>| id.and_then(|id| emails.get(&id).cloned());
+    Ok(rows
+        .into_iter()
+        .map(|row| EventView {
+            id: row.id,
+            at: Moment::new(row.at, now()),
+            user_email: email_of(row.user_id),
+            actor_email: email_of(row.actor_id),
             kind: row.kind,
             user_id: row.user_id,
             actor_id: row.actor_id,
             ip: row.ip,
             detail: row.detail,
-        }
-    }
+        })
+        .collect())
 }
 
-pub struct DeadMailView {
+/// A mail that failed, as administrators see it.
+pub struct FailedMailView {
     id: i64,
-    kind: String,
+    /// What the mail is for, in words.
+    purpose: &'static str,
     recipient: String,
     recipient_unicode: Option<String>,
     attempts: i32,
+    /// Given up on (a button sends it again), or waiting for its next try.
+    dead: bool,
+    /// The last error in words, and as the transport said it.
     error: String,
-    failed_at: String,
+    raw_error: String,
+    failed_at: Option<Moment>,
 }
 
-impl From<OutboxRow> for DeadMailView {
+impl From<OutboxRow> for FailedMailView {
     fn from(row: OutboxRow) -> Self {
+        let raw_error = row.last_error.unwrap_or_default();
         Self {
             id: row.id,
-            kind: row.kind,
+            purpose: MailKind::parse(&row.kind).map_or("Mail", MailKind::purpose),
             recipient_unicode: EmailAddress::unicode_form(&row.recipient),
             recipient: row.recipient,
             attempts: row.attempts,
-            error: row.last_error.unwrap_or_default(),
-            failed_at: row.finished_at.map(format_time).unwrap_or_default(),
+            dead: row.state == "dead",
+            error: plain_error(&raw_error),
+            raw_error,
+            failed_at: row.finished_at.map(|at| Moment::new(at, now())),
         }
     }
-}
-
-fn format_time(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
 #[derive(Template)]
@@ -130,7 +154,7 @@ fn format_time(unix: i64) -> String {
 struct DashboardPage {
     ctx: PageContext,
     waiting: Vec<UserView>,
-    dead_mail: Vec<DeadMailView>,
+    failed_mail: Vec<FailedMailView>,
     approval_required: bool,
 }
 
@@ -161,6 +185,11 @@ struct EventsPage {
     ctx: PageContext,
     events: Vec<EventView>,
     next_page: Option<String>,
+    /// The kinds to filter by, and the one chosen ("" for all).
+    kinds: [EventKind; 13],
+    kind: &'static str,
+    /// The account the log is narrowed to: id and address.
+    user: Option<(i64, String)>,
 }
 
 pub async fn dashboard(
@@ -169,11 +198,11 @@ pub async fn dashboard(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let (waiting, dead) =
-        state.db.run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::dead(conn, 50)?))).await?;
+        state.db.run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::failing(conn, 50)?))).await?;
     let page = DashboardPage {
         ctx,
         waiting: waiting.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
-        dead_mail: dead.into_iter().map(DeadMailView::from).collect(),
+        failed_mail: dead.into_iter().map(FailedMailView::from).collect(),
         approval_required: state.config.settings.require_admin_approval,
     };
     Ok(render(StatusCode::OK, &page))
@@ -217,31 +246,56 @@ pub async fn user(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
-    let found =
-        state.db.run(move |conn| Ok(User::find(conn, id)?.zip(Some(audit::latest_for_user(conn, id, 20)?)))).await?;
+    let found = state
+        .db
+        .run(move |conn| {
+            let Some(user) = User::find(conn, id)? else { return Ok(None) };
+            let rows = audit::latest_for_user(conn, id, 20)?;
+            Ok(Some((user, event_views(conn, rows)?)))
+        })
+        .await?;
     let Some((user, events)) = found else {
         return Err(AppError::NotFound);
     };
     let back = format!("/admin/users/{}", user.id);
-    let page = UserPage {
-        ctx,
-        user: UserView::new(user, admin.user_id),
-        back,
-        events: events.into_iter().map(EventView::from).collect(),
-    };
+    let page = UserPage { ctx, user: UserView::new(user, admin.user_id), back, events };
     Ok(render(StatusCode::OK, &page))
 }
 
+/// `GET /admin/events`: the event log, newest first, by kind and by account.
 pub async fn events(
     _admin: AdminUser,
     ctx: PageContext,
     state: web::Data<AppState>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let before = query.before;
-    let rows = state.db.run(move |conn| audit::page(conn, before, PAGE_SIZE)).await?;
-    let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| format!("before={}", rows.last().map_or(0, |e| e.id)));
-    let page = EventsPage { ctx, events: rows.into_iter().map(EventView::from).collect(), next_page };
+    let EventsQuery { before, kind, user } = query.into_inner();
+    let kind = match kind.as_deref().filter(|kind| !kind.is_empty()) {
+        Some(name) => Some(EventKind::parse(name).ok_or(AppError::NotFound)?),
+        None => None,
+    };
+    let filter = EventFilter { kind, user_id: user, before };
+    let (rows, user) = state
+        .db
+        .run(move |conn| {
+            let rows = audit::page(conn, filter, PAGE_SIZE)?;
+            let rows = event_views(conn, rows)?;
+            let user = match filter.user_id {
+                Some(id) => User::emails_of(conn, &[id])?.pop(),
+                None => None,
+            };
+            Ok((rows, user))
+        })
+        .await?;
+    let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| {
+        let kind = filter.kind.map_or("", EventKind::as_str);
+        let last = rows.last().map_or(0, |event| event.id);
+        let user = filter.user_id.map(|id| id.to_string()).unwrap_or_default();
+        serde_urlencoded::to_string([("kind", kind), ("user", &user), ("before", &last.to_string())])
+            .unwrap_or_default()
+    });
+    let kind = filter.kind.map_or("", EventKind::as_str);
+    let page = EventsPage { ctx, events: rows, next_page, kinds: EventKind::ALL, kind, user };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -332,5 +386,5 @@ pub async fn retry_mail(
         return Err(AppError::NotFound);
     }
     state.mail.wake();
-    Ok(redirect_with_flash("/admin", Flash::success("The mail was queued again.")))
+    Ok(redirect_with_flash("/admin", Flash::info("The mail was queued again. It shows below until it has gone out.")))
 }

@@ -15,7 +15,7 @@ pub use client::ClientInfo;
 pub use errors::AppError;
 pub use form_errors::FormErrors;
 pub use forms::Form;
-pub use pages::{Flash, PageContext, redirect, redirect_with_flash, render};
+pub use pages::{Flash, Moment, PageContext, redirect, redirect_with_flash, render};
 
 /// The least time an answer about an address takes. Registration,
 /// resend, forgot-password and code entry do a little more database work

@@ -196,3 +196,65 @@ pub fn redirect_with_flash(location: &str, flash: Flash) -> HttpResponse {
     response.extensions_mut().insert(flash);
     response
 }
+
+/// A moment as people read it: "5 minutes ago", rendered on the server
+/// (which cannot know the viewer's time zone) inside
+/// `<time datetime="…" title="…">` with the exact UTC time
+/// (`templates/partials/time.html`).
+#[derive(Clone, Debug)]
+pub struct Moment {
+    /// RFC 3339, for `datetime`.
+    pub iso: String,
+    /// "2026-11-30 22:53 UTC", for `title`.
+    pub exact: String,
+    /// "5 minutes ago", "in 2 hours", "on 3 March 2026".
+    pub relative: String,
+}
+
+impl Moment {
+    /// `at` and `now` in Unix seconds (UTC).
+    pub fn new(at: i64, now: i64) -> Self {
+        let time = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
+        Self {
+            iso: time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            exact: time.format("%Y-%m-%d %H:%M UTC").to_string(),
+            relative: relative(at, now, &time),
+        }
+    }
+}
+
+fn relative(at: i64, now: i64, time: &chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = now - at;
+    let (count, unit) = match seconds.abs() {
+        0..60 => return "just now".to_owned(),
+        s @ 60..3600 => (s / 60, "minute"),
+        s @ 3600..86_400 => (s / 3600, "hour"),
+        s @ 86_400..2_592_000 => (s / 86_400, "day"),
+        _ => return time.format("on %-d %B %Y").to_string(),
+    };
+    let amount = if count == 1 { format!("1 {unit}") } else { format!("{count} {unit}s") };
+    if seconds >= 0 { format!("{amount} ago") } else { format!("in {amount}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Moment;
+
+    #[test]
+    fn moments_read_as_people_say_them() {
+        let now = 1_764_543_180; // 2025-11-30 22:53 UTC
+        let cases = [
+            (now - 20, "just now"),
+            (now - 300, "5 minutes ago"),
+            (now - 3600, "1 hour ago"),
+            (now - 3 * 86_400, "3 days ago"),
+            (now + 7200, "in 2 hours"),
+            (now - 90 * 86_400, "on 1 September 2025"),
+        ];
+        for (at, expected) in cases {
+            assert_eq!(Moment::new(at, now).relative, expected);
+        }
+        assert_eq!(Moment::new(now, now).exact, "2025-11-30 22:53 UTC");
+        assert_eq!(Moment::new(now, now).iso, "2025-11-30T22:53:00Z");
+    }
+}

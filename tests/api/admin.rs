@@ -23,6 +23,7 @@ on_both_backends!(
     the_user_list_searches_by_prefix_and_pages_through_everyone,
     security_events_are_recorded_and_shown_without_secrets,
     dead_mail_is_shown_and_can_be_sent_again,
+    the_event_log_names_accounts_and_filters_by_kind_and_account,
 );
 
 async fn approval_app(backend: Backend) -> TestApp {
@@ -385,11 +386,24 @@ async fn dead_mail_is_shown_and_can_be_sent_again(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let dashboard = admin.get("/admin").await;
-    assert!(dashboard.body.contains("verify_email"), "{}", dashboard.body);
-    app.mail.reject_all_permanently(false);
-
+    assert!(dashboard.body.contains("Confirmation of a new address"), "its purpose in words: {}", dashboard.body);
+    assert!(!dashboard.body.contains("verify_email"), "no internal names");
+    assert!(dashboard.body.contains("refused the message for good"), "the error in words");
     let retry = dashboard.body.split("action=\"").find_map(|rest| rest.strip_prefix("/admin/mail/")).unwrap();
     let action = format!("/admin/mail/{}", &retry[..retry.find('"').unwrap()]);
+
+    // Sent again while the server still refuses it: the page tells the truth.
+    admin.submit("/admin", &action, &[]).await.assert_redirects_to("/admin");
+    let after = admin.get("/admin").await;
+    assert!(!after.body.contains("All mail went out."), "{}", after.body);
+    assert!(after.body.contains("ann@example.com"), "still listed until it has gone out");
+    for _ in 0..100 {
+        if admin.get("/admin").await.body.contains("Not sent, given up") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.mail.reject_all_permanently(false);
     admin.submit("/admin", &action, &[]).await.assert_redirects_to("/admin");
 
     let mail = app.mail.wait_for("ann@example.com", 1).await;
@@ -398,4 +412,28 @@ async fn dead_mail_is_shown_and_can_be_sent_again(backend: Backend) {
         .submit(&format!("/verify?token={}", mail.verify_token()), "/verify", &[])
         .await
         .assert_redirects_to("/login");
+}
+
+async fn the_event_log_names_accounts_and_filters_by_kind_and_account(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.signed_in_user("ann@example.com").await;
+    app.signed_in_user("bob@example.com").await;
+    act(&app, &admin, "bob@example.com", "disable").await;
+    let (ann, bob) = (app.user_id("ann@example.com"), app.user_id("bob@example.com"));
+
+    let log = admin.get("/admin/events").await;
+    assert!(log.body.contains(&format!("<a href=\"/admin/users/{bob}\">bob@example.com</a>")), "{}", log.body);
+    assert!(log.body.contains("· by <a href=\"/admin/users/"), "the acting administrator by address");
+    assert!(!log.body.contains("account 1"), "no bare numbers");
+    assert!(log.body.contains("<time datetime=\""), "times as <time>");
+
+    let disabled = admin.get("/admin/events?kind=disabled").await;
+    assert_eq!(disabled.body.matches("<strong>").count(), 1, "{}", disabled.body);
+    assert!(disabled.body.contains("<strong>disabled</strong>"));
+    let anns = admin.get(&format!("/admin/events?user={ann}")).await;
+    assert!(anns.body.contains("Only events about"), "{}", anns.body);
+    assert!(!anns.body.contains(&format!("/admin/users/{bob}\"")), "nothing about bob");
+    assert!(anns.body.contains("<strong>signed in</strong>"));
+    assert_eq!(admin.get("/admin/events?kind=nonsense").await.status, StatusCode::NOT_FOUND);
 }
