@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppError;
 use super::cookies::RequestCookies;
+use super::return_to::addresses_this_host;
 use crate::auth::SessionData;
 
 /// Largest form body accepted.
@@ -200,12 +201,7 @@ fn check_origin(req: &HttpRequest) -> Result<(), AppError> {
         .app_data::<web::Data<crate::state::AppState>>()
         .map(|state| state.config.public_url.origin().ascii_serialization());
     let same_as_public = public.as_deref() == Some(claimed.origin().ascii_serialization().as_str());
-    let authority = match claimed.port() {
-        Some(port) => format!("{}:{port}", claimed.host_str().unwrap_or_default()),
-        None => claimed.host_str().unwrap_or_default().to_owned(),
-    };
-    let same_as_host = text("host").is_some_and(|host| host.eq_ignore_ascii_case(&authority));
-    if same_as_public || same_as_host { Ok(()) } else { Err(AppError::CsrfRejected) }
+    if same_as_public || addresses_this_host(req, &claimed) { Ok(()) } else { Err(AppError::CsrfRejected) }
 }
 
 #[cfg(test)]

@@ -37,16 +37,23 @@ pub fn return_target_of(req: &HttpRequest) -> String {
     referer.and_then(|referer| same_site_path(req, referer)).unwrap_or_else(|| DEFAULT_RETURN.to_owned())
 }
 
+/// Whether `url` names the host (and port) this request was sent to, as
+/// its `Host` header says.
+pub fn addresses_this_host(req: &HttpRequest, url: &url::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let addressed = req.headers().get("host").and_then(|value| value.to_str().ok());
+    addressed.is_some_and(|addressed| addressed.eq_ignore_ascii_case(&authority))
+}
+
 /// The path and query of `referer` if it is this site (the host the
 /// browser addressed).
 fn same_site_path(req: &HttpRequest, referer: &str) -> Option<String> {
     let url = url::Url::parse(referer).ok()?;
-    let authority = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str()?),
-        None => url.host_str()?.to_owned(),
-    };
-    let host = req.headers().get("host").and_then(|value| value.to_str().ok())?;
-    if !host.eq_ignore_ascii_case(&authority) {
+    if !addresses_this_host(req, &url) {
         return None;
     }
     let path = match url.query() {
