@@ -113,7 +113,7 @@ fn create_admin(email: &str, database_url: &str, policy: PasswordPolicy) -> anyh
     };
     db.run_blocking(|conn| conn.write(|conn| accounts::create_admin(conn, &email, password_hash.as_deref(), now())))??;
     match existing {
-        Some(_) => println!("{email} is now an administrator"),
+        Some(_) => println!("{email} is now an administrator; the account keeps its password (none was read)"),
         None => println!("created the administrator {email}"),
     }
     Ok(())

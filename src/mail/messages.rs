@@ -286,7 +286,13 @@ impl Composer {
             MailKind::SignupAttempt => self.signup_attempt(conn, row)?,
             MailKind::PasswordReset => self.password_reset(conn, row)?,
             MailKind::PasswordChanged => Some(Minted { content: self.password_changed(row), first_token_id: None }),
-            MailKind::AccountApproved => Some(Minted { content: self.account_approved(), first_token_id: None }),
+            MailKind::AccountApproved => {
+                let confirmed = match row.user_id {
+                    Some(id) => User::find(conn, id)?.is_none_or(|user| user.email_verified_at.is_some()),
+                    None => true,
+                };
+                Some(Minted { content: self.account_approved(confirmed), first_token_id: None })
+            }
             MailKind::AccountRejected => Some(Minted { content: self.account_rejected(), first_token_id: None }),
         };
         let Some(Minted { content, first_token_id }) = minted else {
@@ -422,11 +428,18 @@ impl Composer {
         }
     }
 
-    fn account_approved(&self) -> EmailContent {
+    /// `confirmed`: whether the address is proven; if not, the mail says
+    /// that is still to do rather than promise a sign-in.
+    fn account_approved(&self, confirmed: bool) -> EmailContent {
         let site = &self.config.settings.site_name;
+        let next_step = if confirmed {
+            "You can sign in now.".to_owned()
+        } else {
+            "Confirm your email address with the link we sent earlier (or ask for a new one on the sign-in page); then you can sign in.".to_owned()
+        };
         EmailContent {
             subject: format!("Your {site} account was approved"),
-            intro: vec![format!("Good news: an administrator approved your {site} account. You can sign in now.")],
+            intro: vec![format!("Good news: an administrator approved your {site} account. {next_step}")],
             button: Some(Button {
                 label: "Sign in",
                 link: self.config.link("/login"),

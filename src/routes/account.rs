@@ -12,7 +12,7 @@ use crate::auth::{SessionData, SignedInUser};
 use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
-use crate::domain::{EmailAddress, normalize_password};
+use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
@@ -28,6 +28,8 @@ pub struct ChangePasswordForm {
 struct SessionView {
     started: String,
     last_seen: String,
+    /// "Firefox on Linux"; the raw `User-Agent` is in `user_agent`.
+    browser: String,
     user_agent: String,
     ip: String,
     current: bool,
@@ -55,7 +57,8 @@ fn session_views(rows: Vec<SessionRow>, current: Option<&str>) -> Vec<SessionVie
             started: format_time(row.created_at),
             last_seen: format_time(row.last_seen_at),
             current: current == Some(row.public_id.as_str()),
-            user_agent: if row.user_agent.is_empty() { "unknown browser".into() } else { row.user_agent },
+            browser: describe_browser(&row.user_agent),
+            user_agent: row.user_agent,
             ip: row.ip,
         })
         .collect()

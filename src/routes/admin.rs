@@ -326,7 +326,8 @@ pub async fn confirm(
 ) -> Result<HttpResponse, AppError> {
     let (id, action) = path.into_inner();
     if !action.is_destructive() {
-        return Err(AppError::NotFound);
+        // Nothing to confirm: the account's page holds its button.
+        return Ok(crate::web::redirect(&format!("/admin/users/{id}")));
     }
     let back = query.back.as_deref().and_then(safe_path).unwrap_or("/admin").to_owned();
     let user = state.db.run(move |conn| User::find(conn, id)).await?.ok_or(AppError::NotFound)?;

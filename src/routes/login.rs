@@ -104,8 +104,10 @@ pub async fn submit(
     let address = email.as_ref().map_or_else(|| form.email.trim().to_lowercase(), |email| email.as_str().to_owned());
     // Counted as a failure before the password is checked, so parallel
     // guesses cannot all slip under the limit; taken back when it is right.
-    let hits =
-        state.rate_limit(vec![Bucket::SignInAddress(address.clone()), Bucket::SignInIp(client.ip.clone())]).await?;
+    let hits = state
+        .rate_limit(vec![Bucket::SignInAddress(address.clone()), Bucket::SignInIp(client.ip.clone())])
+        .await
+        .map_err(AppError::as_sign_in_lockout)?;
     let user = match email {
         Some(email) => state.db.run(move |conn| User::find_by_email(conn, email.as_str())).await?,
         None => None,

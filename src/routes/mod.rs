@@ -25,10 +25,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/verify").get(verify::show).post(verify::submit))
         .service(web::resource("/verify/resend").get(verify::show_resend).post(verify::resend))
         .service(web::resource("/login").get(login::show).post(login::submit))
-        .service(web::resource("/logout").post(login::logout))
+        .service(web::resource("/logout").route(go_to("/")).post(login::logout))
         .service(web::resource("/account").get(account::show))
-        .service(web::resource("/account/password").post(account::change_password))
-        .service(web::resource("/account/sessions/revoke-others").post(account::revoke_other_sessions))
+        .service(web::resource("/account/password").route(go_to("/account")).post(account::change_password))
+        .service(
+            web::resource("/account/sessions/revoke-others")
+                .route(go_to("/account"))
+                .post(account::revoke_other_sessions),
+        )
         .service(web::resource("/password/forgot").get(password::show_forgot).post(password::forgot))
         .service(web::resource("/password/reset").get(password::show_reset).post(password::reset))
         .service(web::resource("/admin").get(admin::dashboard))
@@ -36,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/users/{id}").get(admin::user))
         .service(web::resource("/admin/users/{id}/{action}").get(admin::confirm).post(admin::act))
         .service(web::resource("/admin/events").get(admin::events))
-        .service(web::resource("/admin/mail/{id}/retry").post(admin::retry_mail))
+        .service(web::resource("/admin/mail/{id}/retry").route(go_to("/admin")).post(admin::retry_mail))
         .service(web::resource("/healthz").get(health::live))
         .service(web::resource("/readyz").get(health::ready))
         .service(web::resource("/static/usher.css").get(home::stylesheet))
@@ -60,6 +64,13 @@ async fn answer_mail_request(
     answer_no_sooner(started).await;
     state.mail.wake();
     Ok(redirect_with_flash(redirect_to, Flash::info(message).with_email(email.as_str())))
+}
+
+/// For the `GET` of an address that only takes a form's `POST` (the
+/// address bar shows it after a form's mistakes; a restored tab or a
+/// bookmark asks for it): the page that form lives on.
+fn go_to(page: &'static str) -> actix_web::Route {
+    web::get().to(move || async move { crate::web::redirect(page) })
 }
 
 pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

@@ -28,6 +28,9 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("Too many attempts. Try again in {}.", minutes(.0))]
     TooManyRequests(std::time::Duration),
+    /// Too many failed sign-ins: a reset link is the way back in.
+    #[error("Too many attempts. Try again in {}.", minutes(.0))]
+    SignInLocked(std::time::Duration),
     #[error("Usher is busy or cannot reach its database. Nothing was lost; please try again in a moment.")]
     Unavailable(String),
     #[error("Something went wrong on our side.")]
@@ -39,6 +42,16 @@ fn minutes(wait: &std::time::Duration) -> String {
     match wait.as_secs().div_ceil(60).max(1) {
         1 => "1 minute".to_owned(),
         n => format!("{n} minutes"),
+    }
+}
+
+impl AppError {
+    /// The same refusal, from the sign-in throttle.
+    pub fn as_sign_in_lockout(self) -> Self {
+        match self {
+            Self::TooManyRequests(wait) => Self::SignInLocked(wait),
+            other => other,
+        }
     }
 }
 
@@ -99,7 +112,7 @@ impl AppError {
             Self::RequestTimeout => "That took too long",
             Self::PayloadTooLarge | Self::HeadersTooLarge => "That is too large",
             Self::UnsupportedMediaType => "That form could not be read",
-            Self::TooManyRequests(_) => "Too many attempts",
+            Self::TooManyRequests(_) | Self::SignInLocked(_) => "Too many attempts",
             Self::Unavailable(_) => "Please try again in a moment",
             Self::Internal(_) => "Something went wrong",
         }
@@ -111,7 +124,7 @@ impl AppError {
     pub fn page(&self, ctx: &PageContext) -> HttpResponse {
         let status = self.status_code();
         let message = self.to_string();
-        let offer_reset = matches!(self, Self::TooManyRequests(_));
+        let offer_reset = matches!(self, Self::SignInLocked(_));
         let page = ErrorPage { ctx, status: status.as_u16(), title: self.title(), message: &message, offer_reset };
         let mut response = super::render(status, &page);
         if matches!(self, Self::RequestTimeout) {
@@ -128,7 +141,7 @@ impl AppError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Unavailable(_) => Some(5),
-            Self::TooManyRequests(wait) => Some(wait.as_secs().max(1)),
+            Self::TooManyRequests(wait) | Self::SignInLocked(wait) => Some(wait.as_secs().max(1)),
             _ => None,
         }
     }
@@ -145,7 +158,7 @@ impl ResponseError for AppError {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(_) | Self::SignInLocked(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

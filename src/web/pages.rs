@@ -114,6 +114,8 @@ pub struct PageContext {
     pub csrf_token: String,
     pub flash: Option<Flash>,
     pub signed_in: bool,
+    /// The signed-in account is an administrator: the header links to the admin pages.
+    pub is_admin: bool,
     /// For the hint next to new-password fields.
     pub password_min_length: u16,
     /// Where people write for help (`USHER_SUPPORT_EMAIL`), shown in the footer.
@@ -131,6 +133,7 @@ impl PageContext {
             csrf_token: String::new(),
             flash: None,
             signed_in: false,
+            is_admin: false,
             password_min_length: 12,
             support_email: None,
             session_ended: false,
@@ -166,6 +169,7 @@ impl FromRequest for PageContext {
             csrf_token,
             flash: cookies.flash,
             signed_in,
+            is_admin: session.account().is_some_and(|account| account.is_admin),
             password_min_length,
             support_email,
             session_ended,

@@ -24,6 +24,7 @@ on_both_backends!(
     security_events_are_recorded_and_shown_without_secrets,
     dead_mail_is_shown_and_can_be_sent_again,
     the_event_log_names_accounts_and_filters_by_kind_and_account,
+    approving_an_unconfirmed_account_says_what_is_left_to_do,
 );
 
 async fn approval_app(backend: Backend) -> TestApp {
@@ -436,4 +437,18 @@ async fn the_event_log_names_accounts_and_filters_by_kind_and_account(backend: B
     assert!(!anns.body.contains(&format!("/admin/users/{bob}\"")), "nothing about bob");
     assert!(anns.body.contains("<strong>signed in</strong>"));
     assert_eq!(admin.get("/admin/events?kind=nonsense").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn approving_an_unconfirmed_account_says_what_is_left_to_do(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register(&app.browser(), "carol@example.com").await;
+    app.mail.wait_for("carol@example.com", 1).await;
+
+    act(&app, &admin, "carol@example.com", "approve").await;
+
+    let approved = app.mail.wait_for("carol@example.com", 2).await;
+    assert!(approved.subject.contains("approved"));
+    assert!(approved.text.contains("Confirm your email address"), "{}", approved.text);
+    assert!(!approved.text.contains("You can sign in now"), "{}", approved.text);
 }

@@ -22,6 +22,7 @@ on_both_backends!(
     a_sign_up_promises_only_what_either_mail_delivers,
     the_support_address_is_on_every_page_and_in_every_mail,
     every_page_title_names_its_heading,
+    an_address_that_only_takes_a_form_leads_to_its_page,
     plain_text_mail_puts_each_link_on_a_line_of_its_own,
 );
 
@@ -401,4 +402,26 @@ async fn plain_text_mail_puts_each_link_on_a_line_of_its_own(backend: Backend) {
     assert!(lines[at].starts_with("http"), "the link stands alone: {:?}", lines[at]);
     assert_eq!(lines[at - 1], "Choose a new password:", "introduced by the line before it");
     assert!(lines[at + 1].starts_with("The link works once"), "what to know follows: {:?}", lines[at + 1]);
+}
+
+async fn an_address_that_only_takes_a_form_leads_to_its_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    let user_page = format!("/admin/users/{}", app.user_id("root@example.com"));
+    let cases = [
+        ("/account/password".to_owned(), "/account"),
+        ("/account/sessions/revoke-others".to_owned(), "/account"),
+        ("/logout".to_owned(), "/"),
+        (format!("{user_page}/approve"), user_page.as_str()),
+        ("/admin/mail/1/retry".to_owned(), "/admin"),
+    ];
+
+    for (path, page) in cases {
+        // What the address bar shows after a form's mistakes, entered again.
+        admin.get(&path).await.assert_redirects_to(page);
+    }
+    assert!(
+        admin.get("/account").await.body.contains("href=\"/admin\">Administration</a>"),
+        "the header links to the admin pages"
+    );
 }
