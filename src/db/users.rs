@@ -112,6 +112,16 @@ impl User {
         users::table.select((users::id, users::email)).filter(users::id.eq_any(ids)).load(conn)
     }
 
+    /// How many verified sign-ups wait for an administrator (through the
+    /// `users_by_approval` index: only waiting rows are read).
+    pub fn count_waiting(conn: &mut DbConnection) -> QueryResult<i64> {
+        users::table
+            .filter(users::approval.eq(Approval::Pending.as_str()))
+            .filter(users::email_verified_at.is_not_null())
+            .count()
+            .get_result(conn)
+    }
+
     /// Verified sign-ups waiting for an administrator, oldest first.
     pub fn awaiting_approval(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<User>> {
         users::table

@@ -149,10 +149,24 @@ impl From<OutboxRow> for FailedMailView {
     }
 }
 
+/// The admin pages' navigation: which page this is, and how many people
+/// wait for approval.
+pub struct AdminNav {
+    current: &'static str,
+    waiting: i64,
+}
+
+/// The navigation for the admin page `current` ("waiting", "users" or "events").
+async fn admin_nav(state: &AppState, current: &'static str) -> Result<AdminNav, AppError> {
+    let waiting = state.db.run_idempotent(User::count_waiting).await?;
+    Ok(AdminNav { current, waiting })
+}
+
 #[derive(Template)]
 #[template(path = "pages/admin/dashboard.html")]
 struct DashboardPage {
     ctx: PageContext,
+    nav: AdminNav,
     waiting: Vec<UserView>,
     failed_mail: Vec<FailedMailView>,
     approval_required: bool,
@@ -162,6 +176,7 @@ struct DashboardPage {
 #[template(path = "pages/admin/users.html")]
 struct UsersPage {
     ctx: PageContext,
+    nav: AdminNav,
     /// Where the action buttons return to: this page.
     back: String,
     q: String,
@@ -173,6 +188,7 @@ struct UsersPage {
 #[template(path = "pages/admin/user.html")]
 struct UserPage {
     ctx: PageContext,
+    nav: AdminNav,
     user: UserView,
     /// Where the action buttons return to: this page.
     back: String,
@@ -183,6 +199,7 @@ struct UserPage {
 #[template(path = "pages/admin/events.html")]
 struct EventsPage {
     ctx: PageContext,
+    nav: AdminNav,
     events: Vec<EventView>,
     next_page: Option<String>,
     /// The kinds to filter by, and the one chosen ("" for all).
@@ -201,6 +218,7 @@ pub async fn dashboard(
         state.db.run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::failing(conn, 50)?))).await?;
     let page = DashboardPage {
         ctx,
+        nav: admin_nav(&state, "waiting").await?,
         waiting: waiting.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
         failed_mail: dead.into_iter().map(FailedMailView::from).collect(),
         approval_required: state.config.settings.require_admin_approval,
@@ -231,6 +249,7 @@ pub async fn users(
     };
     let page = UsersPage {
         ctx,
+        nav: admin_nav(&state, "users").await?,
         back,
         q,
         users: rows.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
@@ -258,7 +277,13 @@ pub async fn user(
         return Err(AppError::NotFound);
     };
     let back = format!("/admin/users/{}", user.id);
-    let page = UserPage { ctx, user: UserView::new(user, admin.user_id), back, events };
+    let page = UserPage {
+        ctx,
+        nav: admin_nav(&state, "users").await?,
+        user: UserView::new(user, admin.user_id),
+        back,
+        events,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -295,7 +320,15 @@ pub async fn events(
             .unwrap_or_default()
     });
     let kind = filter.kind.map_or("", EventKind::as_str);
-    let page = EventsPage { ctx, events: rows, next_page, kinds: EventKind::ALL, kind, user };
+    let page = EventsPage {
+        ctx,
+        nav: admin_nav(&state, "events").await?,
+        events: rows,
+        next_page,
+        kinds: EventKind::ALL,
+        kind,
+        user,
+    };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -309,6 +342,7 @@ pub struct ConfirmQuery {
 #[template(path = "pages/admin/confirm.html")]
 struct ConfirmPage {
     ctx: PageContext,
+    nav: AdminNav,
     user: UserView,
     action: AdminAction,
     consequences: &'static [&'static str],
@@ -336,6 +370,7 @@ pub async fn confirm(
     }
     let page = ConfirmPage {
         ctx,
+        nav: admin_nav(&state, "users").await?,
         user: UserView::new(user, admin.user_id),
         action,
         consequences: action.consequences(),

@@ -25,6 +25,7 @@ on_both_backends!(
     dead_mail_is_shown_and_can_be_sent_again,
     the_event_log_names_accounts_and_filters_by_kind_and_account,
     approving_an_unconfirmed_account_says_what_is_left_to_do,
+    the_admin_pages_count_who_waits_mark_the_current_page_and_list_users_in_a_table,
 );
 
 async fn approval_app(backend: Backend) -> TestApp {
@@ -451,4 +452,22 @@ async fn approving_an_unconfirmed_account_says_what_is_left_to_do(backend: Backe
     assert!(approved.subject.contains("approved"));
     assert!(approved.text.contains("Confirm your email address"), "{}", approved.text);
     assert!(!approved.text.contains("You can sign in now"), "{}", approved.text);
+}
+
+async fn the_admin_pages_count_who_waits_mark_the_current_page_and_list_users_in_a_table(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+    app.register_verified("bob@example.com").await;
+
+    let users = admin.get("/admin/users").await;
+    let dashboard = admin.get("/admin").await;
+
+    assert!(users.body.contains("Waiting for approval <span class=\"count\">2<"), "{}", users.body);
+    assert!(users.body.contains("<a href=\"/admin/users\" aria-current=\"page\">Users</a>"), "the current page marked");
+    assert!(dashboard.body.contains("<a href=\"/admin\" aria-current=\"page\">Waiting for approval"));
+    assert!(users.body.contains("<main id=\"main\" class=\"wide\">"), "a wide layout");
+    let rows = users.body.split("<tbody>").nth(1).unwrap().split("</tbody>").next().unwrap();
+    assert_eq!(rows.matches("<tr>").count(), 3, "one row per account");
+    assert!(rows.contains("waiting for approval") && rows.contains("administrator"), "{rows}");
 }
