@@ -136,18 +136,31 @@ impl User {
     /// whose address starts with `prefix`. Both use the unique index on
     /// `email` (a range scan, not `LIKE`), so a page deep in a million
     /// users costs what the first one does.
-    pub fn page(conn: &mut DbConnection, prefix: &str, after: Option<&str>, limit: i64) -> QueryResult<Vec<User>> {
-        let mut query = users::table.order(users::email).limit(limit).into_boxed();
+    ///
+    /// Returns up to `limit` users in email order, and whether more lie
+    /// beyond them in the direction read (one extra row is read to know).
+    pub fn page(conn: &mut DbConnection, prefix: &str, from: PageFrom, limit: i64) -> QueryResult<(Vec<User>, bool)> {
+        let mut query = users::table.limit(limit + 1).into_boxed();
         if !prefix.is_empty() {
             query = query.filter(users::email.ge(prefix.to_owned()));
             if let Some(end) = prefix_end(prefix) {
                 query = query.filter(users::email.lt(end));
             }
         }
-        if let Some(after) = after {
-            query = query.filter(users::email.gt(after.to_owned()));
+        let mut rows: Vec<User> = match from {
+            PageFrom::Start => query.order(users::email).load(conn)?,
+            PageFrom::After(after) => query.filter(users::email.gt(after.to_owned())).order(users::email).load(conn)?,
+            // The page before: read backwards along the same index, then put in order.
+            PageFrom::Before(before) => {
+                query.filter(users::email.lt(before.to_owned())).order(users::email.desc()).load(conn)?
+            }
+        };
+        let more = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        if matches!(from, PageFrom::Before(_)) {
+            rows.reverse();
         }
-        query.load(conn)
+        Ok((rows, more))
     }
 
     pub fn set_approval(conn: &mut DbConnection, id: i64, approval: Approval, now: i64) -> QueryResult<bool> {
@@ -187,6 +200,15 @@ impl User {
             .count()
             .get_result(conn)
     }
+}
+
+/// Where a page of the user list starts: at the beginning, or just after
+/// or just before an address (keyset paging, both ways).
+#[derive(Clone, Copy, Debug)]
+pub enum PageFrom<'a> {
+    Start,
+    After(&'a str),
+    Before(&'a str),
 }
 
 /// The smallest string greater than every string starting with `prefix`:

@@ -12,7 +12,7 @@ use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
 use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
-use crate::db::users::User;
+use crate::db::users::{PageFrom, User};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::messages::{MailKind, plain_error};
 use crate::mail::requeue_dead;
@@ -27,7 +27,10 @@ const MAX_QUERY_CHARS: usize = 254;
 pub struct UserListQuery {
     #[serde(default)]
     q: String,
+    /// The page after this address.
     after: Option<String>,
+    /// The page before this address.
+    before: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +185,7 @@ struct UsersPage {
     q: String,
     users: Vec<UserView>,
     next_page: Option<String>,
+    previous_page: Option<String>,
 }
 
 #[derive(Template)]
@@ -232,20 +236,43 @@ pub async fn users(
     state: web::Data<AppState>,
     query: web::Query<UserListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let UserListQuery { q, after } = query.into_inner();
-    if q.chars().count() > MAX_QUERY_CHARS || after.as_ref().is_some_and(|a| a.chars().count() > MAX_QUERY_CHARS) {
+    let UserListQuery { q, after, before } = query.into_inner();
+    let too_long = |text: &Option<String>| text.as_ref().is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS);
+    if q.chars().count() > MAX_QUERY_CHARS || too_long(&after) || too_long(&before) {
         return Err(AppError::BadRequest("The search is too long.".into()));
     }
     let prefix = EmailAddress::search_prefix(&q);
-    let rows = state.db.run(move |conn| User::page(conn, &prefix, after.as_deref(), PAGE_SIZE)).await?;
-    let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| {
-        let last = rows.last().map(|user| user.email.clone()).unwrap_or_default();
-        serde_urlencoded::to_string([("q", q.as_str()), ("after", last.as_str())]).unwrap_or_default()
-    });
-    let back = if q.is_empty() {
-        "/admin/users".to_owned()
-    } else {
-        format!("/admin/users?{}", serde_urlencoded::to_string([("q", q.as_str())]).unwrap_or_default())
+    let (after_db, before_db) = (after.clone(), before.clone());
+    let (rows, more) = state
+        .db
+        .run(move |conn| {
+            let from = match (&after_db, &before_db) {
+                (_, Some(before)) => PageFrom::Before(before),
+                (Some(after), None) => PageFrom::After(after),
+                (None, None) => PageFrom::Start,
+            };
+            User::page(conn, &prefix, from, PAGE_SIZE)
+        })
+        .await?;
+    let link = |key: &str, email: Option<&User>| {
+        let email = email.map(|user| user.email.as_str()).unwrap_or_default();
+        serde_urlencoded::to_string([("q", q.as_str()), (key, email)]).unwrap_or_default()
+    };
+    // Read forward, `more` lies after; read backward, before. Where the
+    // page was reached from lies on the other side.
+    let (more_after, more_before) = if before.is_some() { (true, more) } else { (more, after.is_some()) };
+    let next_page = (more_after && !rows.is_empty()).then(|| link("after", rows.last()));
+    let previous_page = (more_before && !rows.is_empty()).then(|| link("before", rows.first()));
+    // The actions return to this very page: the same search, the same place.
+    let here = match (&after, &before) {
+        (_, Some(before)) => vec![("q", q.as_str()), ("before", before.as_str())],
+        (Some(after), None) => vec![("q", q.as_str()), ("after", after.as_str())],
+        (None, None) if !q.is_empty() => vec![("q", q.as_str())],
+        (None, None) => vec![],
+    };
+    let back = match serde_urlencoded::to_string(here).unwrap_or_default() {
+        query if query.is_empty() => "/admin/users".to_owned(),
+        query => format!("/admin/users?{query}"),
     };
     let page = UsersPage {
         ctx,
@@ -254,6 +281,7 @@ pub async fn users(
         q,
         users: rows.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
         next_page,
+        previous_page,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -316,28 +316,47 @@ async fn the_user_list_searches_by_prefix_and_pages_through_everyone(backend: Ba
     assert_eq!(found, 10, "user110 to user119:\n{}", search.body);
     assert!(!search.body.contains("user012@"));
 
-    let mut seen = Vec::new();
-    let mut next = Some("/admin/users".to_owned());
-    let mut pages = 0;
-    while let Some(path) = next.take() {
-        pages += 1;
-        assert!(pages <= 5, "paging does not end");
-        let page = admin.get(&path).await;
-        assert_eq!(page.status, StatusCode::OK);
-        seen.extend(page.body.match_indices("@example.com</a>").map(|(at, _)| {
-            let start = page.body[..at].rfind('>').unwrap() + 1;
-            page.body[start..at].to_owned()
-        }));
-        next = page.body.split("href=\"").find_map(|rest| rest.strip_prefix("/admin/users?q=")).map(|rest| {
-            let query = &rest[..rest.find('"').unwrap()];
-            format!("/admin/users?q={}", html_unescape(query))
-        });
-    }
+    let (seen, last_page) = walk(&admin, "/admin/users", "next").await;
     assert_eq!(seen.len(), 121, "every user once, the admin included");
     let mut sorted = seen.clone();
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted, seen, "in order, no repeats");
+
+    // And back again from the last page, by "Previous page".
+    let (mut back, first_page) = walk(&admin, &last_page, "prev").await;
+    back.reverse();
+    assert_eq!(back, seen, "the same users, page by page, backwards");
+    assert_eq!(first_page, format!("/admin/users?q=&before={}", seen[50].replace('@', "%40")), "back at the start");
+    assert!(!admin.get(&first_page).await.body.contains("rel=\"prev\""), "nothing before the first page");
+}
+
+/// Follows the `rel` links from `start` to the end; the addresses seen in
+/// page order (pages in the order visited), and the last page's address.
+async fn walk(admin: &crate::helpers::Browser, start: &str, rel: &str) -> (Vec<String>, String) {
+    let (mut seen, mut path, mut pages) = (Vec::new(), start.to_owned(), 0);
+    loop {
+        pages += 1;
+        assert!(pages <= 5, "paging does not end");
+        let page = admin.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let mut on_page: Vec<String> = page
+            .body
+            .match_indices("@example.com</a>")
+            .map(|(at, _)| {
+                let start = page.body[..at].rfind('>').unwrap() + 1;
+                format!("{}@example.com", &page.body[start..at])
+            })
+            .collect();
+        if rel == "prev" {
+            on_page.reverse();
+        }
+        seen.extend(on_page);
+        let marker = format!("\" rel=\"{rel}\"");
+        let Some(end) = page.body.find(&marker) else { return (seen, path) };
+        let start = page.body[..end].rfind("href=\"").unwrap() + "href=\"".len();
+        path = html_unescape(&page.body[start..end]);
+    }
 }
 
 async fn security_events_are_recorded_and_shown_without_secrets(backend: Backend) {
