@@ -17,12 +17,13 @@ use crate::db::{DbConnection, sessions};
 /// (`None` if the account is gone).
 pub fn verify_email(conn: &mut DbConnection, claimed: &Claimed, ctx: Context) -> QueryResult<Option<String>> {
     let Some(user) = User::find(conn, claimed.user_id)? else { return Ok(None) };
-    if let Some(password_hash) = &claimed.password_hash {
-        set_password(conn, &user, password_hash, PasswordSet::SignUp, ctx)?;
+    match &claimed.password_hash {
+        // Setting the sign-up's password ends every session already.
+        Some(password_hash) => set_password(conn, &user, password_hash, PasswordSet::SignUp, ctx)?,
+        None => drop(sessions::delete_all_for_user(conn, user.id)?),
     }
     User::mark_verified(conn, user.id, ctx.now)?;
     email_tokens::void_all(conn, user.id, &[Purpose::VerifyLink, Purpose::VerifyCode], ctx.now)?;
-    sessions::delete_all_for_user(conn, user.id)?;
     audit::record(conn, Event::own(EventKind::EmailVerified, user.id, ctx.ip), ctx.now)?;
     Ok(Some(user.email))
 }

@@ -1,13 +1,14 @@
 //! The signed-in user's own page: who they are, where they are signed in,
 //! and changing the password.
 
+use super::transition_context;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::NoFields;
-use crate::accounts::{self, Context, PasswordSet};
+use crate::accounts::{self, PasswordSet};
 use crate::auth::{SessionData, SignedInUser};
 use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
@@ -141,7 +142,7 @@ pub async fn change_password(
             conn.write(|conn| {
                 User::lock(conn, account.id)?;
                 let how = PasswordSet::Change { keep_session: &keep };
-                let ctx = Context { config: &config, ip: &client.ip, user_agent: &client.user_agent, now: now() };
+                let ctx = transition_context(&config, &client);
                 accounts::set_password(conn, &account, &password_hash, how, ctx)
             })
         })

@@ -1,12 +1,13 @@
 //! Administration: sign-ups waiting for approval, the user list, a user's
 //! recent security events, the event log, and mail that could not be sent.
 
+use super::transition_context;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::{self, AdminAction, Context, Refusal};
+use crate::accounts::{self, AdminAction, Refusal};
 use crate::auth::AdminUser;
 use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
@@ -207,7 +208,7 @@ struct EventsPage {
     events: Vec<EventView>,
     next_page: Option<String>,
     /// The kinds to filter by, and the one chosen ("" for all).
-    kinds: [EventKind; 13],
+    kinds: &'static [EventKind],
     kind: &'static str,
     /// The account the log is narrowed to: id and address.
     user: Option<(i64, String)>,
@@ -353,7 +354,7 @@ pub async fn events(
         nav: admin_nav(&state, "events").await?,
         events: rows,
         next_page,
-        kinds: EventKind::ALL,
+        kinds: &EventKind::ALL,
         kind,
         user,
     };
@@ -421,7 +422,7 @@ pub async fn act(
         .db
         .run(move |conn| {
             conn.write(|conn| {
-                let ctx = Context { config: &config, ip: &client.ip, user_agent: &client.user_agent, now: now() };
+                let ctx = transition_context(&config, &client);
                 accounts::act_on_account(conn, admin.user_id, target, action, ctx)
             })
         })

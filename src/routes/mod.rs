@@ -13,10 +13,13 @@ use std::time::Instant;
 
 use actix_web::{HttpResponse, web};
 
-use crate::db::DbConnection;
+use crate::accounts::Context;
+use crate::config::Config;
+use crate::db::{DbConnection, now};
 use crate::domain::EmailAddress;
 use crate::state::AppState;
 use crate::throttle::Bucket;
+use crate::web::ClientInfo;
 use crate::web::{AppError, Flash, answer_no_sooner, redirect_with_flash};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -45,6 +48,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").get(health::ready))
         .service(web::resource("/static/usher.css").get(home::stylesheet))
         .service(web::resource(["/static/favicon.svg", "/favicon.ico"]).get(home::icon));
+}
+
+/// The context of an account transition caused by this client now.
+fn transition_context<'a>(config: &'a Config, client: &'a ClientInfo) -> Context<'a> {
+    Context { config, ip: &client.ip, user_agent: &client.user_agent, now: now() }
 }
 
 /// What "resend my link" and "forgot my password" share: rate-limited per

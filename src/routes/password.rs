@@ -2,13 +2,14 @@
 //! password. The pages answer the same whether or not an address has an
 //! account.
 
+use super::transition_context;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::answer_mail_request;
-use crate::accounts::{self, Context, PasswordSet};
+use crate::accounts::{self, PasswordSet};
 use crate::config::Config;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
@@ -180,13 +181,7 @@ fn complete_reset(
         let Some(user) = User::find(conn, claimed.user_id)? else {
             return Ok(false);
         };
-        accounts::set_password(
-            conn,
-            &user,
-            password_hash,
-            PasswordSet::Reset,
-            Context { config, ip: &client.ip, user_agent: &client.user_agent, now },
-        )?;
+        accounts::set_password(conn, &user, password_hash, PasswordSet::Reset, transition_context(config, client))?;
         Ok(true)
     })
 }

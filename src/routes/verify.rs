@@ -2,6 +2,7 @@
 //! POST uses the token, so mail scanners that prefetch links do no harm) or
 //! by typing the emailed code.
 
+use super::transition_context;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -10,7 +11,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::answer_mail_request;
-use crate::accounts::{self, Context};
+use crate::accounts;
 use crate::config::Config;
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
@@ -167,7 +168,7 @@ fn verify_by_link(
         let Some(claimed) = email_tokens::claim_link(conn, Purpose::VerifyLink, &hash, now)? else {
             return Ok(None);
         };
-        accounts::verify_email(conn, &claimed, Context { config, ip: &client.ip, user_agent: &client.user_agent, now })
+        accounts::verify_email(conn, &claimed, transition_context(config, client))
     })
 }
 
@@ -193,11 +194,7 @@ fn verify_by_code(
                 continue;
             }
             if let Some(claimed) = email_tokens::claim_by_id(conn, token_id, now)? {
-                return accounts::verify_email(
-                    conn,
-                    &claimed,
-                    Context { config, ip: &client.ip, user_agent: &client.user_agent, now },
-                );
+                return accounts::verify_email(conn, &claimed, transition_context(config, client));
             }
         }
         Ok(None)

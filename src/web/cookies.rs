@@ -147,20 +147,32 @@ fn base_cookie(settings: &CookieSettings, name: String, value: String) -> Cookie
     Cookie::build(name, value).path("/").http_only(true).secure(settings.secure).same_site(SameSite::Lax).finish()
 }
 
+/// `cookie` with our signature added.
+fn signed(settings: &CookieSettings, cookie: Cookie<'static>) -> Cookie<'static> {
+    let name = cookie.name().to_owned();
+    let mut jar = CookieJar::new();
+    jar.signed_mut(&settings.key).add(cookie);
+    jar.get(&name).cloned().expect("cookie just added")
+}
+
+/// The value of a cookie we signed, if the signature holds.
+fn verified_value(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<String> {
+    let name = cookie.name().to_owned();
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie);
+    jar.signed(&settings.key).get(&name).map(|verified| verified.value().to_owned())
+}
+
 fn csrf_cookie(settings: &CookieSettings, token: &str) -> Cookie<'static> {
     let mut cookie = base_cookie(settings, settings.names.csrf.clone(), format!("{token}.{}", now()));
     cookie.set_max_age(CookieDuration::seconds(CSRF_LIFETIME_SECS));
-    let mut jar = CookieJar::new();
-    jar.signed_mut(&settings.key).add(cookie);
-    jar.get(&settings.names.csrf).cloned().expect("cookie just added")
+    signed(settings, cookie)
 }
 
 /// The token inside a cookie we signed, if it has not expired.
 fn valid_csrf_token(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<String> {
-    let mut jar = CookieJar::new();
-    jar.add_original(cookie);
-    let verified = jar.signed(&settings.key).get(&settings.names.csrf)?;
-    let (token, issued_at) = verified.value().rsplit_once('.')?;
+    let verified = verified_value(settings, cookie)?;
+    let (token, issued_at) = verified.rsplit_once('.')?;
     let age = now() - issued_at.parse::<i64>().ok()?;
     (0..CSRF_LIFETIME_SECS).contains(&age).then(|| token.to_owned())
 }
@@ -185,17 +197,12 @@ fn read_flash(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<Flas
 /// browser's session. Base64url-encoded: a path may hold `%`, `;` or
 /// spaces, which a cookie value cannot carry as they are.
 fn return_to_cookie(settings: &CookieSettings, target: &str) -> Cookie<'static> {
-    let cookie = base_cookie(settings, settings.names.return_to.clone(), URL_SAFE_NO_PAD.encode(target));
-    let mut jar = CookieJar::new();
-    jar.signed_mut(&settings.key).add(cookie);
-    jar.get(&settings.names.return_to).cloned().expect("cookie just added")
+    signed(settings, base_cookie(settings, settings.names.return_to.clone(), URL_SAFE_NO_PAD.encode(target)))
 }
 
 fn read_return_to(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<String> {
-    let mut jar = CookieJar::new();
-    jar.add_original(cookie);
-    let verified = jar.signed(&settings.key).get(&settings.names.return_to)?;
-    let target = String::from_utf8(URL_SAFE_NO_PAD.decode(verified.value()).ok()?).ok()?;
+    let encoded = verified_value(settings, cookie)?;
+    let target = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
     super::return_to::safe_path(&target).map(|_| target.clone())
 }
 
