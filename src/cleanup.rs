@@ -1,5 +1,6 @@
 //! Deleting what is no longer needed: spent tokens, timed-out sessions,
-//! finished mail, accounts never verified. Runs in batches, so no single
+//! finished mail, accounts never verified; then the query planner's
+//! statistics are brought up to date. Runs in batches, so no single
 //! statement holds a write lock for long; `usher cleanup` runs it once, and
 //! every server runs it periodically on a thread of its own, one instance
 //! at a time under a lease.
@@ -45,7 +46,7 @@ impl fmt::Display for CleanupReport {
 pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, DbError> {
     let now = now();
     let unverified_before = now - unverified_ttl.as_secs() as i64;
-    Ok(CleanupReport {
+    let report = CleanupReport {
         // Accounts first: their tokens, sessions and mail go with them.
         unverified_accounts: in_batches(db, |conn| User::delete_unverified_batch(conn, unverified_before, BATCH))?,
         tokens: in_batches(db, |conn| email_tokens::delete_spent_batch(conn, now, BATCH))?,
@@ -54,7 +55,9 @@ pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, D
         throttle_records: in_batches(db, |conn| {
             throttle_hits::delete_older_batch(conn, now - THROTTLE_RECORDS_KEPT_SECS, BATCH)
         })?,
-    })
+    };
+    db.run_blocking(|conn| conn.refresh_planner_statistics())?;
+    Ok(report)
 }
 
 fn in_batches(

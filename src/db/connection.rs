@@ -143,6 +143,19 @@ fn connect_sqlite(path: &str) -> Result<SqliteConnection, ConnectionError> {
 }
 
 impl DbConnection {
+    /// Brings the query planner's statistics up to date where they have
+    /// gone stale. SQLite keeps none until asked, and without them it may
+    /// read the waiting sign-ups through `users_by_approval` and sort them
+    /// instead of using `users_waiting`; `PRAGMA optimize` (with 0x10000:
+    /// every table) analyses only what changed, with a bounded effort.
+    /// PostgreSQL's autovacuum does this by itself.
+    pub fn refresh_planner_statistics(&mut self) -> diesel::QueryResult<()> {
+        match self {
+            Self::Sqlite(conn) => conn.batch_execute("PRAGMA optimize = 0x10002;"),
+            Self::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Runs `work` in a write transaction. On SQLite it starts with
     /// `BEGIN IMMEDIATE`: a deferred transaction that reads and then writes
     /// fails at once under concurrent writers, whatever the busy timeout.

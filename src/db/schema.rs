@@ -11,6 +11,7 @@ diesel::table! {
         disabled_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        last_sign_in_at -> Nullable<BigInt>,
     }
 }
 

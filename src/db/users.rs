@@ -18,6 +18,8 @@ pub struct User {
     pub disabled_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the account last completed a sign-in.
+    pub last_sign_in_at: Option<i64>,
 }
 
 #[derive(Insertable)]
@@ -132,15 +134,30 @@ impl User {
             .load(conn)
     }
 
-    /// A page of users in email order after `after`, optionally only those
-    /// whose address starts with `prefix`. Both use the unique index on
-    /// `email` (a range scan, not `LIKE`), so a page deep in a million
-    /// users costs what the first one does.
+    /// Notes a completed sign-in, for the admin list.
+    pub fn record_sign_in(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<()> {
+        diesel::update(users::table.find(id)).set(users::last_sign_in_at.eq(now)).execute(conn).map(drop)
+    }
+
+    /// A page of the users `filter` selects, in email order from `from`,
+    /// optionally only those whose address starts with `prefix`. Each
+    /// filter has a partial index on `email` (the unique index serves
+    /// "everyone"), and the prefix is a range on it rather than `LIKE`, so
+    /// a page deep in a million users costs what the first one does.
     ///
     /// Returns up to `limit` users in email order, and whether more lie
     /// beyond them in the direction read (one extra row is read to know).
-    pub fn page(conn: &mut DbConnection, prefix: &str, from: PageFrom, limit: i64) -> QueryResult<(Vec<User>, bool)> {
+    pub fn page(
+        conn: &mut DbConnection,
+        filter: ListFilter,
+        prefix: &str,
+        from: PageFrom,
+        limit: i64,
+    ) -> QueryResult<(Vec<User>, bool)> {
         let mut query = users::table.limit(limit + 1).into_boxed();
+        if let Some(condition) = filter.condition() {
+            query = query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(condition));
+        }
         if !prefix.is_empty() {
             query = query.filter(users::email.ge(prefix.to_owned()));
             if let Some(end) = prefix_end(prefix) {
@@ -199,6 +216,64 @@ impl User {
             .filter(users::approval.eq(Approval::Approved.as_str()))
             .count()
             .get_result(conn)
+    }
+}
+
+/// Which accounts the admin user list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFilter {
+    Everyone,
+    /// Address confirmed, waiting for an administrator's approval.
+    Waiting,
+    /// Address confirmed.
+    Verified,
+    /// Address not confirmed yet.
+    Unverified,
+    Disabled,
+    Admins,
+}
+
+impl ListFilter {
+    pub const ALL: [ListFilter; 6] = [
+        ListFilter::Everyone,
+        ListFilter::Waiting,
+        ListFilter::Verified,
+        ListFilter::Unverified,
+        ListFilter::Disabled,
+        ListFilter::Admins,
+    ];
+
+    /// The name in URLs (`?state=`); empty for everyone.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListFilter::Everyone => "",
+            ListFilter::Waiting => "waiting",
+            ListFilter::Verified => "verified",
+            ListFilter::Unverified => "unverified",
+            ListFilter::Disabled => "disabled",
+            ListFilter::Admins => "admins",
+        }
+    }
+
+    /// The filter named `name` in a URL; `None` for an unknown name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|filter| filter.as_str() == name)
+    }
+
+    /// The SQL condition, written exactly as the WHERE of the partial index
+    /// that serves it (migration `users_list_filters`): SQLite and
+    /// PostgreSQL use a partial index only for a query that states its
+    /// condition literally, never through a bound parameter. Constants
+    /// only, so nothing from a request reaches this SQL.
+    fn condition(self) -> Option<&'static str> {
+        match self {
+            ListFilter::Everyone => None,
+            ListFilter::Waiting => Some("approval = 'pending' AND email_verified_at IS NOT NULL"),
+            ListFilter::Verified => Some("email_verified_at IS NOT NULL"),
+            ListFilter::Unverified => Some("email_verified_at IS NULL"),
+            ListFilter::Disabled => Some("disabled_at IS NOT NULL"),
+            ListFilter::Admins => Some("is_admin"),
+        }
     }
 }
 

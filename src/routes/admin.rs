@@ -13,7 +13,7 @@ use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
 use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
-use crate::db::users::{PageFrom, User};
+use crate::db::users::{ListFilter, PageFrom, User};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::messages::{MailKind, plain_error};
 use crate::mail::requeue_dead;
@@ -28,6 +28,9 @@ const MAX_QUERY_CHARS: usize = 254;
 pub struct UserListQuery {
     #[serde(default)]
     q: String,
+    /// A `ListFilter` name; empty for everyone.
+    #[serde(default)]
+    state: String,
     /// The page after this address.
     after: Option<String>,
     /// The page before this address.
@@ -58,6 +61,7 @@ pub struct UserView {
     /// differs, so that a look-alike domain stands out.
     email_unicode: Option<String>,
     created: Moment,
+    last_sign_in: Option<Moment>,
     verified: bool,
     approval: &'static str,
     disabled: bool,
@@ -75,6 +79,7 @@ impl UserView {
             actions,
             id: user.id,
             created: Moment::new(user.created_at, now()),
+            last_sign_in: user.last_sign_in_at.map(|at| Moment::new(at, now())),
             verified: user.email_verified_at.is_some(),
             disabled: user.disabled_at.is_some(),
             admin: user.is_admin,
@@ -184,6 +189,9 @@ struct UsersPage {
     /// Where the action buttons return to: this page.
     back: String,
     q: String,
+    /// The filters offered, and the one chosen (kept by the search form).
+    filters: Vec<FilterLink>,
+    filter: &'static str,
     users: Vec<UserView>,
     next_page: Option<String>,
     previous_page: Option<String>,
@@ -237,11 +245,13 @@ pub async fn users(
     state: web::Data<AppState>,
     query: web::Query<UserListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let UserListQuery { q, after, before } = query.into_inner();
+    let UserListQuery { q, state: filter, after, before } = query.into_inner();
     let too_long = |text: &Option<String>| text.as_ref().is_some_and(|text| text.chars().count() > MAX_QUERY_CHARS);
     if q.chars().count() > MAX_QUERY_CHARS || too_long(&after) || too_long(&before) {
         return Err(AppError::BadRequest("The search is too long.".into()));
     }
+    let filter =
+        ListFilter::parse(&filter).ok_or_else(|| AppError::BadRequest("There is no such list of users.".into()))?;
     let prefix = EmailAddress::search_prefix(&q);
     let (after_db, before_db) = (after.clone(), before.clone());
     let (rows, more) = state
@@ -252,12 +262,12 @@ pub async fn users(
                 (Some(after), None) => PageFrom::After(after),
                 (None, None) => PageFrom::Start,
             };
-            User::page(conn, &prefix, from, PAGE_SIZE)
+            User::page(conn, filter, &prefix, from, PAGE_SIZE)
         })
         .await?;
     let link = |key: &str, email: Option<&User>| {
         let email = email.map(|user| user.email.as_str()).unwrap_or_default();
-        serde_urlencoded::to_string([("q", q.as_str()), (key, email)]).unwrap_or_default()
+        list_query(filter, &q, Some((key, email)))
     };
     // Read forward, `more` lies after; read backward, before. Where the
     // page was reached from lies on the other side.
@@ -265,13 +275,12 @@ pub async fn users(
     let next_page = (more_after && !rows.is_empty()).then(|| link("after", rows.last()));
     let previous_page = (more_before && !rows.is_empty()).then(|| link("before", rows.first()));
     // The actions return to this very page: the same search, the same place.
-    let here = match (&after, &before) {
-        (_, Some(before)) => vec![("q", q.as_str()), ("before", before.as_str())],
-        (Some(after), None) => vec![("q", q.as_str()), ("after", after.as_str())],
-        (None, None) if !q.is_empty() => vec![("q", q.as_str())],
-        (None, None) => vec![],
+    let place = match (&after, &before) {
+        (_, Some(before)) => Some(("before", before.as_str())),
+        (Some(after), None) => Some(("after", after.as_str())),
+        (None, None) => None,
     };
-    let back = match serde_urlencoded::to_string(here).unwrap_or_default() {
+    let back = match list_query(filter, &q, place) {
         query if query.is_empty() => "/admin/users".to_owned(),
         query => format!("/admin/users?{query}"),
     };
@@ -279,12 +288,46 @@ pub async fn users(
         ctx,
         nav: admin_nav(&state, "users").await?,
         back,
+        filters: ListFilter::ALL.into_iter().map(|each| FilterLink::new(each, filter, &q)).collect(),
+        filter: filter.as_str(),
         q,
         users: rows.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
         next_page,
         previous_page,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// A link to the user list under one filter, keeping the search.
+pub struct FilterLink {
+    label: &'static str,
+    href: String,
+    current: bool,
+}
+
+impl FilterLink {
+    fn new(filter: ListFilter, chosen: ListFilter, q: &str) -> Self {
+        let label = match filter {
+            ListFilter::Everyone => "Everyone",
+            ListFilter::Waiting => "Waiting for approval",
+            ListFilter::Verified => "Address confirmed",
+            ListFilter::Unverified => "Address not confirmed",
+            ListFilter::Disabled => "Disabled",
+            ListFilter::Admins => "Administrators",
+        };
+        let href = match list_query(filter, q, None) {
+            query if query.is_empty() => "/admin/users".to_owned(),
+            query => format!("/admin/users?{query}"),
+        };
+        Self { label, href, current: filter == chosen }
+    }
+}
+
+/// The query string of a user list page: the filter and search when set,
+/// and where the page starts (`after` or `before` an address).
+fn list_query(filter: ListFilter, q: &str, place: Option<(&str, &str)>) -> String {
+    let fields = [("state", filter.as_str()), ("q", q)].into_iter().filter(|(_, value)| !value.is_empty());
+    serde_urlencoded::to_string(fields.chain(place).collect::<Vec<_>>()).unwrap_or_default()
 }
 
 pub async fn user(

@@ -194,7 +194,8 @@ enum Settle {
     KeepCounted,
     /// The right password, but the account may not sign in (yet): no guess.
     Release(Vec<i64>),
-    /// Signed in: no guess, and the address's earlier failures are forgotten.
+    /// Signed in: no guess, the address's earlier failures are forgotten,
+    /// and the moment is kept as the account's last sign-in.
     Forgive { hits: Vec<i64>, address: String },
 }
 
@@ -218,6 +219,9 @@ async fn record(
                     Settle::KeepCounted => Ok(()),
                     Settle::Release(hits) => throttle.release(conn, hits),
                     Settle::Forgive { hits, address } => {
+                        if let Some(id) = user_id {
+                            User::record_sign_in(conn, id, now())?;
+                        }
                         throttle.release(conn, hits)?;
                         throttle.clear(conn, &Bucket::SignInAddress(address.clone()))
                     }

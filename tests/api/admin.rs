@@ -26,6 +26,8 @@ on_both_backends!(
     the_event_log_names_accounts_and_filters_by_kind_and_account,
     approving_an_unconfirmed_account_says_what_is_left_to_do,
     the_admin_pages_count_who_waits_mark_the_current_page_and_list_users_in_a_table,
+    the_user_list_filters_by_state_through_search_paging_and_actions,
+    the_user_list_shows_each_accounts_last_sign_in,
 );
 
 async fn approval_app(backend: Backend) -> TestApp {
@@ -327,7 +329,7 @@ async fn the_user_list_searches_by_prefix_and_pages_through_everyone(backend: Ba
     let (mut back, first_page) = walk(&admin, &last_page, "prev").await;
     back.reverse();
     assert_eq!(back, seen, "the same users, page by page, backwards");
-    assert_eq!(first_page, format!("/admin/users?q=&before={}", seen[50].replace('@', "%40")), "back at the start");
+    assert_eq!(first_page, format!("/admin/users?before={}", seen[50].replace('@', "%40")), "back at the start");
     assert!(!admin.get(&first_page).await.body.contains("rel=\"prev\""), "nothing before the first page");
 }
 
@@ -489,4 +491,88 @@ async fn the_admin_pages_count_who_waits_mark_the_current_page_and_list_users_in
     let rows = users.body.split("<tbody>").nth(1).unwrap().split("</tbody>").next().unwrap();
     assert_eq!(rows.matches("<tr>").count(), 3, "one row per account");
     assert!(rows.contains("waiting for approval") && rows.contains("administrator"), "{rows}");
+}
+
+/// The addresses listed in the users table of `page`.
+fn listed(page: &crate::helpers::Page) -> Vec<String> {
+    page.table("#users tbody tr").into_iter().map(|row| row[0].clone()).collect()
+}
+
+async fn the_user_list_filters_by_state_through_search_paging_and_actions(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+    app.register_verified("bob@example.com").await;
+    app.register(&app.browser(), "carol@example.com").await;
+    app.register_verified("dave@example.com").await;
+    act(&app, &admin, "dave@example.com", "approve").await;
+    act(&app, &admin, "dave@example.com", "disable").await;
+
+    for (state, expected) in [
+        ("waiting", vec!["ann@example.com", "bob@example.com"]),
+        ("verified", vec!["ann@example.com", "bob@example.com", "dave@example.com", "root@example.com"]),
+        ("unverified", vec!["carol@example.com"]),
+        ("disabled", vec!["dave@example.com"]),
+        ("admins", vec!["root@example.com"]),
+    ] {
+        let page = admin.get(&format!("/admin/users?state={state}")).await;
+        assert_eq!(listed(&page), expected, "state={state}");
+        let marked = format!("<a href=\"/admin/users?state={state}\" aria-current=\"page\">");
+        assert!(page.body.contains(&marked), "the chosen filter is marked:\n{}", page.body);
+    }
+    let unknown = admin.get("/admin/users?state=everything").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.body.contains("There is no such list of users."), "{}", unknown.body);
+
+    // The search form searches within the filter.
+    let waiting = admin.get("/admin/users?state=waiting").await;
+    let searched = admin.submit_form(&waiting, "/admin/users", &[("q", "b")]).await;
+    assert_eq!(listed(&searched), ["bob@example.com"]);
+
+    // An action pressed on a filtered page returns to it.
+    let approve = format!("/admin/users/{}/approve", app.user_id("ann@example.com"));
+    admin.submit_form(&waiting, &approve, &[]).await.assert_redirects_to("/admin/users?state=waiting");
+    assert_eq!(listed(&admin.get("/admin/users?state=waiting").await), ["bob@example.com"]);
+
+    // Pages of a filter hold only its accounts, every one once.
+    {
+        let mut conn = app.db();
+        for i in 0..60 {
+            let email = format!("off{i:02}@example.com");
+            let user = NewUser {
+                email: &email,
+                password_hash: "unused",
+                email_verified_at: Some(1),
+                approval: "approved",
+                is_admin: false,
+                created_at: 1,
+                updated_at: 1,
+            };
+            let id = User::insert(&mut conn, &user).unwrap().unwrap();
+            User::set_disabled(&mut conn, id, true, 1).unwrap();
+        }
+    }
+    let (seen, last_page) = walk(&admin, "/admin/users?state=disabled", "next").await;
+    let mut expected: Vec<String> = (0..60).map(|i| format!("off{i:02}@example.com")).collect();
+    expected.insert(0, "dave@example.com".to_owned());
+    assert_eq!(seen, expected);
+    assert!(last_page.contains("state=disabled"), "{last_page}");
+}
+
+async fn the_user_list_shows_each_accounts_last_sign_in(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.clock.advance(std::time::Duration::from_secs(20 * 60));
+    app.signed_in_user("ann@example.com").await;
+
+    let page = admin.get("/admin/users").await;
+
+    let rows = page.table("#users tbody tr");
+    assert_eq!(rows[0][0], "ann@example.com");
+    assert_eq!(rows[0][3], "just now", "{rows:?}");
+    assert_eq!(rows[1][0], "root@example.com");
+    assert_eq!(rows[1][3], "20 minutes ago", "{rows:?}");
+    app.register(&app.browser(), "carol@example.com").await;
+    let rows = admin.get("/admin/users").await.table("#users tbody tr");
+    assert_eq!((rows[1][0].as_str(), rows[1][3].as_str()), ("carol@example.com", "never"));
 }

@@ -61,6 +61,17 @@ impl Page {
             .map(str::to_owned)
     }
 
+    /// The text of each cell of each row matched by `rows` (a CSS
+    /// selector such as `#users tbody tr`), whitespace collapsed.
+    pub fn table(&self, rows: &str) -> Vec<Vec<String>> {
+        let document = scraper::Html::parse_document(&self.body);
+        let rows = scraper::Selector::parse(rows).unwrap();
+        let cells = scraper::Selector::parse("th, td").unwrap();
+        let text = |cell: scraper::ElementRef| cell.text().collect::<Vec<_>>().join(" ");
+        let collapse = |text: String| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        document.select(&rows).map(|row| row.select(&cells).map(|cell| collapse(text(cell))).collect()).collect()
+    }
+
     #[track_caller]
     pub fn assert_redirects_to(&self, path: &str) {
         assert_eq!(self.status, StatusCode::SEE_OTHER, "expected a redirect to {path}, got:\n{}", self.body);
@@ -139,8 +150,13 @@ impl Browser {
 
     /// Submits a form of a page already loaded (a re-rendered form, say),
     /// with the `Referer` a browser sends under `Referrer-Policy: same-origin`.
+    /// A `method="get"` form loads its action with the fields as the query.
     pub async fn submit_form(&self, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
-        let body = page.form(action).fill(fields).encode();
+        let form = page.form(action).fill(fields);
+        if form.method == "get" {
+            return self.get(&format!("{action}?{}", form.encode())).await;
+        }
+        let body = form.encode();
         let request = self
             .client
             .post(self.url(action))
