@@ -65,6 +65,10 @@ pub struct Settings {
     /// Idle timeout of a session (sliding).
     #[arg(long, env = "USHER_SESSION_IDLE_TTL", default_value = "30m", value_parser = humantime::parse_duration)]
     pub session_idle_ttl: Duration,
+    /// How long a typed password counts as "it's you" for sensitive actions
+    /// (ending sessions, destructive admin actions): ASVS 3.7.1.
+    #[arg(long, env = "USHER_REAUTH_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub reauth_ttl: Duration,
     /// Hard limit on a session's age.
     #[arg(long, env = "USHER_SESSION_ABSOLUTE_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_absolute_ttl: Duration,

@@ -10,13 +10,16 @@
 //! | an address is verified                       | `verification.rs` |
 //! | an administrator acts on an account          | `admin.rs`        |
 //! | an administrator is created from the CLI     | `admin.rs`        |
+//! | a person ends their own sessions             | `sessions.rs`     |
 
 mod admin;
 mod password;
+mod sessions;
 mod verification;
 
 pub use admin::{AdminAction, CreateAdminRefusal, Refusal, act_on_account, create_admin};
 pub use password::{PasswordSet, set_password};
+pub use sessions::{EndSessions, end_sessions};
 pub use verification::verify_email;
 
 use crate::config::Config;

@@ -46,6 +46,64 @@ impl FromRequest for SignedInUser {
     }
 }
 
+/// A signed-in user who typed their password within `USHER_REAUTH_TTL`
+/// (at sign-in, on "confirm it's you", or changing it): ASVS 3.7.1. Anyone
+/// else signed in is sent to `/account/reauth` and back: a `GET` to itself,
+/// a form posted too late to the page the form was on (the action's own
+/// URL may answer only `POST`). Anonymous visitors are sent to sign in.
+#[derive(Clone, Copy, Debug)]
+pub struct Reauthenticated {
+    pub user_id: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReauthRequired {
+    #[error("sign-in required")]
+    SignIn(SignInRequired),
+    #[error("re-authentication required")]
+    Password { next: String },
+}
+
+impl ResponseError for ReauthRequired {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::SignIn(sign_in) => sign_in.error_response(),
+            Self::Password { next } => {
+                let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+                crate::web::redirect(&format!("/account/reauth?{query}"))
+            }
+        }
+    }
+
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::SEE_OTHER
+    }
+}
+
+impl Reauthenticated {
+    /// The signed-in user of `req` if their password is recent enough.
+    pub fn check(req: &HttpRequest) -> Result<Self, ReauthRequired> {
+        let session = SessionData::of(req);
+        let Some(user_id) = session.user_id() else {
+            return Err(ReauthRequired::SignIn(SignInRequired { next: return_target_of(req) }));
+        };
+        let ttl = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map_or(0, |state| state.config.settings.reauth_ttl.as_secs() as i64);
+        let fresh = session.reauthenticated_at().is_some_and(|at| crate::db::now() - at < ttl);
+        if fresh { Ok(Self { user_id }) } else { Err(ReauthRequired::Password { next: return_target_of(req) }) }
+    }
+}
+
+impl FromRequest for Reauthenticated {
+    type Error = ReauthRequired;
+    type Future = Ready<Result<Self, ReauthRequired>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::check(req))
+    }
+}
+
 /// A signed-in administrator. The session store reads the account with the
 /// session on every request, so a demoted or disabled admin loses access at
 /// once. Anonymous visitors are sent to sign in; other users get 403.

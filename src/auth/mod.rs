@@ -5,7 +5,7 @@ mod hasher;
 mod session;
 mod session_store;
 
-pub use guards::{AdminUser, SignedInUser};
+pub use guards::{AdminUser, ReauthRequired, Reauthenticated, SignedInUser};
 pub use hasher::{HashError, PasswordHasher, hash_now, verify_now};
 pub use session::{SessionData, SessionStart};
 pub use session_store::{DbSessionStore, SessionPolicy};

@@ -9,6 +9,9 @@ use crate::domain::random_secret;
 
 pub(crate) const USER_ID: &str = "user_id";
 pub(crate) const SIGNED_IN_AT: &str = "signed_in_at";
+/// When the password was last typed in this session (sign-in, "confirm
+/// it's you", a password change): unix seconds, kept server side.
+pub(crate) const REAUTHENTICATED_AT: &str = "reauthenticated_at";
 pub(crate) const REMEMBER: &str = "remember";
 pub(crate) const CSRF: &str = "csrf";
 pub(crate) const USER_AGENT: &str = "user_agent";
@@ -53,6 +56,16 @@ impl SessionData {
         self.0.get(ACCOUNT).ok().flatten()
     }
 
+    /// When the password was last typed in this session (unix seconds).
+    pub fn reauthenticated_at(&self) -> Option<i64> {
+        self.0.get(REAUTHENTICATED_AT).ok().flatten()
+    }
+
+    /// Notes that the password was typed just now.
+    pub fn mark_reauthenticated(req: &HttpRequest) -> Result<(), actix_session::SessionInsertError> {
+        req.get_session().insert(REAUTHENTICATED_AT, crate::db::now())
+    }
+
     pub fn csrf_token(&self) -> Option<String> {
         self.0.get(CSRF).ok().flatten()
     }
@@ -70,6 +83,7 @@ impl SessionData {
         session.clear();
         session.insert(USER_ID, start.user_id)?;
         session.insert(SIGNED_IN_AT, crate::db::now())?;
+        session.insert(REAUTHENTICATED_AT, crate::db::now())?;
         session.insert(REMEMBER, start.remember)?;
         session.insert(CSRF, URL_SAFE_NO_PAD.encode(random_secret::<32>()))?;
         session.insert(USER_AGENT, start.user_agent)?;

@@ -20,11 +20,15 @@ pub enum EventKind {
     Disabled,
     Enabled,
     AdminCreated,
+    /// A person ended some of their own sessions from the account page.
+    SessionsEnded,
+    /// A person typed their password again before a sensitive action.
+    Reauthenticated,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -38,6 +42,8 @@ impl EventKind {
         Self::Disabled,
         Self::Enabled,
         Self::AdminCreated,
+        Self::SessionsEnded,
+        Self::Reauthenticated,
     ];
 
     /// The kind stored as `name`, if there is one.
@@ -60,6 +66,8 @@ impl EventKind {
             Self::Disabled => "disabled",
             Self::Enabled => "enabled",
             Self::AdminCreated => "made administrator",
+            Self::SessionsEnded => "sessions ended",
+            Self::Reauthenticated => "confirmed it was them",
         }
     }
 }

@@ -83,6 +83,13 @@ pub fn delete_all_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
 }
 
+/// Ends the user's session named `public_id`; 0 when the user has none
+/// of that name.
+pub fn delete_by_public_id(conn: &mut DbConnection, user_id: i64, public_id: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.eq(public_id)))
+        .execute(conn)
+}
+
 /// Ends every session of the user but the one named `keep`.
 pub fn delete_others(conn: &mut DbConnection, user_id: i64, keep: &str) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.ne(keep)))

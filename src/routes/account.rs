@@ -8,15 +8,17 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::NoFields;
-use crate::accounts::{self, PasswordSet};
-use crate::auth::{SessionData, SignedInUser};
+use crate::accounts::{self, EndSessions, PasswordSet};
+use crate::auth::{Reauthenticated, SessionData, SignedInUser};
 use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
 use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
+use crate::web::{
+    AppError, ClientInfo, Flash, Form, FormErrors, Moment, PageContext, redirect, redirect_with_flash, render,
+};
 
 #[derive(Deserialize)]
 pub struct ChangePasswordForm {
@@ -27,8 +29,10 @@ pub struct ChangePasswordForm {
 
 /// One row of the sessions table on the page.
 struct SessionView {
-    started: String,
-    last_seen: String,
+    /// Names the session in `/account/sessions/{id}/revoke`; not a secret.
+    public_id: String,
+    started: Moment,
+    last_seen: Moment,
     /// "Firefox on Linux"; the raw `User-Agent` is in `user_agent`.
     browser: String,
     user_agent: String,
@@ -43,26 +47,30 @@ struct AccountPage {
     email: String,
     status: String,
     is_admin: bool,
+    /// This browser's session first, then the others, most recent first.
     sessions: Vec<SessionView>,
     /// The password change form's mistakes.
     errors: FormErrors,
 }
 
-fn format_time(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-}
-
+/// The sessions as the page lists them: this browser's first.
 fn session_views(rows: Vec<SessionRow>, current: Option<&str>) -> Vec<SessionView> {
-    rows.into_iter()
+    let now = now();
+    let mut views: Vec<SessionView> = rows
+        .into_iter()
         .map(|row| SessionView {
-            started: format_time(row.created_at),
-            last_seen: format_time(row.last_seen_at),
+            started: Moment::new(row.created_at, now),
+            last_seen: Moment::new(row.last_seen_at, now),
             current: current == Some(row.public_id.as_str()),
             browser: describe_browser(&row.user_agent),
+            public_id: row.public_id,
             user_agent: row.user_agent,
             ip: row.ip,
         })
-        .collect()
+        .collect();
+    // Stable: the others keep their most-recent-first order.
+    views.sort_by_key(|view| !view.current);
+    views
 }
 
 async fn account_page(
@@ -149,24 +157,67 @@ pub async fn change_password(
         .await?;
     state.mail.wake();
     SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
+    // The current password was just typed: it counts as "confirm it's you".
+    SessionData::mark_reauthenticated(&req).map_err(|e| AppError::Internal(e.into()))?;
     Ok(redirect_with_flash(
         "/account",
         Flash::success("Your password was changed. Your other sessions were signed out."),
     ))
 }
 
+/// `POST /account/sessions/revoke-others`, after "confirm it's you".
 pub async fn revoke_other_sessions(
     req: HttpRequest,
-    user: SignedInUser,
+    user: Reauthenticated,
+    client: ClientInfo,
     state: web::Data<AppState>,
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let keep = SessionData::of(&req).public_id().unwrap_or_default();
-    let ended = state.db.run(move |conn| sessions::delete_others(conn, user.user_id, &keep)).await?;
+    let config = state.config.clone();
+    let ended = state
+        .db
+        .run(move |conn| {
+            let ctx = transition_context(&config, &client);
+            conn.write(|conn| accounts::end_sessions(conn, user.user_id, EndSessions::AllBut(&keep), ctx))
+        })
+        .await?;
     let flash = match ended {
         0 => Flash::info("There were no other sessions."),
         1 => Flash::success("Signed out 1 other session."),
         n => Flash::success(format!("Signed out {n} other sessions.")),
     };
     Ok(redirect_with_flash("/account", flash))
+}
+
+/// `POST /account/sessions/{id}/revoke`, after "confirm it's you": ends one
+/// session of this account, named by its public id. Another account's
+/// session, or one already gone, is "not found" alike. This browser's own
+/// session is simply signed out.
+pub async fn revoke_session(
+    req: HttpRequest,
+    user: Reauthenticated,
+    client: ClientInfo,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    _form: Form<NoFields>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let config = state.config.clone();
+    let this_browser = SessionData::of(&req).public_id().as_deref() == Some(id.as_str());
+    let ended = state
+        .db
+        .run(move |conn| {
+            let ctx = transition_context(&config, &client);
+            conn.write(|conn| accounts::end_sessions(conn, user.user_id, EndSessions::One(&id), ctx))
+        })
+        .await?;
+    if ended == 0 {
+        return Err(AppError::NotFound);
+    }
+    if this_browser {
+        SessionData::end(&req);
+        return Ok(redirect_with_flash("/", Flash::info("You are signed out.")));
+    }
+    Ok(redirect_with_flash("/account", Flash::success("That session was signed out.")))
 }

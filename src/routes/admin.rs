@@ -3,12 +3,12 @@
 
 use super::transition_context;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use serde::Deserialize;
 
 use crate::accounts::{self, AdminAction, Refusal};
-use crate::auth::AdminUser;
+use crate::auth::{AdminUser, Reauthenticated};
 use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
 use crate::db::now;
@@ -309,7 +309,7 @@ impl FilterLink {
     fn new(filter: ListFilter, chosen: ListFilter, q: &str) -> Self {
         let label = match filter {
             ListFilter::Everyone => "Everyone",
-            ListFilter::Waiting => "Waiting for approval",
+            ListFilter::Waiting => "Waiting",
             ListFilter::Verified => "Address confirmed",
             ListFilter::Unverified => "Address not confirmed",
             ListFilter::Disabled => "Disabled",
@@ -422,8 +422,10 @@ struct ConfirmPage {
 }
 
 /// `GET /admin/users/{id}/{reject|disable}`: what the action will do, and
-/// the button that does it. Actions that take nothing away have no page.
+/// the button that does it, after "confirm it's you". Actions that take
+/// nothing away have no page.
 pub async fn confirm(
+    req: HttpRequest,
     admin: AdminUser,
     ctx: PageContext,
     state: web::Data<AppState>,
@@ -434,6 +436,9 @@ pub async fn confirm(
     if !action.is_destructive() {
         // Nothing to confirm: the account's page holds its button.
         return Ok(crate::web::redirect(&format!("/admin/users/{id}")));
+    }
+    if let Err(required) = Reauthenticated::check(&req) {
+        return Ok(required.error_response());
     }
     let back = query.back.as_deref().and_then(safe_path).unwrap_or("/admin").to_owned();
     let user = state.db.run(move |conn| User::find(conn, id)).await?.ok_or(AppError::NotFound)?;
@@ -453,6 +458,7 @@ pub async fn confirm(
 
 /// `POST /admin/users/{id}/{approve|reject|disable|enable}`.
 pub async fn act(
+    req: HttpRequest,
     admin: AdminUser,
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -460,6 +466,9 @@ pub async fn act(
     Form(form): Form<ActionForm>,
 ) -> Result<HttpResponse, AppError> {
     let (target, action) = path.into_inner();
+    if let (true, Err(required)) = (action.is_destructive(), Reauthenticated::check(&req)) {
+        return Ok(required.error_response());
+    }
     let config = state.config.clone();
     let outcome = state
         .db

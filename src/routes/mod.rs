@@ -6,6 +6,7 @@ mod health;
 mod home;
 mod login;
 mod password;
+mod reauth;
 mod register;
 mod verify;
 
@@ -30,6 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/login").get(login::show).post(login::submit))
         .service(web::resource("/logout").route(go_to("/")).post(login::logout))
         .service(web::resource("/account").get(account::show))
+        .service(web::resource("/account/reauth").get(reauth::show).post(reauth::submit))
+        .service(web::resource("/account/sessions/{id}/revoke").route(go_to("/account")).post(account::revoke_session))
         .service(web::resource("/account/password").route(go_to("/account")).post(account::change_password))
         .service(
             web::resource("/account/sessions/revoke-others")

@@ -55,7 +55,14 @@ fn case(visitor: Visitor, page: &str, action: &str, fields: &[(&'static str, &st
 async fn visitor(app: &TestApp, kind: Visitor, n: usize) -> Browser {
     match kind {
         Visitor::Anonymous => app.browser(),
-        Visitor::User => app.signed_in_user(&format!("user{n}@example.com")).await,
+        Visitor::User => {
+            let email = format!("user{n}@example.com");
+            let browser = app.signed_in_user(&email).await;
+            // Signed in on a second device too, so the account page offers
+            // its forms about other sessions.
+            app.sign_in(&app.browser(), &email, PASSWORD).await;
+            browser
+        }
         Visitor::Admin => app.signed_in_admin(&format!("admin{n}@example.com")).await,
     }
 }
@@ -65,6 +72,17 @@ async fn reset_token(app: &TestApp, email: &str) -> String {
     app.register_verified(email).await;
     app.browser().submit("/password/forgot", "/password/forgot", &[("email", email)]).await;
     app.mail.wait_for(email, 2).await.link_token("/password/reset?token=")
+}
+
+/// The form that ends one session, whichever session it names.
+const ONE_SESSION: &str = "/account/sessions/{id}/revoke";
+
+/// `action` with a session's public id replaced by `{id}`.
+fn shape(action: &str) -> String {
+    match action.strip_prefix("/account/sessions/").and_then(|rest| rest.strip_suffix("/revoke")) {
+        Some(id) if !id.contains('/') => ONE_SESSION.to_owned(),
+        _ => action.to_owned(),
+    }
 }
 
 async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
@@ -109,6 +127,8 @@ async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
             S::SEE_OTHER,
         ),
         case(User, "/account", "/account/sessions/revoke-others", &[], S::SEE_OTHER),
+        case(User, "/account", ONE_SESSION, &[], S::SEE_OTHER),
+        case(User, "/account/reauth?next=%2Faccount", "/account/reauth", &[("password", PASSWORD)], S::SEE_OTHER),
         case(
             User,
             "/account",
@@ -130,7 +150,13 @@ async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
         assert_eq!(page.status, S::OK, "{}", case.page);
         let fields: Vec<(&str, &str)> = case.fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
 
-        let answer = browser.submit_form(&page, &case.action, &fields).await;
+        // A form whose action names a session is found by its shape.
+        let action = HtmlForm::all_on(&page.body)
+            .into_iter()
+            .map(|(_, action)| action)
+            .find(|action| shape(action) == case.action)
+            .unwrap_or_else(|| case.action.clone());
+        let answer = browser.submit_form(&page, &action, &fields).await;
 
         assert_eq!(
             answer.status, case.expected,
@@ -148,7 +174,7 @@ async fn every_form_submitted_as_served_is_accepted(backend: Backend) {
                 action.starts_with("/admin/users/") && !action.starts_with(&format!("/admin/users/{target}/"));
             if method == "post" && !per_account {
                 assert!(
-                    covered.iter().any(|(_, covered_action)| *covered_action == action),
+                    covered.iter().any(|(_, covered_action)| *covered_action == shape(&action)),
                     "the form to {action} on {} is not submitted by this test",
                     case.page
                 );

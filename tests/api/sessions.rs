@@ -182,6 +182,7 @@ async fn sign_in_again(browser: &crate::helpers::Browser, refused: &crate::helpe
 async fn a_form_posted_after_the_session_ended_leads_back_to_its_page_after_signing_in(backend: Backend) {
     let app = spawn_app_with(backend, &[("--session-idle-ttl", "30m")]).await;
     let browser = app.signed_in_user("ann@example.com").await;
+    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
     let account = browser.get("/account").await;
     app.clock.advance(Duration::from_secs(31 * 60));
 

@@ -271,15 +271,36 @@ async fn sign_out_other_sessions_and_change_the_password() {
     let Some((app, chrome)) = app_and_browser().await else { return };
     let email = "edsger@example.com";
     app.register_verified(email).await;
-    let other = app.browser();
+    let (phone, other) = (app.browser(), app.browser());
+    app.sign_in(&phone, email, PASSWORD).await.assert_redirects_to("/account");
     app.sign_in(&other, email, PASSWORD).await.assert_redirects_to("/account");
 
     sign_in(&chrome, email, PASSWORD).await;
     chrome.wait_for_path("/account").await;
+    assert!(chrome.text("#sessions li").await.contains("this browser"), "this browser first");
+    // One session ends on its own (each row has its button; this one none).
+    assert_eq!(chrome.count("#sessions li form").await, 2);
+    chrome.press("Sign out an unknown browser from 127.0.0.1").await;
+    assert_eq!(chrome.flash().await, "That session was signed out.");
+    assert_eq!(chrome.count("#sessions li").await, 2);
+    let ended = [phone.get("/account").await.status, other.get("/account").await.status];
+    assert_eq!(ended.iter().filter(|status| **status == reqwest::StatusCode::SEE_OTHER).count(), 1);
+
+    // Past USHER_REAUTH_TTL the password is asked for again, then the action is one press away.
+    app.clock.advance(std::time::Duration::from_secs(11 * 60));
+    chrome.press("Sign out all other sessions").await;
+    chrome.wait_for_path("/account/reauth").await;
+    chrome.check_page("reauth").await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.press("Continue").await;
+    chrome.wait_for_path("/account").await;
     chrome.press("Sign out all other sessions").await;
     chrome.wait_for_path("/account").await;
     assert_eq!(chrome.flash().await, "Signed out 1 other session.");
-    assert_eq!(other.get("/account").await.status, reqwest::StatusCode::SEE_OTHER, "the other session ended");
+    for browser in [&phone, &other] {
+        assert_eq!(browser.get("/account").await.status, reqwest::StatusCode::SEE_OTHER, "every other session ended");
+    }
+    assert_eq!(chrome.count("#sessions li form").await, 0, "no session left to sign out");
 
     chrome.fill("current_password", PASSWORD).await;
     chrome.fill("password", NEW_PASSWORD).await;
@@ -336,6 +357,16 @@ async fn an_administrator_rejects_disables_and_enables_users() {
     assert_eq!(chrome.flash().await, format!("{member} was disabled."));
     chrome.check_page("admin-user-disabled").await;
     assert_eq!(bob.get("/account").await.status, reqwest::StatusCode::SEE_OTHER, "his session ended");
+
+    // The list filtered by state: only the disabled account, in a table
+    // that reads at desktop and phone widths.
+    chrome.follow("Users").await;
+    chrome.follow("Disabled").await;
+    chrome.wait_for_path("/admin/users").await;
+    assert_eq!(chrome.count("#users tbody tr").await, 1);
+    assert_eq!(chrome.text("#users tbody tr td").await, member);
+    chrome.check_page("admin-users-disabled").await;
+    chrome.follow(member).await;
 
     chrome.press(&format!("Enable {member}")).await;
     assert_eq!(chrome.flash().await, format!("{member} was enabled."));

@@ -61,6 +61,18 @@ impl Page {
             .map(str::to_owned)
     }
 
+    /// The text of each element matched by the CSS selector `css`,
+    /// whitespace collapsed.
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        let document = scraper::Html::parse_document(&self.body);
+        let selector = scraper::Selector::parse(css).unwrap();
+        document
+            .select(&selector)
+            .map(|element| element.text().collect::<Vec<_>>().join(" "))
+            .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
     /// The text of each cell of each row matched by `rows` (a CSS
     /// selector such as `#users tbody tr`), whitespace collapsed.
     pub fn table(&self, rows: &str) -> Vec<Vec<String>> {
