@@ -11,13 +11,18 @@
 //! | an administrator acts on an account          | `admin.rs`        |
 //! | an administrator is created from the CLI     | `admin.rs`        |
 //! | a person ends their own sessions             | `sessions.rs`     |
+//! | a person changes their address (or undoes it) | `email_change.rs` |
 
 mod admin;
+mod email_change;
 mod password;
 mod sessions;
 mod verification;
 
 pub use admin::{AdminAction, CreateAdminRefusal, Refusal, act_on_account, create_admin};
+pub use email_change::{
+    EmailChangeRefusal, cancel_email_change, confirm_email_change, request_email_change, revert_email_change,
+};
 pub use password::{PasswordSet, set_password};
 pub use sessions::{EndSessions, end_sessions};
 pub use verification::verify_email;

@@ -24,11 +24,15 @@ pub enum EventKind {
     SessionsEnded,
     /// A person typed their password again before a sensitive action.
     Reauthenticated,
+    EmailChangeRequested,
+    EmailChanged,
+    /// A change of address undone from the link sent to the old address.
+    EmailChangeReverted,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 18] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -44,6 +48,9 @@ impl EventKind {
         Self::AdminCreated,
         Self::SessionsEnded,
         Self::Reauthenticated,
+        Self::EmailChangeRequested,
+        Self::EmailChanged,
+        Self::EmailChangeReverted,
     ];
 
     /// The kind stored as `name`, if there is one.
@@ -68,6 +75,9 @@ impl EventKind {
             Self::AdminCreated => "made administrator",
             Self::SessionsEnded => "sessions ended",
             Self::Reauthenticated => "confirmed it was them",
+            Self::EmailChangeRequested => "address change requested",
+            Self::EmailChanged => "address changed",
+            Self::EmailChangeReverted => "address change undone",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 mod connection;
+pub mod email_changes;
 pub mod email_tokens;
 pub mod faults;
 pub mod leases;

@@ -28,6 +28,8 @@ pub struct OutboxRow {
     pub minted_token_id: Option<i64>,
     /// What a notice reports about its event (`mail::EventFacts` as JSON).
     pub event: Option<String>,
+    /// For mail about a change of address: the `email_changes` row.
+    pub email_change_id: Option<i64>,
 }
 
 /// Where a row ends when the worker is done with it.
@@ -62,6 +64,8 @@ pub struct NewMail<'a> {
     pub password_hash: Option<&'a str>,
     /// For a notice: the facts of the event it reports, as JSON.
     pub event: Option<&'a str>,
+    /// For mail about a change of address: its `email_changes` row.
+    pub email_change_id: Option<i64>,
 }
 
 /// Queues a mail with a stable Message-ID, so a retried send is recognised
@@ -79,6 +83,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, mail_domain: &str, now: i
             outbox::send_before.eq(mail.send_before),
             outbox::password_hash.eq(mail.password_hash),
             outbox::event.eq(mail.event),
+            outbox::email_change_id.eq(mail.email_change_id),
             outbox::next_attempt_at.eq(now),
         ))
         .returning(outbox::id)

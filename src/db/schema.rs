@@ -65,6 +65,23 @@ diesel::table! {
         payload -> Nullable<Binary>,
         minted_token_id -> Nullable<BigInt>,
         event -> Nullable<Text>,
+        email_change_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    email_changes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        old_email -> Text,
+        new_email -> Text,
+        state -> Text,
+        confirm_hash -> Nullable<Binary>,
+        expires_at -> BigInt,
+        revert_hash -> Nullable<Binary>,
+        revert_expires_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
     }
 }
 
@@ -106,11 +123,13 @@ diesel::table! {
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
+diesel::joinable!(email_changes -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     email_tokens,
     sessions,
     outbox,
+    email_changes,
     leases,
     audit_events,
     throttle_hits

@@ -101,6 +101,22 @@ impl User {
         Ok(locked == 1)
     }
 
+    /// Gives the account a new address, normalised and proven (it counts as
+    /// verified now). False when another account has that address. Runs in
+    /// a savepoint, as `insert` does.
+    pub fn set_email(conn: &mut DbConnection, id: i64, email: &str, now: i64) -> QueryResult<bool> {
+        let updated = conn.transaction(|conn| {
+            diesel::update(users::table.find(id))
+                .set((users::email.eq(email), users::email_verified_at.eq(now), users::updated_at.eq(now)))
+                .execute(conn)
+        });
+        match updated {
+            Ok(rows) => Ok(rows == 1),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Marks the address verified; false if it already was.
     pub fn mark_verified(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<bool> {
         let changed = diesel::update(users::table.find(id).filter(users::email_verified_at.is_null()))

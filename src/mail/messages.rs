@@ -10,6 +10,7 @@ use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 
 use crate::config::Config;
+use crate::db::email_changes::{self, EmailChange, REVERT_TTL_SECS};
 use crate::db::email_tokens::{self, NewToken, Purpose};
 use crate::db::outbox::{self, NewMail, OutboxRow};
 use crate::db::users::User;
@@ -32,15 +33,26 @@ pub enum MailKind {
     AccountApproved,
     /// An administrator rejected the account.
     AccountRejected,
+    /// To a new address: a link that completes the change to it. Bound
+    /// to its `email_changes` row, not to the account's address.
+    EmailChangeConfirm,
+    /// To the current address when a change away from it is requested.
+    EmailChangeRequested,
+    /// To the old address once the change is complete, with a link that
+    /// undoes it. Bound to its `email_changes` row.
+    EmailChanged,
 }
 
-const ALL_KINDS: [MailKind; 6] = [
+const ALL_KINDS: [MailKind; 9] = [
     MailKind::VerifyEmail,
     MailKind::SignupAttempt,
     MailKind::PasswordReset,
     MailKind::PasswordChanged,
     MailKind::AccountApproved,
     MailKind::AccountRejected,
+    MailKind::EmailChangeConfirm,
+    MailKind::EmailChangeRequested,
+    MailKind::EmailChanged,
 ];
 
 impl MailKind {
@@ -52,6 +64,9 @@ impl MailKind {
             Self::PasswordChanged => "password_changed",
             Self::AccountApproved => "account_approved",
             Self::AccountRejected => "account_rejected",
+            Self::EmailChangeConfirm => "email_change_confirm",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
         }
     }
 
@@ -64,6 +79,9 @@ impl MailKind {
             Self::PasswordChanged => "Password-changed notice",
             Self::AccountApproved => "Account approved",
             Self::AccountRejected => "Account not approved",
+            Self::EmailChangeConfirm => "Confirmation of a change of address",
+            Self::EmailChangeRequested => "Notice of a requested change of address",
+            Self::EmailChanged => "Notice of a change of address, with an undo link",
         }
     }
 
@@ -77,7 +95,13 @@ impl MailKind {
         match self {
             Self::VerifyEmail => &[Purpose::VerifyLink, Purpose::VerifyCode],
             Self::SignupAttempt | Self::PasswordReset => &[Purpose::ResetLink],
-            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected => &[],
+            // Replaced by state of their `email_changes` row, not by voiding.
+            Self::PasswordChanged
+            | Self::AccountApproved
+            | Self::AccountRejected
+            | Self::EmailChangeConfirm
+            | Self::EmailChangeRequested
+            | Self::EmailChanged => &[],
         }
     }
 
@@ -85,9 +109,13 @@ impl MailKind {
     /// have expired had it been minted when the mail was queued.
     fn deliver_within(self, config: &Config) -> Duration {
         match self {
-            Self::VerifyEmail => config.settings.verify_token_ttl,
+            Self::VerifyEmail | Self::EmailChangeConfirm => config.settings.verify_token_ttl,
             Self::PasswordReset | Self::SignupAttempt => config.settings.reset_token_ttl,
-            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected => DAY,
+            Self::PasswordChanged
+            | Self::AccountApproved
+            | Self::AccountRejected
+            | Self::EmailChangeRequested
+            | Self::EmailChanged => DAY,
         }
     }
 }
@@ -121,7 +149,30 @@ pub fn queue(
     user_id: Option<i64>,
     config: &Config,
 ) -> QueryResult<i64> {
-    enqueue(conn, kind, recipient, user_id, None, None, config)
+    enqueue(conn, NewMail { kind: kind.as_str(), recipient, user_id, ..unbound() }, kind, config)
+}
+
+/// Queues mail about a change of address (`EmailChange*` kinds), bound to
+/// its `email_changes` row `change_id`; `facts` for the notices.
+pub fn queue_about_email_change(
+    conn: &mut DbConnection,
+    kind: MailKind,
+    recipient: &str,
+    user_id: i64,
+    change_id: i64,
+    facts: Option<&EventFacts>,
+    config: &Config,
+) -> QueryResult<i64> {
+    let event = facts.map(|facts| serde_json::to_string(facts).expect("event facts serialise"));
+    let mail = NewMail {
+        kind: kind.as_str(),
+        recipient,
+        user_id: Some(user_id),
+        event: event.as_deref(),
+        email_change_id: Some(change_id),
+        ..unbound()
+    };
+    enqueue(conn, mail, kind, config)
 }
 
 /// Queues a notice that reports `facts` about the event that caused it.
@@ -134,7 +185,8 @@ pub fn queue_notice(
     config: &Config,
 ) -> QueryResult<i64> {
     let event = serde_json::to_string(facts).expect("event facts serialise");
-    enqueue(conn, kind, recipient, Some(user_id), None, Some(&event), config)
+    let mail = NewMail { kind: kind.as_str(), recipient, user_id: Some(user_id), event: Some(&event), ..unbound() };
+    enqueue(conn, mail, kind, config)
 }
 
 /// Queues a verification that answers a registration of an address not
@@ -148,27 +200,34 @@ pub fn queue_verification_for_registration(
     password_hash: &str,
     config: &Config,
 ) -> QueryResult<i64> {
-    enqueue(conn, MailKind::VerifyEmail, recipient, Some(user_id), Some(password_hash), None, config)
-}
-
-fn enqueue(
-    conn: &mut DbConnection,
-    kind: MailKind,
-    recipient: &str,
-    user_id: Option<i64>,
-    password_hash: Option<&str>,
-    event: Option<&str>,
-    config: &Config,
-) -> QueryResult<i64> {
-    let now = now();
+    let kind = MailKind::VerifyEmail;
     let mail = NewMail {
         kind: kind.as_str(),
         recipient,
-        user_id,
-        send_before: now + kind.deliver_within(config).as_secs() as i64,
-        password_hash,
-        event,
+        user_id: Some(user_id),
+        password_hash: Some(password_hash),
+        ..unbound()
     };
+    enqueue(conn, mail, kind, config)
+}
+
+/// A mail with nothing but its defaults: no account, password, facts or change.
+fn unbound<'a>() -> NewMail<'a> {
+    NewMail {
+        kind: "",
+        recipient: "",
+        user_id: None,
+        send_before: 0,
+        password_hash: None,
+        event: None,
+        email_change_id: None,
+    }
+}
+
+/// Queues `mail` of `kind`, due now, worth sending until its kind's deadline.
+fn enqueue(conn: &mut DbConnection, mail: NewMail, kind: MailKind, config: &Config) -> QueryResult<i64> {
+    let now = now();
+    let mail = NewMail { send_before: now + kind.deliver_within(config).as_secs() as i64, ..mail };
     outbox::enqueue(conn, mail, config.settings.mail_from.email.domain(), now)
 }
 
@@ -294,6 +353,9 @@ impl Composer {
                 Some(Minted { content: self.account_approved(confirmed), first_token_id: None })
             }
             MailKind::AccountRejected => Some(Minted { content: self.account_rejected(), first_token_id: None }),
+            MailKind::EmailChangeConfirm => self.email_change_confirm(conn, row)?,
+            MailKind::EmailChangeRequested => self.email_change_requested(conn, row)?,
+            MailKind::EmailChanged => self.email_changed(conn, row)?,
         };
         let Some(Minted { content, first_token_id }) = minted else {
             return Ok(None);
@@ -499,6 +561,106 @@ impl Composer {
             (button, id)
         }))
     }
+}
+
+impl Composer {
+    /// Mints the link that completes a pending change, if it is still
+    /// pending and this mail goes to its new address.
+    fn email_change_confirm(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let site = &self.config.settings.site_name;
+        let token = PlainToken::generate();
+        let minted = conn.write(|conn| -> QueryResult<Option<EmailChange>> {
+            let Some(change) = change_of(conn, row)? else { return Ok(None) };
+            let live = change.state == email_changes::PENDING && change.new_email == row.recipient;
+            Ok((live && email_changes::set_confirm_hash(conn, change.id, &token.hash())?).then_some(change))
+        })?;
+        let Some(change) = minted else { return Ok(None) };
+        let content = EmailContent {
+            subject: format!("Confirm your new email address for {site}"),
+            intro: vec![format!(
+                "Someone (hopefully you) asked to change the address of the {site} account {} to this one. \
+                 Nothing changes until you confirm.",
+                change.old_email
+            )],
+            button: Some(Button {
+                label: "Confirm my new address",
+                link: self.config.link(&format!("/account/email/confirm?token={}", token.expose())),
+                note: format!("The link works once, for {}.", lifetime(self.config.settings.verify_token_ttl)),
+            }),
+            code: None,
+            outro: vec!["If you did not ask for this, ignore this email; no account will use your address.".into()],
+        };
+        Ok(Some(Minted { content, first_token_id: None }))
+    }
+
+    /// Tells the current address that a change away from it was asked for.
+    fn email_change_requested(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let site = &self.config.settings.site_name;
+        let Some(change) = change_of(conn, row)? else { return Ok(None) };
+        let when = facts_of(row).map(|facts| format!(" {}", facts.describe())).unwrap_or_default();
+        let content = EmailContent {
+            subject: format!("A change of your {site} address was requested"),
+            intro: vec![
+                format!(
+                    "Someone signed in to your {site} account asked to change its address to {}{when}. \
+                     It changes only once that address confirms.",
+                    change.new_email
+                ),
+                "If this was you, there is nothing to do.".into(),
+            ],
+            button: Some(Button {
+                label: "Review my account",
+                link: self.config.link("/account"),
+                note: "If it was not you, sign in, cancel the change and change your password.".into(),
+            }),
+            code: None,
+            outro: vec![],
+        };
+        Ok(Some(Minted { content, first_token_id: None }))
+    }
+
+    /// Tells the old address the change is complete, with a link that undoes it.
+    fn email_changed(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let site = &self.config.settings.site_name;
+        let token = PlainToken::generate();
+        let expires_at = now() + REVERT_TTL_SECS;
+        let minted = conn.write(|conn| -> QueryResult<Option<EmailChange>> {
+            let Some(change) = change_of(conn, row)? else { return Ok(None) };
+            let ours = change.old_email == row.recipient;
+            Ok((ours && email_changes::set_revert_hash(conn, change.id, &token.hash(), expires_at)?).then_some(change))
+        })?;
+        let Some(change) = minted else { return Ok(None) };
+        let when = facts_of(row).map(|facts| format!(" {}", facts.describe())).unwrap_or_default();
+        let content = EmailContent {
+            subject: format!("Your {site} address was changed"),
+            intro: vec![
+                format!("The address of your {site} account was changed from this one to {}{when}.", change.new_email),
+                "If this was you, there is nothing to do.".into(),
+            ],
+            button: Some(Button {
+                label: "This was not me: undo the change",
+                link: self.config.link(&format!("/account/email/revert?token={}", token.expose())),
+                note: format!(
+                    "The link works once, for {}. It gives the account this address back and signs everyone out.",
+                    lifetime(Duration::from_secs(REVERT_TTL_SECS as u64))
+                ),
+            }),
+            code: None,
+            outro: vec![],
+        };
+        Ok(Some(Minted { content, first_token_id: None }))
+    }
+}
+
+/// The change of address a mail is about, if it is still the account's.
+fn change_of(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<Option<EmailChange>> {
+    let Some(id) = row.email_change_id else { return Ok(None) };
+    Ok(email_changes::find(conn, id)?.filter(|change| Some(change.user_id) == row.user_id))
+}
+
+/// The facts a notice reports, as stored with it.
+fn facts_of(row: &OutboxRow) -> Option<EventFacts> {
+    row.event.as_deref().and_then(|json| serde_json::from_str(json).ok())
 }
 
 /// The account a mail is about, locked, if it still exists under that address.

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use super::NoFields;
 use crate::accounts::{self, EndSessions, PasswordSet};
 use crate::auth::{Reauthenticated, SessionData, SignedInUser};
-use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
+use crate::db::{email_changes, now};
 use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
@@ -49,6 +49,8 @@ struct AccountPage {
     is_admin: bool,
     /// This browser's session first, then the others, most recent first.
     sessions: Vec<SessionView>,
+    /// A change of address waiting for its confirmation.
+    pending_change: Option<super::email_change::PendingView>,
     /// The password change form's mistakes.
     errors: FormErrors,
 }
@@ -86,9 +88,15 @@ async fn account_page(
         return Ok(redirect("/login"));
     };
     // A read: on a connection the server closed it simply runs again, sparing the pre-use test.
-    let rows = state.db.run_idempotent(move |conn| sessions::list_live_for_user(conn, user_id, now())).await?;
+    let (rows, pending_change) = state
+        .db
+        .run_idempotent(move |conn| {
+            Ok((sessions::list_live_for_user(conn, user_id, now())?, email_changes::pending_for(conn, user_id, now())?))
+        })
+        .await?;
     let page = AccountPage {
         ctx,
+        pending_change: pending_change.map(super::email_change::PendingView::from),
         email: account.email,
         status: account.status,
         is_admin: account.is_admin,

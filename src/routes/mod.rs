@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod email_change;
 mod health;
 mod home;
 mod login;
@@ -31,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/login").get(login::show).post(login::submit))
         .service(web::resource("/logout").route(go_to("/")).post(login::logout))
         .service(web::resource("/account").get(account::show))
+        .service(web::resource("/account/email").get(email_change::show).post(email_change::request))
+        .service(web::resource("/account/email/cancel").route(go_to("/account")).post(email_change::cancel))
+        .service(web::resource("/account/email/confirm").get(email_change::show_confirm).post(email_change::confirm))
+        .service(web::resource("/account/email/revert").get(email_change::show_revert).post(email_change::revert))
         .service(web::resource("/account/reauth").get(reauth::show).post(reauth::submit))
         .service(web::resource("/account/sessions/{id}/revoke").route(go_to("/account")).post(account::revoke_session))
         .service(web::resource("/account/password").route(go_to("/account")).post(account::change_password))

@@ -12,6 +12,7 @@ mod browser_true;
 mod cleanup;
 mod config;
 mod csrf;
+mod email_change;
 mod faults;
 mod headers;
 mod idn;
