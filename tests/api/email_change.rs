@@ -116,7 +116,7 @@ async fn a_newer_request_replaces_the_older_and_a_change_can_be_cancelled(backen
     let second = app.mail.wait_for("second@new.example", 1).await.link_token(CONFIRM);
 
     assert_eq!(link_status(CONFIRM, &first, &app).await, StatusCode::GONE, "replaced");
-    let cancelled = ann.submit("/account/email", "/account/email/cancel", &[]).await;
+    let cancelled = ann.submit("/account", "/account/email/cancel", &[]).await;
     cancelled.assert_redirects_to("/account");
     assert!(ann.follow(&cancelled).await.body.contains("The change of address was cancelled"));
     assert_eq!(link_status(CONFIRM, &second, &app).await, StatusCode::GONE, "cancelled");

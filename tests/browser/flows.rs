@@ -409,3 +409,45 @@ async fn a_locked_out_sign_in_offers_a_way_out() {
 
     chrome.finish().await;
 }
+
+/// A person changes their address: the form after "confirm it's you", the
+/// link in the mail to the new address (a page with a button), the account
+/// page after; then the old address's undo link gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_the_email_address_and_undo_it() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let (old, new) = ("grace@example.com", "grace@new.example");
+    app.register_verified(old).await;
+
+    sign_in(&chrome, old, PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    chrome.follow("Change").await;
+    chrome.wait_for_path("/account/email").await;
+    chrome.check_page("email-change").await;
+    chrome.fill("email", new).await;
+    chrome.press("Send the confirmation link").await;
+    chrome.wait_for_path("/account").await;
+    assert!(chrome.flash().await.starts_with(&format!("We sent a link to {new}.")), "{}", chrome.flash().await);
+    assert_eq!(chrome.text("#account-email").await, old, "unchanged until the link is used");
+    chrome.check_page("account-email-pending").await;
+
+    let mail = app.mail.wait_for(new, 1).await;
+    chrome.open_url(&link_in(&mail.text, "/account/email/confirm?token=")).await;
+    chrome.check_page("email-change-confirm").await;
+    chrome.press("Confirm my new address").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.flash().await, format!("Your address is now {new}."));
+    assert_eq!(chrome.text("#account-email").await, new);
+
+    let undo = app.mail.wait_for(old, 3).await;
+    chrome.open_url(&link_in(&undo.text, "/account/email/revert?token=")).await;
+    chrome.check_page("email-change-revert").await;
+    chrome.press("Undo the change").await;
+    chrome.wait_for_path("/login").await;
+    assert!(chrome.flash().await.contains(&format!("address is {old} again")), "{}", chrome.flash().await);
+    sign_in(&chrome, old, PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, old);
+
+    chrome.finish().await;
+}
