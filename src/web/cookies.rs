@@ -91,6 +91,7 @@ pub async fn cookie_layer(
     let csrf_token = known_token.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(random_secret::<32>()));
     let flash = req.cookie(&settings.names.flash).and_then(|cookie| read_flash(&settings, cookie));
     let had_flash = req.cookie(&settings.names.flash).is_some();
+    let had_return_to = req.cookie(&settings.names.return_to).is_some();
     let return_to = req.cookie(&settings.names.return_to).and_then(|cookie| read_return_to(&settings, cookie));
     let session_cookie = req.cookie(&settings.names.session).is_some();
     let cookies =
@@ -102,7 +103,8 @@ pub async fn cookie_layer(
     let target = res.response().extensions().get::<SetReturnTarget>().cloned();
     if let Some(SetReturnTarget(target)) = target {
         res.response_mut().add_cookie(&return_to_cookie(&settings, &target))?;
-    } else if res.response().extensions().get::<ClearReturnTarget>().is_some() {
+    } else if had_return_to && res.response().extensions().get::<ClearReturnTarget>().is_some() {
+        // Only a cookie the browser has is removed: no needless header on every sign-in.
         res.response_mut().add_cookie(&removal(&settings, settings.names.return_to.clone()))?;
     }
     let noticed = res.request().extensions().get::<SessionEndNoticed>().is_some();

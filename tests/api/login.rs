@@ -21,6 +21,7 @@ async fn a_verified_user_signs_in_sees_the_account_and_signs_out(backend: Backen
     let signed_in = app.sign_in(&browser, "ann@example.com", PASSWORD).await;
 
     signed_in.assert_redirects_to("/account");
+    assert_eq!(signed_in.set_cookie("usher_return"), None, "no return cookie to remove, none removed");
     let account = browser.follow(&signed_in).await;
     assert_eq!(account.status, StatusCode::OK);
     assert!(account.body.contains("ann@example.com"));
