@@ -13,10 +13,11 @@ use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_changes::{self, CANCELLED, CONFIRMED, EmailChange};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
-use crate::db::{DbConnection, sessions};
+use crate::db::{DbConnection, sessions, throttle_hits};
 use crate::domain::{EmailAddress, TokenHash, describe_browser};
 use crate::mail::MailKind;
 use crate::mail::messages::{EventFacts, queue_about_email_change};
+use crate::throttle::Bucket;
 
 /// Secrets sent to an address that stop working when the account's
 /// address changes: they were sent for the other address.
@@ -75,13 +76,26 @@ pub fn cancel_email_change(conn: &mut DbConnection, user_id: i64) -> QueryResult
     Ok(email_changes::end_pending(conn, user_id, CANCELLED)? > 0)
 }
 
+/// The browser that used a link, if it is signed in: whose session, and
+/// its public id.
+#[derive(Clone, Copy, Debug)]
+pub struct ThisSession<'a> {
+    pub user_id: i64,
+    pub public_id: &'a str,
+}
+
 /// Completes the change a confirmation link names: the account takes the
-/// new (now proven) address, every link and code sent to the old one
-/// stops working, and the old address gets an undo link. Sessions go on.
-/// Must run in a write transaction. Returns the new address.
+/// new (now proven) address, an unverified sign-up holding it is removed,
+/// the account's other sessions end (this browser's goes on if it is the
+/// account's), every link and code sent to the old address stops working,
+/// counted sign-in and mail attempts follow to the new address, and the
+/// old address gets an undo link. Must run in a write transaction; the
+/// address's uniqueness is checked here, so of two accounts racing for one
+/// address one wins and the other is refused. Returns the new address.
 pub fn confirm_email_change(
     conn: &mut DbConnection,
     link: &TokenHash,
+    this_session: Option<ThisSession>,
     ctx: Context,
 ) -> QueryResult<Result<String, EmailChangeRefusal>> {
     let Some(change) = email_changes::claim_confirm(conn, link, ctx.now)? else {
@@ -90,11 +104,20 @@ pub fn confirm_email_change(
     if !User::lock(conn, change.user_id)? {
         return Ok(Err(EmailChangeRefusal::InvalidLink));
     }
+    remove_unverified_holder(conn, &change)?;
     if !User::set_email(conn, change.user_id, &change.new_email, ctx.now)? {
         email_changes::set_state(conn, change.id, CANCELLED)?;
         return Ok(Err(EmailChangeRefusal::Taken(change.new_email)));
     }
+    match this_session {
+        Some(this) if this.user_id == change.user_id => sessions::delete_others(conn, change.user_id, this.public_id)?,
+        _ => sessions::delete_all_for_user(conn, change.user_id)?,
+    };
     email_tokens::void_all(conn, change.user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
+    for bucket in [Bucket::SignInAddress, Bucket::MailAddress] {
+        let (from, to) = (bucket(change.old_email.clone()).key(), bucket(change.new_email.clone()).key());
+        throttle_hits::move_hits(conn, &from, &to)?;
+    }
     let facts = facts(ctx);
     let kind = MailKind::EmailChanged;
     queue_about_email_change(conn, kind, &change.old_email, change.user_id, change.id, Some(&facts), ctx.config)?;
@@ -127,6 +150,16 @@ pub fn revert_email_change(
     email_changes::end_pending(conn, change.user_id, CANCELLED)?;
     record(conn, EventKind::EmailChangeReverted, &change, ctx)?;
     Ok(Ok(change.old_email))
+}
+
+/// Removes an account that holds the change's new address without ever
+/// having proven it: whoever registered it cannot keep its owner out.
+fn remove_unverified_holder(conn: &mut DbConnection, change: &EmailChange) -> QueryResult<()> {
+    let Some(holder) = User::find_by_email(conn, &change.new_email)? else { return Ok(()) };
+    if holder.id != change.user_id && holder.email_verified_at.is_none() && User::lock(conn, holder.id)? {
+        User::delete_unverified(conn, holder.id)?;
+    }
+    Ok(())
 }
 
 fn facts(ctx: Context) -> EventFacts {

@@ -31,6 +31,14 @@ pub fn lock_bucket(conn: &mut DbConnection, bucket: &str) -> QueryResult<()> {
     Ok(())
 }
 
+/// Moves the hits counted in bucket `from` to bucket `to` (an account's
+/// counts follow it to its new address).
+pub fn move_hits(conn: &mut DbConnection, from: &str, to: &str) -> QueryResult<usize> {
+    diesel::update(throttle_hits::table.filter(throttle_hits::bucket.eq(from)))
+        .set(throttle_hits::bucket.eq(to))
+        .execute(conn)
+}
+
 pub fn insert(conn: &mut DbConnection, bucket: &str, now: i64) -> QueryResult<i64> {
     diesel::insert_into(throttle_hits::table)
         .values((throttle_hits::bucket.eq(bucket), throttle_hits::at.eq(now)))

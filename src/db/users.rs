@@ -91,6 +91,13 @@ impl User {
         diesel::delete(users::table.filter(users::id.eq_any(stale))).execute(conn)
     }
 
+    /// Deletes the account if its address was never verified (its tokens,
+    /// sessions and mail go with it); false if it is verified or gone.
+    pub fn delete_unverified(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
+        let deleted = diesel::delete(users::table.find(id).filter(users::email_verified_at.is_null())).execute(conn)?;
+        Ok(deleted == 1)
+    }
+
     /// Locks the account's row until the transaction ends. Every
     /// transaction that touches an account's tokens takes this lock first,
     /// so on PostgreSQL they queue in one order instead of deadlocking

@@ -566,21 +566,59 @@ impl Composer {
 impl Composer {
     /// Mints the link that completes a pending change, if it is still
     /// pending and this mail goes to its new address.
+    ///
+    /// When the new address belongs to a verified account, it gets a note
+    /// instead, and no link: the person who asked was answered as for a
+    /// free address, so only the address's owner learns it is taken.
     fn email_change_confirm(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
-        let site = &self.config.settings.site_name;
         let token = PlainToken::generate();
-        let minted = conn.write(|conn| -> QueryResult<Option<EmailChange>> {
+        let minted = conn.write(|conn| -> QueryResult<Option<bool>> {
             let Some(change) = change_of(conn, row)? else { return Ok(None) };
-            let live = change.state == email_changes::PENDING && change.new_email == row.recipient;
-            Ok((live && email_changes::set_confirm_hash(conn, change.id, &token.hash())?).then_some(change))
+            if change.state != email_changes::PENDING || change.new_email != row.recipient {
+                return Ok(None);
+            }
+            let holder = User::find_by_email(conn, &change.new_email)?;
+            if holder.is_some_and(|holder| holder.id != change.user_id && holder.email_verified_at.is_some()) {
+                return Ok(Some(false));
+            }
+            Ok(email_changes::set_confirm_hash(conn, change.id, &token.hash())?.then_some(true))
         })?;
-        let Some(change) = minted else { return Ok(None) };
-        let content = EmailContent {
+        let content = match minted {
+            None => return Ok(None),
+            Some(false) => self.email_change_taken(),
+            Some(true) => self.email_change_link(&token),
+        };
+        Ok(Some(Minted { content, first_token_id: None }))
+    }
+
+    /// To an address that has an account when another account asked for it.
+    fn email_change_taken(&self) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        EmailContent {
+            subject: format!("Someone tried to use your address on {site}"),
+            intro: vec![
+                format!(
+                    "Someone asked to make this address the address of another {site} account. \
+                     It is already the address of your account, so nothing was changed."
+                ),
+                format!(
+                    "If you forgot your password, you can choose a new one at {}.",
+                    self.config.link("/password/forgot")
+                ),
+            ],
+            button: None,
+            code: None,
+            outro: vec!["There is nothing to do. Your account is safe.".into()],
+        }
+    }
+
+    fn email_change_link(&self, token: &PlainToken) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        EmailContent {
             subject: format!("Confirm your new email address for {site}"),
             intro: vec![format!(
-                "Someone (hopefully you) asked to change the address of the {site} account {} to this one. \
-                 Nothing changes until you confirm.",
-                change.old_email
+                "Someone (hopefully you) asked to make this the address of their {site} account. \
+                 Nothing changes until you confirm."
             )],
             button: Some(Button {
                 label: "Confirm my new address",
@@ -589,8 +627,7 @@ impl Composer {
             }),
             code: None,
             outro: vec!["If you did not ask for this, ignore this email; no account will use your address.".into()],
-        };
-        Ok(Some(Minted { content, first_token_id: None }))
+        }
     }
 
     /// Tells the current address that a change away from it was asked for.

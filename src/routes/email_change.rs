@@ -4,13 +4,13 @@
 //! button (a POST) uses them, so mail scanners that open links do no harm.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::{NoFields, transition_context};
-use crate::accounts::{self, EmailChangeRefusal};
-use crate::auth::{Reauthenticated, SignedInUser};
+use crate::accounts::{self, EmailChangeRefusal, ThisSession};
+use crate::auth::{Reauthenticated, SessionData, SignedInUser};
 use crate::db::email_changes::{self, EmailChange};
 use crate::db::now;
 use crate::db::users::User;
@@ -122,14 +122,19 @@ pub async fn request(
             return change_page(&state, ctx, user_id, form.email, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
         }
     };
-    state.rate_limit(vec![Bucket::MailAddress(new_email.as_str().to_owned())]).await?;
+    let user = state.db.run(move |conn| User::find(conn, user_id)).await?.ok_or(AppError::NotFound)?;
+    // Both addresses get mail: limited per account and per target address.
+    let buckets = [&user.email, new_email.as_str()].map(|address| Bucket::MailAddress(address.to_owned()));
+    state.rate_limit(buckets.to_vec()).await?;
     let (config, email) = (state.config.clone(), new_email.clone());
     let outcome = state
         .db
         .run(move |conn| {
             conn.write(|conn| {
+                if !User::lock(conn, user_id)? {
+                    return Ok(Err(EmailChangeRefusal::InvalidLink));
+                }
                 let Some(user) = User::find(conn, user_id)? else { return Ok(Err(EmailChangeRefusal::InvalidLink)) };
-                User::lock(conn, user_id)?;
                 accounts::request_email_change(conn, &user, &email, transition_context(&config, &client))
             })
         })
@@ -200,6 +205,7 @@ pub async fn show_confirm(
 
 /// `POST /account/email/confirm`: completes the change.
 pub async fn confirm(
+    req: HttpRequest,
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
@@ -207,10 +213,14 @@ pub async fn confirm(
 ) -> Result<HttpResponse, AppError> {
     let hash = link_token(&form.token)?.hash();
     let config = state.config.clone();
+    let session = SessionData::of(&req);
+    let this = session.user_id().zip(session.public_id());
     let outcome = state
         .db
         .run(move |conn| {
-            conn.write(|conn| accounts::confirm_email_change(conn, &hash, transition_context(&config, &client)))
+            let this_session = this.as_ref().map(|(user_id, public_id)| ThisSession { user_id: *user_id, public_id });
+            let ctx = transition_context(&config, &client);
+            conn.write(|conn| accounts::confirm_email_change(conn, &hash, this_session, ctx))
         })
         .await?;
     match outcome {

@@ -10,7 +10,10 @@ on_both_backends!(
     the_undo_link_restores_the_old_address_and_ends_every_session,
     a_newer_request_replaces_the_older_and_a_change_can_be_cancelled,
     changing_the_address_needs_a_recent_password,
-    an_address_of_another_account_is_refused_at_confirmation,
+    an_address_with_an_account_gets_a_note_and_the_asker_the_same_answer,
+    an_unverified_sign_up_holding_the_address_does_not_block_the_change,
+    of_two_accounts_racing_for_one_address_one_wins,
+    counted_sign_in_failures_follow_the_account_to_its_new_address,
     a_bad_new_address_is_refused_in_plain_words,
 );
 
@@ -41,6 +44,8 @@ async fn sign_in_works(app: &TestApp, email: &str) -> bool {
 async fn a_new_address_takes_effect_only_once_its_link_is_used(backend: Backend) {
     let app = spawn_app(backend).await;
     let ann = app.signed_in_user("ann@example.com").await;
+    let phone = app.browser();
+    app.sign_in(&phone, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 
     let asked = request_change(&ann, "ann@new.example").await;
 
@@ -69,6 +74,7 @@ async fn a_new_address_takes_effect_only_once_its_link_is_used(backend: Backend)
     assert!(sign_in_works(&app, "ann@new.example").await);
     assert!(!sign_in_works(&app, "ann@example.com").await);
     assert_eq!(ann.get("/account").await.status, StatusCode::OK, "this session goes on");
+    assert_eq!(phone.get("/account").await.status, StatusCode::SEE_OTHER, "the others end");
     let changed = app.mail.wait_for("ann@example.com", 3).await;
     assert!(changed.subject.contains("was changed"), "{}", changed.subject);
     assert!(changed.text.contains(REVERT), "an undo link to the old address");
@@ -148,21 +154,85 @@ async fn changing_the_address_needs_a_recent_password(backend: Backend) {
     request_change(&ann, "ann@new.example").await.assert_redirects_to("/account");
 }
 
-async fn an_address_of_another_account_is_refused_at_confirmation(backend: Backend) {
+async fn an_address_with_an_account_gets_a_note_and_the_asker_the_same_answer(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register_verified("bob@example.com").await;
     let ann = app.signed_in_user("ann@example.com").await;
 
-    // Asking says nothing about whether the address has an account.
     let asked = request_change(&ann, "bob@example.com").await;
-    asked.assert_redirects_to("/account");
-    let token = app.mail.wait_for("bob@example.com", 2).await.link_token(CONFIRM);
-    let refused = use_link(&app.browser(), CONFIRM, &token).await;
 
-    assert_eq!(refused.status, StatusCode::CONFLICT);
-    assert!(refused.body.contains("bob@example.com belongs to another account"), "{}", refused.body);
+    asked.assert_redirects_to("/account");
+    let account = ann.follow(&asked).await;
+    assert!(account.body.contains("We sent a link to bob@example.com."), "the same answer as for a free address");
+    assert!(account.texts("#pending-change")[0].contains("bob@example.com"));
+    let note = app.mail.wait_for("bob@example.com", 2).await;
+    assert!(note.subject.contains("Someone tried to use your address"), "{}", note.subject);
+    assert!(!note.text.contains("token="), "no link: {}", note.text);
+    assert!(!note.text.contains("ann@example.com"), "the asker's address is not told");
     assert_eq!(ann.get("/account").await.texts("#account-email"), ["ann@example.com"]);
     assert!(sign_in_works(&app, "bob@example.com").await);
+}
+
+async fn an_unverified_sign_up_holding_the_address_does_not_block_the_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register(&app.browser(), "carol@new.example").await;
+    let squatter_link = app.mail.wait_for("carol@new.example", 1).await.verify_token();
+    let ann = app.signed_in_user("ann@example.com").await;
+
+    request_change(&ann, "carol@new.example").await.assert_redirects_to("/account");
+    let token = app.mail.wait_for("carol@new.example", 2).await.link_token(CONFIRM);
+    use_link(&ann, CONFIRM, &token).await.assert_redirects_to("/account");
+
+    assert_eq!(ann.get("/account").await.texts("#account-email"), ["carol@new.example"]);
+    let accounts: i64 = usher::db::schema::users::table.count().get_result(&mut app.db()).unwrap();
+    assert_eq!(accounts, 1, "the unverified sign-up is gone");
+    assert_eq!(app.browser().get(&format!("/verify?token={squatter_link}")).await.status, StatusCode::GONE);
+}
+
+async fn of_two_accounts_racing_for_one_address_one_wins(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (ann, bob) = (app.signed_in_user("ann@example.com").await, app.signed_in_user("bob@example.com").await);
+    request_change(&ann, "shared@new.example").await.assert_redirects_to("/account");
+    request_change(&bob, "shared@new.example").await.assert_redirects_to("/account");
+    let first = app.mail.wait_for("shared@new.example", 1).await.link_token(CONFIRM);
+    let second = app.mail.wait_for("shared@new.example", 2).await.link_token(CONFIRM);
+    let (one, other) = (app.browser(), app.browser());
+    let pages = (one.get(&format!("{CONFIRM}{first}")).await, other.get(&format!("{CONFIRM}{second}")).await);
+
+    let (a, b) = tokio::join!(
+        one.submit_form(&pages.0, "/account/email/confirm", &[]),
+        other.submit_form(&pages.1, "/account/email/confirm", &[])
+    );
+
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::CONFLICT]);
+    let loser = if a.status == StatusCode::CONFLICT { &a } else { &b };
+    assert!(loser.body.contains("shared@new.example belongs to another account"), "{}", loser.body);
+    let holders: i64 = usher::db::schema::users::table
+        .filter(usher::db::schema::users::email.eq("shared@new.example"))
+        .count()
+        .get_result(&mut app.db())
+        .unwrap();
+    assert_eq!(holders, 1);
+}
+
+async fn counted_sign_in_failures_follow_the_account_to_its_new_address(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &[("--limit-sign-in-per-address", "3/15m")]).await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    for _ in 0..2 {
+        let wrong = app.sign_in(&app.browser(), "ann@example.com", "not the password at all").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    request_change(&ann, "ann@new.example").await;
+    let token = app.mail.wait_for("ann@new.example", 1).await.link_token(CONFIRM);
+    use_link(&ann, CONFIRM, &token).await.assert_redirects_to("/account");
+
+    let third = app.sign_in(&app.browser(), "ann@new.example", "not the password at all").await;
+    let fourth = app.sign_in(&app.browser(), "ann@new.example", "not the password at all").await;
+
+    assert_eq!(third.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(fourth.status, StatusCode::TOO_MANY_REQUESTS, "the two before the change still count");
 }
 
 async fn a_bad_new_address_is_refused_in_plain_words(backend: Backend) {
