@@ -146,12 +146,15 @@ impl DbConnection {
     /// Brings the query planner's statistics up to date where they have
     /// gone stale. SQLite keeps none until asked, and without them it may
     /// read the waiting sign-ups through `users_by_approval` and sort them
-    /// instead of using `users_waiting`; `PRAGMA optimize` (with 0x10000:
-    /// every table) analyses only what changed, with a bounded effort.
-    /// PostgreSQL's autovacuum does this by itself.
+    /// instead of using `users_waiting`. `PRAGMA optimize` analyses only
+    /// what changed: 0x2 runs ANALYZE where useful, 0x10 bounds it with a
+    /// temporary `analysis_limit` (an unbounded ANALYZE of a million users
+    /// holds the write lock for minutes), 0x10000 looks at every table, not
+    /// only those this connection used. PostgreSQL's autovacuum does this
+    /// by itself.
     pub fn refresh_planner_statistics(&mut self) -> diesel::QueryResult<()> {
         match self {
-            Self::Sqlite(conn) => conn.batch_execute("PRAGMA optimize = 0x10002;"),
+            Self::Sqlite(conn) => conn.batch_execute("PRAGMA optimize = 0x10012;"),
             Self::Postgres(_) => Ok(()),
         }
     }
