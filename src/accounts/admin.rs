@@ -185,6 +185,7 @@ pub fn act_on_account(
         AdminAction::Disable => {
             User::set_disabled(conn, target, true, ctx.now)?;
             sessions::delete_all_for_user(conn, target)?;
+            super::email_change::cancel_pending(conn, target)?;
             (EventKind::Disabled, None)
         }
         AdminAction::Enable => {

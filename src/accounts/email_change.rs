@@ -16,7 +16,7 @@ use crate::db::users::User;
 use crate::db::{DbConnection, sessions, throttle_hits};
 use crate::domain::{EmailAddress, TokenHash, describe_browser};
 use crate::mail::MailKind;
-use crate::mail::messages::{EventFacts, queue_about_email_change};
+use crate::mail::messages::{EventFacts, queue, queue_about_email_change};
 use crate::throttle::Bucket;
 
 /// Secrets sent to an address that stop working when the account's
@@ -32,6 +32,8 @@ pub enum EmailChangeRefusal {
     InvalidLink,
     /// Another account has the address now.
     Taken(String),
+    /// The link was opened signed in as another account (or none).
+    OtherAccount,
 }
 
 impl EmailChangeRefusal {
@@ -41,6 +43,10 @@ impl EmailChangeRefusal {
             Self::Unchanged => "That is your address already.".to_owned(),
             Self::InvalidLink => "This link has been used, replaced by a newer one, or has expired.".to_owned(),
             Self::Taken(address) => format!("{address} belongs to another account, so it cannot become yours."),
+            Self::OtherAccount => {
+                "This link is for another account. Sign in as the account that asked for the change, then open it again."
+                    .to_owned()
+            }
         }
     }
 }
@@ -71,103 +77,154 @@ pub fn request_email_change(
     Ok(Ok(()))
 }
 
-/// Cancels the account's pending change of address; whether there was one.
-pub fn cancel_email_change(conn: &mut DbConnection, user_id: i64) -> QueryResult<bool> {
+/// Cancels the account's pending change of address and records it;
+/// whether there was one. Must run in a write transaction after
+/// `User::lock`. Setting a password and disabling the account cancel it
+/// too (`cancel_pending`): whoever asked may have been an intruder.
+pub fn cancel_email_change(conn: &mut DbConnection, user_id: i64, ctx: Context) -> QueryResult<bool> {
+    let cancelled = cancel_pending(conn, user_id)?;
+    if cancelled {
+        audit::record(conn, Event::own(EventKind::EmailChangeCancelled, user_id, ctx.ip), ctx.now)?;
+    }
+    Ok(cancelled)
+}
+
+/// Cancels the account's pending change of address, if any.
+pub(super) fn cancel_pending(conn: &mut DbConnection, user_id: i64) -> QueryResult<bool> {
     Ok(email_changes::end_pending(conn, user_id, CANCELLED)? > 0)
 }
 
-/// The browser that used a link, if it is signed in: whose session, and
-/// its public id.
-#[derive(Clone, Copy, Debug)]
-pub struct ThisSession<'a> {
-    pub user_id: i64,
-    pub public_id: &'a str,
-}
-
-/// Completes the change a confirmation link names: the account takes the
-/// new (now proven) address, an unverified sign-up holding it is removed,
-/// the account's other sessions end (this browser's goes on if it is the
-/// account's), every link and code sent to the old address stops working,
-/// counted sign-in and mail attempts follow to the new address, and the
-/// old address gets an undo link. Must run in a write transaction; the
-/// address's uniqueness is checked here, so of two accounts racing for one
-/// address one wins and the other is refused. Returns the new address.
+/// Completes the change a confirmation link names, for the signed-in
+/// account `user_id` that asked for it (a link opened by anyone else, a
+/// mistyped address's owner say, completes nothing): the account takes
+/// the new (now proven) address, an unverified sign-up holding it is
+/// removed, the account's sessions but `keep_session` (a public id) end,
+/// every link and code sent to the old address stops working, counted
+/// failed sign-ins follow to the new address, and the old address gets an
+/// undo link. Must run in a write transaction; the address's uniqueness
+/// is checked here, so of two accounts racing for one address one wins
+/// and the other is refused. Returns the new address.
 pub fn confirm_email_change(
     conn: &mut DbConnection,
     link: &TokenHash,
-    this_session: Option<ThisSession>,
+    user_id: i64,
+    keep_session: &str,
     ctx: Context,
 ) -> QueryResult<Result<String, EmailChangeRefusal>> {
-    let Some(change) = email_changes::claim_confirm(conn, link, ctx.now)? else {
+    // The account first, then the change: the order every transition locks in.
+    let Some(peeked) = email_changes::peek_confirm(conn, link, ctx.now)? else {
         return Ok(Err(EmailChangeRefusal::InvalidLink));
     };
-    if !User::lock(conn, change.user_id)? {
-        return Ok(Err(EmailChangeRefusal::InvalidLink));
+    if peeked.user_id != user_id {
+        return Ok(Err(EmailChangeRefusal::OtherAccount));
     }
-    remove_unverified_holder(conn, &change)?;
-    if !User::set_email(conn, change.user_id, &change.new_email, ctx.now)? {
+    let Some(change) = lock_then(conn, user_id, |conn| email_changes::claim_confirm(conn, link, ctx.now))? else {
+        return Ok(Err(EmailChangeRefusal::InvalidLink));
+    };
+    let removed = remove_unverified_holder(conn, &change.new_email, user_id)?;
+    if !User::set_email(conn, user_id, &change.new_email, ctx.now)? {
         email_changes::set_state(conn, change.id, CANCELLED)?;
         return Ok(Err(EmailChangeRefusal::Taken(change.new_email)));
     }
-    match this_session {
-        Some(this) if this.user_id == change.user_id => sessions::delete_others(conn, change.user_id, this.public_id)?,
-        _ => sessions::delete_all_for_user(conn, change.user_id)?,
-    };
-    email_tokens::void_all(conn, change.user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
-    for bucket in [Bucket::SignInAddress, Bucket::MailAddress] {
-        let (from, to) = (bucket(change.old_email.clone()).key(), bucket(change.new_email.clone()).key());
-        throttle_hits::move_hits(conn, &from, &to)?;
-    }
+    sessions::delete_others(conn, user_id, keep_session)?;
+    email_tokens::void_all(conn, user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
+    move_sign_in_failures(conn, &change.old_email, &change.new_email)?;
     let facts = facts(ctx);
-    let kind = MailKind::EmailChanged;
-    queue_about_email_change(conn, kind, &change.old_email, change.user_id, change.id, Some(&facts), ctx.config)?;
-    record(conn, EventKind::EmailChanged, &change, ctx)?;
+    queue_about_email_change(
+        conn,
+        MailKind::EmailChanged,
+        &change.old_email,
+        user_id,
+        change.id,
+        Some(&facts),
+        ctx.config,
+    )?;
+    record(conn, EventKind::EmailChanged, &change, removed, ctx)?;
     Ok(Ok(change.new_email))
 }
 
-/// Undoes the change an undo link names: the account takes back the old
-/// address, every session ends, every reset link and verification stops
-/// working, and a pending change is cancelled. Must run in a write
-/// transaction. Returns the restored address.
+/// Undoes the change an undo link names, whatever the address is now (a
+/// takeover may have changed it again): the account takes back the old
+/// address (removing an unverified sign-up that took it meanwhile), undo
+/// links of later changes stop working (so the undone taker cannot undo
+/// the undo), a pending change is cancelled, every session ends, every
+/// reset link and verification stops working, and a reset link goes to
+/// the restored address, since whoever changed it may know the password.
+/// Must run in a write transaction. Returns the restored address.
 pub fn revert_email_change(
     conn: &mut DbConnection,
     link: &TokenHash,
     ctx: Context,
 ) -> QueryResult<Result<String, EmailChangeRefusal>> {
-    let Some(change) = email_changes::claim_revert(conn, link, ctx.now)? else {
+    let Some(peeked) = email_changes::peek_revert(conn, link, ctx.now)? else {
         return Ok(Err(EmailChangeRefusal::InvalidLink));
     };
-    if !User::lock(conn, change.user_id)? {
+    let user_id = peeked.user_id;
+    let Some(change) = lock_then(conn, user_id, |conn| email_changes::claim_revert(conn, link, ctx.now))? else {
         return Ok(Err(EmailChangeRefusal::InvalidLink));
-    }
-    if !User::set_email(conn, change.user_id, &change.old_email, ctx.now)? {
+    };
+    let Some(user) = User::find(conn, user_id)? else { return Ok(Err(EmailChangeRefusal::InvalidLink)) };
+    let removed = remove_unverified_holder(conn, &change.old_email, user_id)?;
+    if !User::set_email(conn, user_id, &change.old_email, ctx.now)? {
         // The link stays good for when the address is free again.
         email_changes::set_state(conn, change.id, CONFIRMED)?;
         return Ok(Err(EmailChangeRefusal::Taken(change.old_email)));
     }
-    sessions::delete_all_for_user(conn, change.user_id)?;
-    email_tokens::void_all(conn, change.user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
-    email_changes::end_pending(conn, change.user_id, CANCELLED)?;
-    record(conn, EventKind::EmailChangeReverted, &change, ctx)?;
+    email_changes::close_later(conn, user_id, change.id)?;
+    email_changes::end_pending(conn, user_id, CANCELLED)?;
+    sessions::delete_all_for_user(conn, user_id)?;
+    email_tokens::void_all(conn, user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
+    move_sign_in_failures(conn, &user.email, &change.old_email)?;
+    queue(conn, MailKind::PasswordReset, &change.old_email, Some(user_id), ctx.config)?;
+    record(conn, EventKind::EmailChangeReverted, &change, removed, ctx)?;
     Ok(Ok(change.old_email))
 }
 
-/// Removes an account that holds the change's new address without ever
-/// having proven it: whoever registered it cannot keep its owner out.
-fn remove_unverified_holder(conn: &mut DbConnection, change: &EmailChange) -> QueryResult<()> {
-    let Some(holder) = User::find_by_email(conn, &change.new_email)? else { return Ok(()) };
-    if holder.id != change.user_id && holder.email_verified_at.is_none() && User::lock(conn, holder.id)? {
-        User::delete_unverified(conn, holder.id)?;
+/// Locks account `user_id`, then runs `claim`; `None` if the account is gone.
+fn lock_then<T>(
+    conn: &mut DbConnection,
+    user_id: i64,
+    claim: impl FnOnce(&mut DbConnection) -> QueryResult<Option<T>>,
+) -> QueryResult<Option<T>> {
+    if !User::lock(conn, user_id)? {
+        return Ok(None);
     }
-    Ok(())
+    claim(conn)
+}
+
+/// Removes an account other than `user_id` that holds `address` without
+/// ever having proven it: whoever registered it cannot keep its owner out.
+/// Whether one was removed.
+fn remove_unverified_holder(conn: &mut DbConnection, address: &str, user_id: i64) -> QueryResult<bool> {
+    let Some(holder) = User::find_by_email(conn, address)? else { return Ok(false) };
+    if holder.id == user_id || holder.email_verified_at.is_some() || !User::lock(conn, holder.id)? {
+        return Ok(false);
+    }
+    User::delete_unverified(conn, holder.id)
+}
+
+/// Failed sign-ins counted against `from` now count against `to`: a
+/// change of address does not reset the lockout.
+fn move_sign_in_failures(conn: &mut DbConnection, from: &str, to: &str) -> QueryResult<()> {
+    let (from, to) = (Bucket::SignInAddress(from.to_owned()).key(), Bucket::SignInAddress(to.to_owned()).key());
+    throttle_hits::move_hits(conn, &from, &to).map(drop)
 }
 
 fn facts(ctx: Context) -> EventFacts {
     EventFacts { at: ctx.now, ip: ctx.ip.to_owned(), browser: describe_browser(ctx.user_agent) }
 }
 
-fn record(conn: &mut DbConnection, kind: EventKind, change: &EmailChange, ctx: Context) -> QueryResult<()> {
-    let detail = format!("from {} to {}", change.old_email, change.new_email);
+fn record(
+    conn: &mut DbConnection,
+    kind: EventKind,
+    change: &EmailChange,
+    removed_unverified: bool,
+    ctx: Context,
+) -> QueryResult<()> {
+    let mut detail = format!("from {} to {}", change.old_email, change.new_email);
+    if removed_unverified {
+        detail.push_str("; an unconfirmed sign-up holding the address was removed");
+    }
     let event = Event { detail: &detail, ..Event::own(kind, change.user_id, ctx.ip) };
     audit::record(conn, event, ctx.now)
 }

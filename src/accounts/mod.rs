@@ -21,8 +21,7 @@ mod verification;
 
 pub use admin::{AdminAction, CreateAdminRefusal, Refusal, act_on_account, create_admin};
 pub use email_change::{
-    EmailChangeRefusal, ThisSession, cancel_email_change, confirm_email_change, request_email_change,
-    revert_email_change,
+    EmailChangeRefusal, cancel_email_change, confirm_email_change, request_email_change, revert_email_change,
 };
 pub use password::{PasswordSet, set_password};
 pub use sessions::{EndSessions, end_sessions};

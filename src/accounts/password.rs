@@ -31,7 +31,8 @@ pub enum PasswordSet<'a> {
 /// transaction: voids every outstanding reset link and every verification
 /// link or code that would set a password of its own, ends the sessions
 /// the case calls for, forgets failed sign-ins against the address (ASVS
-/// 2.2.1: the owner is back in), records the audit event and queues the
+/// 2.2.1: the owner is back in), cancels a pending change of address,
+/// records the audit event and queues the
 /// "your password was changed" notice (ASVS 2.5.5). Must run inside a
 /// write transaction that locked the account (`User::lock`).
 pub fn set_password(
@@ -49,6 +50,8 @@ pub fn set_password(
         PasswordSet::Reset | PasswordSet::SignUp => sessions::delete_all_for_user(conn, user.id)?,
     };
     throttle_hits::clear(conn, &Bucket::SignInAddress(user.email.clone()).key())?;
+    // Whoever asked to move the account elsewhere may be who the new password locks out.
+    super::email_change::cancel_pending(conn, user.id)?;
     let event = match how {
         PasswordSet::Change { .. } => EventKind::PasswordChanged,
         PasswordSet::Reset => {

@@ -26,13 +26,14 @@ pub enum EventKind {
     Reauthenticated,
     EmailChangeRequested,
     EmailChanged,
+    EmailChangeCancelled,
     /// A change of address undone from the link sent to the old address.
     EmailChangeReverted,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -50,6 +51,7 @@ impl EventKind {
         Self::Reauthenticated,
         Self::EmailChangeRequested,
         Self::EmailChanged,
+        Self::EmailChangeCancelled,
         Self::EmailChangeReverted,
     ];
 
@@ -77,6 +79,7 @@ impl EventKind {
             Self::Reauthenticated => "confirmed it was them",
             Self::EmailChangeRequested => "address change requested",
             Self::EmailChanged => "address changed",
+            Self::EmailChangeCancelled => "address change cancelled",
             Self::EmailChangeReverted => "address change undone",
         }
     }

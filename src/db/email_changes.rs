@@ -133,6 +133,19 @@ pub fn claim_confirm(conn: &mut DbConnection, hash: &TokenHash, now: i64) -> Que
     .optional()
 }
 
+/// Closes the undo links of the account's confirmed changes made after
+/// change `id`: undoing a change also undoes what came after it.
+pub fn close_later(conn: &mut DbConnection, user_id: i64, id: i64) -> QueryResult<usize> {
+    diesel::update(
+        email_changes::table
+            .filter(email_changes::user_id.eq(user_id))
+            .filter(email_changes::state.eq(CONFIRMED))
+            .filter(email_changes::id.gt(id)),
+    )
+    .set(email_changes::state.eq(REVERTED))
+    .execute(conn)
+}
+
 /// The confirmed change an undo link names, while it works, without using it.
 pub fn peek_revert(conn: &mut DbConnection, hash: &TokenHash, now: i64) -> QueryResult<Option<EmailChange>> {
     email_changes::table

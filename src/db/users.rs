@@ -324,7 +324,15 @@ fn prefix_end(prefix: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::ListFilter;
     use super::prefix_end;
+    use crate::domain::Approval;
+
+    #[test]
+    fn the_waiting_filter_names_the_stored_pending_state() {
+        let waiting = ListFilter::Waiting.condition().unwrap();
+        assert!(waiting.contains(&format!("approval = '{}'", Approval::Pending.as_str())), "{waiting}");
+    }
 
     #[test]
     fn prefix_end_bounds_the_range_of_a_prefix() {

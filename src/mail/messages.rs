@@ -95,13 +95,9 @@ impl MailKind {
         match self {
             Self::VerifyEmail => &[Purpose::VerifyLink, Purpose::VerifyCode],
             Self::SignupAttempt | Self::PasswordReset => &[Purpose::ResetLink],
-            // Replaced by state of their `email_changes` row, not by voiding.
-            Self::PasswordChanged
-            | Self::AccountApproved
-            | Self::AccountRejected
-            | Self::EmailChangeConfirm
-            | Self::EmailChangeRequested
-            | Self::EmailChanged => &[],
+            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected => &[],
+            // Their links end with the state of their `email_changes` row instead.
+            Self::EmailChangeConfirm | Self::EmailChangeRequested | Self::EmailChanged => &[],
         }
     }
 
@@ -573,7 +569,7 @@ impl Composer {
     fn email_change_confirm(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
         let token = PlainToken::generate();
         let minted = conn.write(|conn| -> QueryResult<Option<bool>> {
-            let Some(change) = change_of(conn, row)? else { return Ok(None) };
+            let Some(change) = locked_change_of(conn, row)? else { return Ok(None) };
             if change.state != email_changes::PENDING || change.new_email != row.recipient {
                 return Ok(None);
             }
@@ -635,12 +631,17 @@ impl Composer {
         let site = &self.config.settings.site_name;
         let Some(change) = change_of(conn, row)? else { return Ok(None) };
         let when = facts_of(row).map(|facts| format!(" {}", facts.describe())).unwrap_or_default();
+        // Composed later than asked: say what became of the request meanwhile.
+        let since = match change.state.as_str() {
+            email_changes::PENDING => "It changes only once that address confirms.",
+            email_changes::CANCELLED | email_changes::REPLACED => "That request has since been cancelled or replaced.",
+            _ => "The change has since been confirmed from that address.",
+        };
         let content = EmailContent {
             subject: format!("A change of your {site} address was requested"),
             intro: vec![
                 format!(
-                    "Someone signed in to your {site} account asked to change its address to {}{when}. \
-                     It changes only once that address confirms.",
+                    "Someone signed in to your {site} account asked to change its address to {}{when}. {since}",
                     change.new_email
                 ),
                 "If this was you, there is nothing to do.".into(),
@@ -662,7 +663,7 @@ impl Composer {
         let token = PlainToken::generate();
         let expires_at = now() + REVERT_TTL_SECS;
         let minted = conn.write(|conn| -> QueryResult<Option<EmailChange>> {
-            let Some(change) = change_of(conn, row)? else { return Ok(None) };
+            let Some(change) = locked_change_of(conn, row)? else { return Ok(None) };
             let ours = change.old_email == row.recipient;
             Ok((ours && email_changes::set_revert_hash(conn, change.id, &token.hash(), expires_at)?).then_some(change))
         })?;
@@ -686,6 +687,15 @@ impl Composer {
             outro: vec![],
         };
         Ok(Some(Minted { content, first_token_id: None }))
+    }
+}
+
+/// The change of address a mail is about, after locking its account (the
+/// order every transition locks in), if both still exist.
+fn locked_change_of(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<Option<EmailChange>> {
+    match row.user_id {
+        Some(user_id) if User::lock(conn, user_id)? => change_of(conn, row),
+        _ => Ok(None),
     }
 }
 

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{NoFields, transition_context};
-use crate::accounts::{self, EmailChangeRefusal, ThisSession};
+use crate::accounts::{self, EmailChangeRefusal};
 use crate::auth::{Reauthenticated, SessionData, SignedInUser};
 use crate::db::email_changes::{self, EmailChange};
 use crate::db::now;
@@ -74,12 +74,8 @@ struct LinkPage {
 struct LinkFailedPage {
     ctx: PageContext,
     message: String,
-}
-
-/// The account's pending change, if any, for `/account` and this page.
-pub async fn pending_change(state: &AppState, user_id: i64) -> Result<Option<PendingView>, AppError> {
-    let pending = state.db.run_idempotent(move |conn| email_changes::pending_for(conn, user_id, now())).await?;
-    Ok(pending.map(PendingView::from))
+    /// An undo link: its person may have no way into the account.
+    undo: bool,
 }
 
 async fn change_page(
@@ -90,8 +86,12 @@ async fn change_page(
     status: StatusCode,
     errors: FormErrors,
 ) -> Result<HttpResponse, AppError> {
-    let user = state.db.run(move |conn| User::find(conn, user_id)).await?.ok_or(AppError::NotFound)?;
-    let pending = pending_change(state, user_id).await?;
+    let (user, pending) = state
+        .db
+        .run_idempotent(move |conn| Ok((User::find(conn, user_id)?, email_changes::pending_for(conn, user_id, now())?)))
+        .await?;
+    let user = user.ok_or(AppError::NotFound)?;
+    let pending = pending.map(PendingView::from);
     Ok(render(status, &ChangePage { ctx, email: user.email, pending, typed, errors }))
 }
 
@@ -132,13 +132,14 @@ pub async fn request(
         .run(move |conn| {
             conn.write(|conn| {
                 if !User::lock(conn, user_id)? {
-                    return Ok(Err(EmailChangeRefusal::InvalidLink));
+                    return Ok(None);
                 }
-                let Some(user) = User::find(conn, user_id)? else { return Ok(Err(EmailChangeRefusal::InvalidLink)) };
-                accounts::request_email_change(conn, &user, &email, transition_context(&config, &client))
+                let Some(user) = User::find(conn, user_id)? else { return Ok(None) };
+                accounts::request_email_change(conn, &user, &email, transition_context(&config, &client)).map(Some)
             })
         })
-        .await?;
+        .await?
+        .ok_or(AppError::NotFound)?;
     if let Err(refusal) = outcome {
         let mut errors = FormErrors::default();
         errors.add("email", refusal.describe());
@@ -155,11 +156,20 @@ pub async fn request(
 /// `POST /account/email/cancel`: the pending change's link stops working.
 pub async fn cancel(
     user: SignedInUser,
+    client: ClientInfo,
     state: web::Data<AppState>,
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
-    let cancelled =
-        state.db.run(move |conn| conn.write(|conn| accounts::cancel_email_change(conn, user.user_id))).await?;
+    let config = state.config.clone();
+    let cancelled = state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                User::lock(conn, user.user_id)?;
+                accounts::cancel_email_change(conn, user.user_id, transition_context(&config, &client))
+            })
+        })
+        .await?;
     let flash = if cancelled {
         Flash::success("The change of address was cancelled; its link no longer works.")
     } else {
@@ -174,15 +184,28 @@ fn link_token(raw: &str) -> Result<PlainToken, AppError> {
         .ok_or_else(|| AppError::BadRequest("This link is incomplete. Copy the whole link from the email.".into()))
 }
 
-fn link_failed(ctx: PageContext, refusal: &EmailChangeRefusal) -> HttpResponse {
-    let status =
-        if matches!(refusal, EmailChangeRefusal::InvalidLink) { StatusCode::GONE } else { StatusCode::CONFLICT };
-    render(status, &LinkFailedPage { ctx, message: refusal.describe() })
+/// Which link failed: the way on differs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Confirm,
+    Undo,
+}
+
+fn link_failed(ctx: PageContext, refusal: &EmailChangeRefusal, link: Link) -> HttpResponse {
+    let status = match refusal {
+        EmailChangeRefusal::InvalidLink => StatusCode::GONE,
+        EmailChangeRefusal::OtherAccount => StatusCode::FORBIDDEN,
+        EmailChangeRefusal::Taken(_) => StatusCode::CONFLICT,
+        EmailChangeRefusal::Unchanged => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    render(status, &LinkFailedPage { ctx, message: refusal.describe(), undo: link == Link::Undo })
 }
 
 /// `GET /account/email/confirm?token=T`: a page with the button that
-/// completes the change. Opening it changes nothing.
+/// completes the change, for the account that asked (anyone else is sent
+/// to sign in and back). Opening it changes nothing.
 pub async fn show_confirm(
+    user: SignedInUser,
     ctx: PageContext,
     state: web::Data<AppState>,
     query: web::Query<LinkQuery>,
@@ -190,8 +213,11 @@ pub async fn show_confirm(
     let token = link_token(query.token.as_deref().unwrap_or_default())?;
     let hash = token.hash();
     let Some(change) = state.db.run(move |conn| email_changes::peek_confirm(conn, &hash, now())).await? else {
-        return Ok(link_failed(ctx, &EmailChangeRefusal::InvalidLink));
+        return Ok(link_failed(ctx, &EmailChangeRefusal::InvalidLink, Link::Confirm));
     };
+    if change.user_id != user.user_id {
+        return Ok(link_failed(ctx, &EmailChangeRefusal::OtherAccount, Link::Confirm));
+    }
     let page = LinkPage {
         ctx,
         title: "Confirm your new address",
@@ -203,9 +229,11 @@ pub async fn show_confirm(
     Ok(render(StatusCode::OK, &page))
 }
 
-/// `POST /account/email/confirm`: completes the change.
+/// `POST /account/email/confirm`: completes the change; this session goes
+/// on, the account's others end.
 pub async fn confirm(
     req: HttpRequest,
+    user: SignedInUser,
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
@@ -213,24 +241,20 @@ pub async fn confirm(
 ) -> Result<HttpResponse, AppError> {
     let hash = link_token(&form.token)?.hash();
     let config = state.config.clone();
-    let session = SessionData::of(&req);
-    let this = session.user_id().zip(session.public_id());
+    let keep = SessionData::of(&req).public_id().unwrap_or_default();
     let outcome = state
         .db
         .run(move |conn| {
-            let this_session = this.as_ref().map(|(user_id, public_id)| ThisSession { user_id: *user_id, public_id });
             let ctx = transition_context(&config, &client);
-            conn.write(|conn| accounts::confirm_email_change(conn, &hash, this_session, ctx))
+            conn.write(|conn| accounts::confirm_email_change(conn, &hash, user.user_id, &keep, ctx))
         })
         .await?;
     match outcome {
         Ok(email) => {
             state.mail.wake();
-            let next = if ctx.signed_in { "/account" } else { "/login" };
-            let flash = Flash::success(format!("Your address is now {email}.")).with_email(email);
-            Ok(redirect_with_flash(next, flash))
+            Ok(redirect_with_flash("/account", Flash::success(format!("Your address is now {email}."))))
         }
-        Err(refusal) => Ok(link_failed(ctx, &refusal)),
+        Err(refusal) => Ok(link_failed(ctx, &refusal, Link::Confirm)),
     }
 }
 
@@ -244,14 +268,14 @@ pub async fn show_revert(
     let token = link_token(query.token.as_deref().unwrap_or_default())?;
     let hash = token.hash();
     let Some(change) = state.db.run(move |conn| email_changes::peek_revert(conn, &hash, now())).await? else {
-        return Ok(link_failed(ctx, &EmailChangeRefusal::InvalidLink));
+        return Ok(link_failed(ctx, &EmailChangeRefusal::InvalidLink, Link::Undo));
     };
     let page = LinkPage {
         ctx,
         title: "Undo the change of address",
         explanation: format!(
             "Press the button to give the account its address {} back. Everyone signed in to it, on any device, \
-             will be signed out, and every password reset link stops working.",
+             will be signed out, and we will send a link to that address to choose a new password.",
             change.old_email
         ),
         action: "/account/email/revert",
@@ -278,14 +302,15 @@ pub async fn revert(
         .await?;
     match outcome {
         Ok(email) => {
+            state.mail.wake();
             // Every session of the account ended, this browser's too if it was one.
             let flash = Flash::success(format!(
                 "The account's address is {email} again, and everyone was signed out. \
-                 If someone else may know your password, choose a new one now with \"Forgot your password?\"."
+                 We sent a link there to choose a new password: whoever changed the address may know the old one."
             ))
             .with_email(email);
             Ok(redirect_with_flash("/login", flash))
         }
-        Err(refusal) => Ok(link_failed(ctx, &refusal)),
+        Err(refusal) => Ok(link_failed(ctx, &refusal, Link::Undo)),
     }
 }

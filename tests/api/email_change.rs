@@ -15,6 +15,8 @@ on_both_backends!(
     of_two_accounts_racing_for_one_address_one_wins,
     counted_sign_in_failures_follow_the_account_to_its_new_address,
     a_bad_new_address_is_refused_in_plain_words,
+    an_undo_link_also_undoes_later_changes_whose_own_links_stop_working,
+    a_new_password_cancels_a_pending_change,
 );
 
 const CONFIRM: &str = "/account/email/confirm?token=";
@@ -32,9 +34,9 @@ async fn use_link(browser: &Browser, marker: &str, token: &str) -> crate::helper
     browser.submit(&path, action, &[]).await
 }
 
-/// What opening a link from a mail answers.
-async fn link_status(marker: &str, token: &str, app: &TestApp) -> StatusCode {
-    app.browser().get(&format!("{marker}{token}")).await.status
+/// What opening a link from a mail in `browser` answers.
+async fn link_status(browser: &Browser, marker: &str, token: &str) -> StatusCode {
+    browser.get(&format!("{marker}{token}")).await.status
 }
 
 async fn sign_in_works(app: &TestApp, email: &str) -> bool {
@@ -60,12 +62,19 @@ async fn a_new_address_takes_effect_only_once_its_link_is_used(backend: Backend)
     assert!(!notice.text.contains("token="), "the old address gets no link to complete it");
     let token = app.mail.wait_for("ann@new.example", 1).await.link_token(CONFIRM);
 
-    // Opening the link (a mail scanner, say) changes nothing; its button does.
-    let scanner = app.browser();
-    let opened = scanner.get(&format!("{CONFIRM}{token}")).await;
+    // Opening the link changes nothing: a mail scanner (signed in as no
+    // one) is sent to sign in, another account is refused, and the account
+    // that asked gets a page whose button completes the change.
+    let scanner = app.browser().get(&format!("{CONFIRM}{token}")).await;
+    assert!(scanner.location().unwrap().starts_with("/login?next=%2Faccount%2Femail%2Fconfirm"), "{scanner:?}");
+    let bob = app.signed_in_user("bob@example.com").await;
+    let other = bob.get(&format!("{CONFIRM}{token}")).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert!(other.body.contains("This link is for another account."), "{}", other.body);
+    let opened = ann.get(&format!("{CONFIRM}{token}")).await;
     assert_eq!(opened.status, StatusCode::OK);
     assert!(sign_in_works(&app, "ann@example.com").await);
-    let done = use_link(&ann, CONFIRM, &token).await;
+    let done = ann.submit_form(&opened, "/account/email/confirm", &[]).await;
 
     done.assert_redirects_to("/account");
     let account = ann.follow(&done).await;
@@ -79,8 +88,8 @@ async fn a_new_address_takes_effect_only_once_its_link_is_used(backend: Backend)
     assert!(changed.subject.contains("was changed"), "{}", changed.subject);
     assert!(changed.text.contains(REVERT), "an undo link to the old address");
     // Single use: the page says so, and its button pressed again changes nothing.
-    assert_eq!(link_status(CONFIRM, &token, &app).await, StatusCode::GONE);
-    assert_eq!(scanner.submit_form(&opened, "/account/email/confirm", &[]).await.status, StatusCode::GONE);
+    assert_eq!(link_status(&ann, CONFIRM, &token).await, StatusCode::GONE);
+    assert_eq!(ann.submit_form(&opened, "/account/email/confirm", &[]).await.status, StatusCode::GONE);
 }
 
 async fn the_undo_link_restores_the_old_address_and_ends_every_session(backend: Backend) {
@@ -95,6 +104,9 @@ async fn the_undo_link_restores_the_old_address_and_ends_every_session(backend: 
     let reset = app.mail.wait_for("mallory@evil.example", 2).await.link_token("/password/reset?token=");
     let mallory = app.browser();
     app.sign_in(&mallory, "mallory@evil.example", PASSWORD).await.assert_redirects_to("/account");
+    // Someone signs up with the freed old address to block the undo.
+    app.register(&app.browser(), "ann@example.com").await;
+    app.mail.wait_for("ann@example.com", 4).await;
 
     let stranger = app.browser();
     let opened = stranger.get(&format!("{REVERT}{undo}")).await;
@@ -105,11 +117,13 @@ async fn the_undo_link_restores_the_old_address_and_ends_every_session(backend: 
     assert_eq!(undone.location(), Some("/login"));
     assert_eq!(mallory.get("/account").await.status, StatusCode::SEE_OTHER, "every session ended");
     assert_eq!(ann.get("/account").await.status, StatusCode::SEE_OTHER);
-    assert!(sign_in_works(&app, "ann@example.com").await);
+    assert!(sign_in_works(&app, "ann@example.com").await, "the unconfirmed sign-up did not block it");
     assert!(!sign_in_works(&app, "mallory@evil.example").await);
+    let secure = app.mail.wait_for("ann@example.com", 5).await;
+    assert!(secure.text.contains("/password/reset?token="), "a reset link to the restored address");
     let page = app.browser().get(&format!("/password/reset?token={reset}")).await;
     assert_ne!(page.status, StatusCode::OK, "the reset link sent to the other address is void");
-    assert_eq!(link_status(REVERT, &undo, &app).await, StatusCode::GONE, "single use");
+    assert_eq!(link_status(&app.browser(), REVERT, &undo).await, StatusCode::GONE, "single use");
     assert_eq!(stranger.submit_form(&opened, "/account/email/revert", &[]).await.status, StatusCode::GONE);
 }
 
@@ -121,11 +135,11 @@ async fn a_newer_request_replaces_the_older_and_a_change_can_be_cancelled(backen
     request_change(&ann, "second@new.example").await;
     let second = app.mail.wait_for("second@new.example", 1).await.link_token(CONFIRM);
 
-    assert_eq!(link_status(CONFIRM, &first, &app).await, StatusCode::GONE, "replaced");
+    assert_eq!(link_status(&ann, CONFIRM, &first).await, StatusCode::GONE, "replaced");
     let cancelled = ann.submit("/account", "/account/email/cancel", &[]).await;
     cancelled.assert_redirects_to("/account");
     assert!(ann.follow(&cancelled).await.body.contains("The change of address was cancelled"));
-    assert_eq!(link_status(CONFIRM, &second, &app).await, StatusCode::GONE, "cancelled");
+    assert_eq!(link_status(&ann, CONFIRM, &second).await, StatusCode::GONE, "cancelled");
     assert_eq!(ann.get("/account").await.texts("#account-email"), ["ann@example.com"]);
     let states: Vec<String> =
         email_changes::table.select(email_changes::state).order(email_changes::id).load(&mut app.db()).unwrap();
@@ -194,10 +208,14 @@ async fn of_two_accounts_racing_for_one_address_one_wins(backend: Backend) {
     let (ann, bob) = (app.signed_in_user("ann@example.com").await, app.signed_in_user("bob@example.com").await);
     request_change(&ann, "shared@new.example").await.assert_redirects_to("/account");
     request_change(&bob, "shared@new.example").await.assert_redirects_to("/account");
-    let first = app.mail.wait_for("shared@new.example", 1).await.link_token(CONFIRM);
-    let second = app.mail.wait_for("shared@new.example", 2).await.link_token(CONFIRM);
-    let (one, other) = (app.browser(), app.browser());
+    let mut first = app.mail.wait_for("shared@new.example", 1).await.link_token(CONFIRM);
+    let mut second = app.mail.wait_for("shared@new.example", 2).await.link_token(CONFIRM);
+    if ann.get(&format!("{CONFIRM}{first}")).await.status == StatusCode::FORBIDDEN {
+        std::mem::swap(&mut first, &mut second);
+    }
+    let (one, other) = (&ann, &bob);
     let pages = (one.get(&format!("{CONFIRM}{first}")).await, other.get(&format!("{CONFIRM}{second}")).await);
+    assert_eq!((pages.0.status, pages.1.status), (StatusCode::OK, StatusCode::OK));
 
     let (a, b) = tokio::join!(
         one.submit_form(&pages.0, "/account/email/confirm", &[]),
@@ -247,4 +265,41 @@ async fn a_bad_new_address_is_refused_in_plain_words(backend: Backend) {
     }
     let pending: i64 = email_changes::table.count().get_result(&mut app.db()).unwrap();
     assert_eq!(pending, 0);
+}
+
+async fn an_undo_link_also_undoes_later_changes_whose_own_links_stop_working(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taker = app.signed_in_user("ann@example.com").await;
+    // Someone in the account moves it to B, then on to C.
+    for (new, mails) in [("b@taker.example", 1), ("c@taker.example", 1)] {
+        request_change(&taker, new).await.assert_redirects_to("/account");
+        let token = app.mail.wait_for(new, mails).await.link_token(CONFIRM);
+        use_link(&taker, CONFIRM, &token).await.assert_redirects_to("/account");
+    }
+    let to_a = app.mail.wait_for("ann@example.com", 3).await.link_token(REVERT);
+    let to_b = app.mail.wait_for("b@taker.example", 3).await.link_token(REVERT);
+
+    let stranger = app.browser();
+    let opened = stranger.get(&format!("{REVERT}{to_a}")).await;
+    stranger.submit_form(&opened, "/account/email/revert", &[]).await;
+
+    assert!(sign_in_works(&app, "ann@example.com").await, "back to A, from C");
+    assert_eq!(link_status(&app.browser(), REVERT, &to_b).await, StatusCode::GONE, "B's undo link is closed");
+}
+
+async fn a_new_password_cancels_a_pending_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    request_change(&ann, "intruder@evil.example").await.assert_redirects_to("/account");
+    let token = app.mail.wait_for("intruder@evil.example", 1).await.link_token(CONFIRM);
+
+    let fields = [
+        ("current_password", PASSWORD),
+        ("password", "a brand new passphrase 42"),
+        ("password_confirm", "a brand new passphrase 42"),
+    ];
+    ann.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
+
+    assert_eq!(link_status(&ann, CONFIRM, &token).await, StatusCode::GONE);
+    assert!(ann.get("/account").await.texts("#pending-change").is_empty());
 }
