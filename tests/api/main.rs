@@ -13,6 +13,7 @@ mod cleanup;
 mod config;
 mod csrf;
 mod email_change;
+mod export;
 mod faults;
 mod headers;
 mod idn;

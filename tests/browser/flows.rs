@@ -412,7 +412,8 @@ async fn a_locked_out_sign_in_offers_a_way_out() {
 
 /// A person changes their address: the form after "confirm it's you", the
 /// link in the mail to the new address (a page with a button), the account
-/// page after; then the old address's undo link gives it back.
+/// page after, the data download; then the old address's undo link gives
+/// it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_the_email_address_and_undo_it() {
     let Some((app, chrome)) = app_and_browser().await else { return };
@@ -438,6 +439,12 @@ async fn change_the_email_address_and_undo_it() {
     chrome.wait_for_path("/account").await;
     assert_eq!(chrome.flash().await, format!("Your address is now {new}."));
     assert_eq!(chrome.text("#account-email").await, new);
+
+    // The account's data, downloaded as the link does (a recent password: no question).
+    let (status, disposition, body) = chrome.fetch_link("Download your data").await;
+    assert_eq!(status, 200);
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert!(body.contains(&format!("\"email\": \"{new}\"")), "{body}");
 
     let undo = app.mail.wait_for(old, 3).await;
     chrome.open_url(&link_in(&undo.text, "/account/email/revert?token=")).await;

@@ -1,0 +1,177 @@
+//! `GET /account/export`: a person's own data as a JSON download (GDPR
+//! article 20), after "confirm it's you". Never a password hash, a token,
+//! a code or another person's address.
+//!
+//! The shape is versioned (`"version": 1`); a change that removes or
+//! renames a field raises the version. Times are RFC 3339 in UTC.
+//!
+//! ```json
+//! { "format": "usher-account-export", "version": 1, "exported_at": "…",
+//!   "account": { "id": 7, "email": "…", "email_verified_at": "…" | null,
+//!                "approval": "approved", "administrator": false,
+//!                "disabled_at": null, "created_at": "…", "last_sign_in_at": "…" | null },
+//!   "pending_email_change": { "new_email": "…", "requested_at": "…", "expires_at": "…" } | null,
+//!   "sessions": [ { "started_at": "…", "last_seen_at": "…", "browser": "Firefox on Linux",
+//!                   "user_agent": "…", "ip": "…", "keep_signed_in": false, "this_browser": true } ],
+//!   "events": [ { "at": "…", "event": "signed in", "ip": "…", "by": "you" | "an administrator" | "the system",
+//!                 "detail": "…" } ] }
+//! ```
+
+use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use crate::auth::{Reauthenticated, SessionData};
+use crate::db::audit::{self, EventRow};
+use crate::db::email_changes::{self, EmailChange};
+use crate::db::now;
+use crate::db::sessions::{self, SessionRow};
+use crate::db::users::User;
+use crate::domain::{Approval, describe_browser};
+use crate::state::AppState;
+use crate::web::AppError;
+
+/// The name of this format and its version.
+const FORMAT: &str = "usher-account-export";
+const VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Export {
+    format: &'static str,
+    version: u32,
+    exported_at: String,
+    account: AccountData,
+    pending_email_change: Option<PendingChangeData>,
+    sessions: Vec<SessionEntry>,
+    events: Vec<EventData>,
+}
+
+#[derive(Serialize)]
+struct AccountData {
+    id: i64,
+    email: String,
+    email_verified_at: Option<String>,
+    approval: &'static str,
+    administrator: bool,
+    disabled_at: Option<String>,
+    created_at: String,
+    last_sign_in_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PendingChangeData {
+    new_email: String,
+    requested_at: String,
+    expires_at: String,
+}
+
+#[derive(Serialize)]
+struct SessionEntry {
+    started_at: String,
+    last_seen_at: String,
+    browser: String,
+    user_agent: String,
+    ip: String,
+    keep_signed_in: bool,
+    this_browser: bool,
+}
+
+#[derive(Serialize)]
+struct EventData {
+    at: String,
+    event: String,
+    ip: String,
+    /// "you", "an administrator" or "the system": never another person's address.
+    by: &'static str,
+    detail: String,
+}
+
+/// Unix seconds as RFC 3339 in UTC.
+fn time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map_or_else(String::new, |at| at.to_rfc3339())
+}
+
+impl From<&User> for AccountData {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email.clone(),
+            email_verified_at: user.email_verified_at.map(time),
+            approval: Approval::from_db(&user.approval).as_str(),
+            administrator: user.is_admin,
+            disabled_at: user.disabled_at.map(time),
+            created_at: time(user.created_at),
+            last_sign_in_at: user.last_sign_in_at.map(time),
+        }
+    }
+}
+
+impl From<EmailChange> for PendingChangeData {
+    fn from(change: EmailChange) -> Self {
+        Self { new_email: change.new_email, requested_at: time(change.created_at), expires_at: time(change.expires_at) }
+    }
+}
+
+fn session_entry(row: SessionRow, current: Option<&str>) -> SessionEntry {
+    SessionEntry {
+        started_at: time(row.created_at),
+        last_seen_at: time(row.last_seen_at),
+        browser: describe_browser(&row.user_agent),
+        this_browser: current == Some(row.public_id.as_str()),
+        user_agent: row.user_agent,
+        ip: row.ip,
+        keep_signed_in: row.remember,
+    }
+}
+
+fn event_data(row: EventRow) -> EventData {
+    let by = match row.actor_id {
+        Some(actor) if Some(actor) == row.user_id => "you",
+        Some(_) => "an administrator",
+        None => "the system",
+    };
+    EventData { at: time(row.at), event: row.kind, ip: row.ip, by, detail: row.detail }
+}
+
+/// Events about the account kept in the export: as many as the audit log
+/// holds, up to this many (the newest).
+const MAX_EVENTS: i64 = 10_000;
+
+/// `GET /account/export`, after "confirm it's you": the download.
+pub async fn download(
+    req: HttpRequest,
+    user: Reauthenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = user.user_id;
+    let (account, pending, session_rows, event_rows) = state
+        .db
+        .run_idempotent(move |conn| {
+            let now = now();
+            Ok((
+                User::find(conn, user_id)?,
+                email_changes::pending_for(conn, user_id, now)?,
+                sessions::list_live_for_user(conn, user_id, now)?,
+                audit::latest_for_user(conn, user_id, MAX_EVENTS)?,
+            ))
+        })
+        .await?;
+    let account = account.ok_or(AppError::NotFound)?;
+    let current = SessionData::of(&req).public_id();
+    let export = Export {
+        format: FORMAT,
+        version: VERSION,
+        exported_at: time(now()),
+        account: AccountData::from(&account),
+        pending_email_change: pending.map(PendingChangeData::from),
+        sessions: session_rows.into_iter().map(|row| session_entry(row, current.as_deref())).collect(),
+        events: event_rows.into_iter().map(event_data).collect(),
+    };
+    let body = serde_json::to_vec_pretty(&export).map_err(|e| AppError::Internal(e.into()))?;
+    let day =
+        chrono::DateTime::from_timestamp(now(), 0).map_or_else(String::new, |at| at.format("%Y-%m-%d").to_string());
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .insert_header((CONTENT_DISPOSITION, format!("attachment; filename=\"account-{day}.json\"")))
+        .body(body))
+}
