@@ -99,6 +99,9 @@ pub struct Settings {
     /// Proxies (comma-separated IPs) whose X-Forwarded-For is believed.
     #[arg(long, env = "USHER_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `off`: no mail when an account signs in from a browser it has not used.
+    #[arg(long, env = "USHER_SIGN_IN_ALERTS", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub sign_in_alerts: bool,
     /// `off` turns every rate limit and lockout off (tests and benchmarks only).
     #[arg(long, env = "USHER_THROTTLE", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub throttle: bool,

@@ -130,6 +130,7 @@ impl Application {
             secure,
             names: cookie_names.clone(),
             remember_for: config.settings.session_remember_ttl,
+            known_browser_key: Sha256::digest(format!("usher known browsers\0{}", config.session_key.expose())).into(),
         });
         let session_key = derive_key(config.session_key.expose(), "usher sessions");
         let cleanup =

@@ -41,9 +41,11 @@ pub enum MailKind {
     /// To the old address once the change is complete, with a link that
     /// undoes it. Bound to its `email_changes` row.
     EmailChanged,
+    /// A sign-in from a browser the account had not used (ASVS 2.2.3).
+    NewSignIn,
 }
 
-const ALL_KINDS: [MailKind; 9] = [
+const ALL_KINDS: [MailKind; 10] = [
     MailKind::VerifyEmail,
     MailKind::SignupAttempt,
     MailKind::PasswordReset,
@@ -53,6 +55,7 @@ const ALL_KINDS: [MailKind; 9] = [
     MailKind::EmailChangeConfirm,
     MailKind::EmailChangeRequested,
     MailKind::EmailChanged,
+    MailKind::NewSignIn,
 ];
 
 impl MailKind {
@@ -67,6 +70,7 @@ impl MailKind {
             Self::EmailChangeConfirm => "email_change_confirm",
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
+            Self::NewSignIn => "new_sign_in",
         }
     }
 
@@ -82,6 +86,7 @@ impl MailKind {
             Self::EmailChangeConfirm => "Confirmation of a change of address",
             Self::EmailChangeRequested => "Notice of a requested change of address",
             Self::EmailChanged => "Notice of a change of address, with an undo link",
+            Self::NewSignIn => "Notice of a sign-in from a new browser",
         }
     }
 
@@ -95,7 +100,7 @@ impl MailKind {
         match self {
             Self::VerifyEmail => &[Purpose::VerifyLink, Purpose::VerifyCode],
             Self::SignupAttempt | Self::PasswordReset => &[Purpose::ResetLink],
-            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected => &[],
+            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected | Self::NewSignIn => &[],
             // Their links end with the state of their `email_changes` row instead.
             Self::EmailChangeConfirm | Self::EmailChangeRequested | Self::EmailChanged => &[],
         }
@@ -111,7 +116,8 @@ impl MailKind {
             | Self::AccountApproved
             | Self::AccountRejected
             | Self::EmailChangeRequested
-            | Self::EmailChanged => DAY,
+            | Self::EmailChanged
+            | Self::NewSignIn => DAY,
         }
     }
 }
@@ -352,6 +358,7 @@ impl Composer {
             MailKind::EmailChangeConfirm => self.email_change_confirm(conn, row)?,
             MailKind::EmailChangeRequested => self.email_change_requested(conn, row)?,
             MailKind::EmailChanged => self.email_changed(conn, row)?,
+            MailKind::NewSignIn => Some(Minted { content: self.new_sign_in(row), first_token_id: None }),
         };
         let Some(Minted { content, first_token_id }) = minted else {
             return Ok(None);
@@ -480,6 +487,29 @@ impl Composer {
                 label: "Reset my password",
                 link: self.config.link("/password/forgot"),
                 note: "If it was not you, reset your password now and check your account.".into(),
+            }),
+            code: None,
+            outro: vec![],
+        }
+    }
+
+    fn new_sign_in(&self, row: &OutboxRow) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        let when = facts_of(row).map(|facts| format!(" {}", facts.describe())).unwrap_or_default();
+        EmailContent {
+            subject: format!("New sign-in to your {site} account"),
+            intro: vec![
+                format!("Your {site} account was signed in to from a browser it had not used before{when}."),
+                format!(
+                    "If this was you, there is nothing to do. If not, choose a new password now, then sign out \
+                     the sessions you do not know on your account page: {}",
+                    self.config.link("/account")
+                ),
+            ],
+            button: Some(Button {
+                label: "Choose a new password",
+                link: self.config.link("/password/forgot"),
+                note: "Times are in UTC; the place is the IP address the browser came from.".into(),
             }),
             code: None,
             outro: vec![],

@@ -8,10 +8,12 @@ use crate::auth::{SessionData, SessionStart};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::now;
 use crate::db::users::User;
-use crate::domain::{EmailAddress, SignInBlock, normalize_password};
-use crate::mail::messages::lifetime;
+use crate::domain::{EmailAddress, SignInBlock, describe_browser, normalize_password};
+use crate::mail::MailKind;
+use crate::mail::messages::{EventFacts, lifetime, queue_notice};
 use crate::state::AppState;
 use crate::throttle::Bucket;
+use crate::web::cookies::{KnownBrowser, known_browser};
 use crate::web::forms::SignInForm;
 use crate::web::return_to::{ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, safe_path, stored_return_target};
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
@@ -143,8 +145,19 @@ pub async fn submit(
         }
         return Ok(blocked_page(ctx, block));
     }
-    let settle = Settle::Forgive { hits, address };
+    // A browser that never completed a sign-in to this account gets the
+    // owner a notice, except the first sign-in after signing up.
+    let (known, tag) = known_browser(&req, user.id);
+    let alert = (state.config.settings.sign_in_alerts && !known && user.last_sign_in_at.is_some()).then(|| {
+        let facts = EventFacts { at: now(), ip: client.ip.clone(), browser: describe_browser(&client.user_agent) };
+        (user.email.clone(), facts)
+    });
+    let alerted = alert.is_some();
+    let settle = Settle::Forgive { hits, address, alert };
     record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await?;
+    if alerted {
+        state.mail.wake();
+    }
     SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
     let posted = form.next.as_deref().and_then(safe_path).map(str::to_owned);
@@ -153,6 +166,9 @@ pub async fn submit(
     response.extensions_mut().insert(ClearReturnTarget);
     if remember {
         response.extensions_mut().insert(crate::web::cookies::RememberMe);
+    }
+    if let Some(tag) = tag {
+        response.extensions_mut().insert(KnownBrowser(tag));
     }
     Ok(response)
 }
@@ -195,8 +211,9 @@ enum Settle {
     /// The right password, but the account may not sign in (yet): no guess.
     Release(Vec<i64>),
     /// Signed in: no guess, the address's earlier failures are forgotten,
-    /// and the moment is kept as the account's last sign-in.
-    Forgive { hits: Vec<i64>, address: String },
+    /// the moment is kept as the account's last sign-in, and `alert` (the
+    /// account's address and what to tell) queues a new-browser notice.
+    Forgive { hits: Vec<i64>, address: String, alert: Option<(String, EventFacts)> },
 }
 
 /// Records a sign-in event about an account (or an address without one)
@@ -209,7 +226,7 @@ async fn record(
     detail: String,
     settle: Settle,
 ) -> Result<(), AppError> {
-    let (ip, throttle) = (ip.to_owned(), state.throttle);
+    let (ip, throttle, config) = (ip.to_owned(), state.throttle, state.config.clone());
     state
         .db
         .run(move |conn| {
@@ -218,9 +235,12 @@ async fn record(
                 match &settle {
                     Settle::KeepCounted => Ok(()),
                     Settle::Release(hits) => throttle.release(conn, hits),
-                    Settle::Forgive { hits, address } => {
+                    Settle::Forgive { hits, address, alert } => {
                         if let Some(id) = user_id {
                             User::record_sign_in(conn, id, now())?;
+                            if let Some((email, facts)) = alert {
+                                queue_notice(conn, MailKind::NewSignIn, email, id, facts, &config)?;
+                            }
                         }
                         throttle.release(conn, hits)?;
                         throttle.clear(conn, &Bucket::SignInAddress(address.clone()))

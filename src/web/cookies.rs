@@ -31,6 +31,8 @@ pub struct CookieNames {
     pub flash: String,
     /// Where to go after signing in (`super::return_to`).
     pub return_to: String,
+    /// The accounts that completed a sign-in in this browser (`KnownBrowser`).
+    pub known_browser: String,
 }
 
 impl CookieNames {
@@ -41,6 +43,7 @@ impl CookieNames {
             csrf: format!("{prefix}usher_csrf"),
             flash: format!("{prefix}usher_flash"),
             return_to: format!("{prefix}usher_return"),
+            known_browser: format!("{prefix}usher_known"),
         }
     }
 }
@@ -53,7 +56,32 @@ pub struct CookieSettings {
     pub names: CookieNames,
     /// Max-Age of a "remember me" session cookie.
     pub remember_for: std::time::Duration,
+    /// Keys the tags of `KnownBrowser`.
+    pub known_browser_key: [u8; 32],
 }
+
+/// How many accounts a browser remembers having signed in to.
+const KNOWN_ACCOUNTS_KEPT: usize = 10;
+/// How long it remembers them: 400 days, the longest browsers keep a cookie.
+const KNOWN_BROWSER_DAYS: i64 = 400;
+
+impl CookieSettings {
+    /// The tag standing for account `user_id` in the known-browser cookie:
+    /// HMAC-SHA-256 keyed by the server, cut to 16 bytes, so the cookie
+    /// names no account to whoever reads it and cannot be forged.
+    pub fn known_browser_tag(&self, user_id: i64) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.known_browser_key).expect("HMAC takes any key");
+        mac.update(&user_id.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+    }
+}
+
+/// Put in a response's extensions by a completed sign-in: this browser now
+/// knows the account whose tag this is (`CookieSettings::known_browser_tag`).
+/// The cookie keeps the newest `KNOWN_ACCOUNTS_KEPT` tags and is set only
+/// here, never for an anonymous visitor.
+pub struct KnownBrowser(pub String);
 
 /// Put in a response's extensions by the sign-in handler: the new session
 /// cookie should outlive the browser. (actix-session sets one lifetime for
@@ -72,6 +100,17 @@ pub struct RequestCookies {
     /// A session cookie arrived: with no live session behind it, the
     /// session ended (signed out elsewhere, timed out, or disabled).
     pub session_cookie: bool,
+    /// The tags of accounts that signed in in this browser before.
+    pub known_accounts: Vec<String>,
+}
+
+/// Whether the browser of `req` completed a sign-in to the account whose
+/// tag is `tag` before, and the tag standing for account `user_id`.
+pub fn known_browser(req: &actix_web::HttpRequest, user_id: i64) -> (bool, Option<String>) {
+    let Some(settings) = req.app_data::<web::Data<CookieSettings>>() else { return (false, None) };
+    let tag = settings.known_browser_tag(user_id);
+    let known = req.extensions().get::<RequestCookies>().is_some_and(|cookies| cookies.known_accounts.contains(&tag));
+    (known, Some(tag))
 }
 
 /// Put in a request's extensions by the page that told the person their
@@ -94,8 +133,18 @@ pub async fn cookie_layer(
     let had_return_to = req.cookie(&settings.names.return_to).is_some();
     let return_to = req.cookie(&settings.names.return_to).and_then(|cookie| read_return_to(&settings, cookie));
     let session_cookie = req.cookie(&settings.names.session).is_some();
-    let cookies =
-        RequestCookies { csrf_token: csrf_token.clone(), csrf_from_browser, flash, return_to, session_cookie };
+    let known_accounts: Vec<String> = req
+        .cookie(&settings.names.known_browser)
+        .map(|cookie| cookie.value().split('.').take(KNOWN_ACCOUNTS_KEPT).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let cookies = RequestCookies {
+        csrf_token: csrf_token.clone(),
+        csrf_from_browser,
+        flash,
+        return_to,
+        session_cookie,
+        known_accounts: known_accounts.clone(),
+    };
     req.extensions_mut().insert(cookies);
 
     let mut res = next.call(req).await?;
@@ -112,6 +161,14 @@ pub async fn cookie_layer(
         res.response_mut().add_cookie(&removal(&settings, settings.names.session.clone()))?;
     }
 
+    let known = res.response().extensions().get::<KnownBrowser>().map(|KnownBrowser(tag)| tag.clone());
+    if let Some(tag) = known {
+        let tags = std::iter::once(tag.clone()).chain(known_accounts.into_iter().filter(|known| *known != tag));
+        let value = tags.take(KNOWN_ACCOUNTS_KEPT).collect::<Vec<_>>().join(".");
+        let mut cookie = base_cookie(&settings, settings.names.known_browser.clone(), value);
+        cookie.set_max_age(CookieDuration::days(KNOWN_BROWSER_DAYS));
+        res.response_mut().add_cookie(&cookie)?;
+    }
     if res.response().extensions().get::<RememberMe>().is_some() {
         persist_session_cookie(&mut res, &settings)?;
     }

@@ -15,7 +15,8 @@ async fn the_export_holds_the_account_its_sessions_and_events_and_no_secret(back
     app.sign_in(&phone, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
     app.sign_in(&app.browser(), "ann@example.com", "not the password at all").await;
     app.browser().submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
-    let reset_token = app.mail.wait_for("ann@example.com", 2).await.link_token("/password/reset?token=");
+    let reset = app.mail.wait_for_subject("ann@example.com", "Reset your").await;
+    let reset_token = reset.link_token("/password/reset?token=");
 
     let account = ann.get("/account").await;
     let link = account.texts("a[href='/account/export']");

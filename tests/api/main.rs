@@ -25,5 +25,6 @@ mod outage;
 mod recovery;
 mod register;
 mod sessions;
+mod sign_in_alerts;
 mod throttle;
 mod verify;

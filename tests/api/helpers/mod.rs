@@ -10,7 +10,7 @@ pub use app::{SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on,
 pub use browser::{Browser, Page, html_unescape};
 pub use database::{Backend, TestDatabase};
 pub use form::HtmlForm;
-pub use smtp_sink::MailSink;
+pub use smtp_sink::{MailSink, ReceivedMail};
 
 /// A password that passes the policy.
 pub const PASSWORD: &str = "violet tractor umbrella 42";

@@ -142,6 +142,24 @@ impl MailSink {
         }
     }
 
+    /// Waits (up to 10 s) for a message to `address` whose subject contains
+    /// `subject`, whatever else (a new-sign-in notice, say) arrived between.
+    pub async fn wait_for_subject(&self, address: &str, subject: &str) -> ReceivedMail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.arrived.notified();
+            if let Some(mail) = self.to(address).into_iter().find(|mail| mail.subject.contains(subject)) {
+                return mail;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "no mail to {address} about {subject:?}: {:?}",
+                    self.to(address).iter().map(|m| &m.subject).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
     /// Asserts that nothing more arrives for `address` within `wait`.
     pub async fn assert_no_more(&self, address: &str, expected: usize, wait: Duration) {
         tokio::time::sleep(wait).await;
