@@ -499,10 +499,13 @@ impl Composer {
         EmailContent {
             subject: format!("New sign-in to your {site} account"),
             intro: vec![
-                format!("Your {site} account was signed in to from a browser it had not used before{when}."),
                 format!(
-                    "If this was you, there is nothing to do. If not, choose a new password now, then sign out \
-                     the sessions you do not know on your account page: {}",
+                    "Someone signed in to your {site} account in a browser we do not recognise (a new device, \
+                     a private window, or cleared cookies){when}."
+                ),
+                format!(
+                    "If this was you, there is nothing to do. If not, choose a new password now: that signs out \
+                     every browser. Where you are signed in is listed on your account page: {}",
                     self.config.link("/account")
                 ),
             ],

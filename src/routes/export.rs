@@ -13,7 +13,8 @@
 //!   "pending_email_change": { "new_email": "…", "requested_at": "…", "expires_at": "…" } | null,
 //!   "sessions": [ { "started_at": "…", "last_seen_at": "…", "browser": "Firefox on Linux",
 //!                   "user_agent": "…", "ip": "…", "keep_signed_in": false, "this_browser": true } ],
-//!   "events": [ { "at": "…", "event": "signed in", "ip": "…", "by": "you" | "an administrator" | "the system",
+//!   "events": [ { "at": "…", "event": "signed in", "ip": "…" (empty for an administrator's action),
+//!                 "by": "you" | "someone using the address" | "an administrator" | "the system",
 //!                 "detail": "…" } ] }
 //! ```
 
@@ -22,7 +23,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use crate::auth::{Reauthenticated, SessionData};
-use crate::db::audit::{self, EventRow};
+use crate::db::audit::{self, EventKind, EventRow};
 use crate::db::email_changes::{self, EmailChange};
 use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
@@ -81,7 +82,8 @@ struct EventData {
     at: String,
     event: String,
     ip: String,
-    /// "you", "an administrator" or "the system": never another person's address.
+    /// "you", "someone using the address", "an administrator" or "the
+    /// system": never another person's address.
     by: &'static str,
     detail: String,
 }
@@ -124,13 +126,21 @@ fn session_entry(row: SessionRow, current: Option<&str>) -> SessionEntry {
     }
 }
 
+/// Who caused an event, in words. Events anyone can cause by typing the
+/// address (a failed sign-in, a reset request, a sign-up) are not "you".
+/// An administrator's IP address is theirs, not the account's: left out.
 fn event_data(row: EventRow) -> EventData {
+    let by_anyone = [EventKind::SignInFailed, EventKind::ResetRequested, EventKind::Registered]
+        .iter()
+        .any(|kind| kind.as_str() == row.kind);
     let by = match row.actor_id {
+        _ if by_anyone => "someone using the address",
         Some(actor) if Some(actor) == row.user_id => "you",
         Some(_) => "an administrator",
         None => "the system",
     };
-    EventData { at: time(row.at), event: row.kind, ip: row.ip, by, detail: row.detail }
+    let ip = if by == "an administrator" { String::new() } else { row.ip };
+    EventData { at: time(row.at), event: row.kind, ip, by, detail: row.detail }
 }
 
 /// Events about the account kept in the export: as many as the audit log

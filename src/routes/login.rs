@@ -147,7 +147,7 @@ pub async fn submit(
     }
     // A browser that never completed a sign-in to this account gets the
     // owner a notice, except the first sign-in after signing up.
-    let (known, tag) = known_browser(&req, user.id);
+    let (known, tag) = known_browser(&req, user.id, &user.password_hash);
     let alert = (state.config.settings.sign_in_alerts && !known && user.last_sign_in_at.is_some()).then(|| {
         let facts = EventFacts { at: now(), ip: client.ip.clone(), browser: describe_browser(&client.user_agent) };
         (user.email.clone(), facts)

@@ -68,11 +68,14 @@ const KNOWN_BROWSER_DAYS: i64 = 400;
 impl CookieSettings {
     /// The tag standing for account `user_id` in the known-browser cookie:
     /// HMAC-SHA-256 keyed by the server, cut to 16 bytes, so the cookie
-    /// names no account to whoever reads it and cannot be forged.
-    pub fn known_browser_tag(&self, user_id: i64) -> String {
+    /// names no account to whoever reads it and cannot be forged. The
+    /// account's password hash goes in too: after a new password, every
+    /// browser is new again, a taker's included.
+    pub fn known_browser_tag(&self, user_id: i64, password_hash: &str) -> String {
         use hmac::{Hmac, KeyInit, Mac};
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.known_browser_key).expect("HMAC takes any key");
         mac.update(&user_id.to_be_bytes());
+        mac.update(password_hash.as_bytes());
         URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
     }
 }
@@ -104,11 +107,11 @@ pub struct RequestCookies {
     pub known_accounts: Vec<String>,
 }
 
-/// Whether the browser of `req` completed a sign-in to the account whose
-/// tag is `tag` before, and the tag standing for account `user_id`.
-pub fn known_browser(req: &actix_web::HttpRequest, user_id: i64) -> (bool, Option<String>) {
+/// Whether the browser of `req` completed a sign-in to account `user_id`
+/// (with this password) before, and the tag standing for it.
+pub fn known_browser(req: &actix_web::HttpRequest, user_id: i64, password_hash: &str) -> (bool, Option<String>) {
     let Some(settings) = req.app_data::<web::Data<CookieSettings>>() else { return (false, None) };
-    let tag = settings.known_browser_tag(user_id);
+    let tag = settings.known_browser_tag(user_id, password_hash);
     let known = req.extensions().get::<RequestCookies>().is_some_and(|cookies| cookies.known_accounts.contains(&tag));
     (known, Some(tag))
 }
@@ -135,7 +138,11 @@ pub async fn cookie_layer(
     let session_cookie = req.cookie(&settings.names.session).is_some();
     let known_accounts: Vec<String> = req
         .cookie(&settings.names.known_browser)
-        .map(|cookie| cookie.value().split('.').take(KNOWN_ACCOUNTS_KEPT).map(str::to_owned).collect())
+        .map(|cookie| {
+            // Only well-formed tags are kept and sent back: nothing planted in the cookie travels on.
+            let tag = |piece: &&str| piece.len() == 22 && URL_SAFE_NO_PAD.decode(piece).is_ok();
+            cookie.value().split('.').filter(tag).take(KNOWN_ACCOUNTS_KEPT).map(str::to_owned).collect()
+        })
         .unwrap_or_default();
     let cookies = RequestCookies {
         csrf_token: csrf_token.clone(),

@@ -10,7 +10,14 @@ on_both_backends!(
 
 async fn the_export_holds_the_account_its_sessions_and_events_and_no_secret(backend: Backend) {
     let app = spawn_app(backend).await;
-    let ann = app.signed_in_user("ann@example.com").await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    app.register_verified("ann@example.com").await;
+    let (id, page) = (app.user_id("ann@example.com"), format!("/admin/users/{}", app.user_id("ann@example.com")));
+    let disable = format!("/admin/users/{id}/disable");
+    admin.submit(&disable, &disable, &[]).await.assert_redirects_to("/admin");
+    admin.submit(&page, &format!("/admin/users/{id}/enable"), &[]).await.assert_redirects_to(&page);
+    let ann = app.browser();
+    app.sign_in(&ann, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
     let phone = app.browser();
     app.sign_in(&phone, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
     app.sign_in(&app.browser(), "ann@example.com", "not the password at all").await;
@@ -39,6 +46,14 @@ async fn the_export_holds_the_account_its_sessions_and_events_and_no_secret(back
     for kind in ["registered", "email verified", "signed in", "sign-in failed", "password reset requested"] {
         assert!(events.contains(&kind), "{kind} in {events:?}");
     }
+    let by = |kind: &str| {
+        let event = export["events"].as_array().unwrap().iter().find(|e| e["event"] == kind).unwrap();
+        (event["by"].as_str().unwrap().to_owned(), event["ip"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(by("disabled"), ("an administrator".to_owned(), String::new()), "no administrator's IP");
+    assert_eq!(by("sign-in failed").0, "someone using the address");
+    assert_eq!(by("signed in"), ("you".to_owned(), "127.0.0.1".to_owned()));
+    assert!(!download.body.contains("root@example.com"), "no other person's address");
     // No secret of any kind.
     for secret in [session_id(&ann).unwrap(), session_id(&phone).unwrap(), reset_token] {
         assert!(!download.body.contains(&secret), "a secret in the export");

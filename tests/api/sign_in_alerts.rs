@@ -35,6 +35,14 @@ async fn a_sign_in_from_a_new_browser_is_mailed_once_and_never_the_first_after_s
     // A wrong password is no sign-in to tell about.
     app.sign_in(&app.browser(), "ann@example.com", "not the password at all").await;
     assert_eq!(mail_to(&app, "ann@example.com").await.len(), 2);
+    // After a new password every browser is new again: whoever knew the old one is told about.
+    let new = "another long passphrase 31";
+    let fields = [("current_password", PASSWORD), ("password", new), ("password_confirm", new)];
+    laptop.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
+    // (The change signed the phone out.)
+    app.sign_in(&phone, "ann@example.com", new).await.assert_redirects_to("/account");
+    let again = app.mail.wait_for_subject("ann@example.com", "New sign-in").await;
+    assert_eq!(mail_to(&app, "ann@example.com").await.iter().filter(|m| m.subject == again.subject).count(), 2);
 }
 
 async fn the_known_browser_cookie_is_set_only_by_a_sign_in_and_names_no_account(backend: Backend) {
