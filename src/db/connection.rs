@@ -145,8 +145,8 @@ fn connect_sqlite(path: &str) -> Result<SqliteConnection, ConnectionError> {
 impl DbConnection {
     /// Brings the query planner's statistics up to date where they have
     /// gone stale. SQLite keeps none until asked, and without them it may
-    /// read the waiting sign-ups through `users_by_approval` and sort them
-    /// instead of using `users_waiting`. `PRAGMA optimize` analyses only
+    /// read the waiting sign-ups in email order by a poorer index and sort
+    /// them instead of using `users_waiting`. `PRAGMA optimize` analyses only
     /// what changed: 0x2 runs ANALYZE where useful, 0x10 bounds it with a
     /// temporary `analysis_limit` (an unbounded ANALYZE of a million users
     /// holds the write lock for minutes), 0x10000 looks at every table, not

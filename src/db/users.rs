@@ -137,21 +137,27 @@ impl User {
         users::table.select((users::id, users::email)).filter(users::id.eq_any(ids)).load(conn)
     }
 
-    /// How many verified sign-ups wait for an administrator (through the
-    /// `users_by_approval` index: only waiting rows are read).
-    pub fn count_waiting(conn: &mut DbConnection) -> QueryResult<i64> {
-        users::table
-            .filter(users::approval.eq(Approval::Pending.as_str()))
-            .filter(users::email_verified_at.is_not_null())
-            .count()
-            .get_result(conn)
+    /// How many verified sign-ups wait for an administrator, counting no
+    /// further than `up_to` (a page shows "99+"): through the
+    /// `users_waiting` partial index, reading at most `up_to` entries, so
+    /// every admin page costs the same however many wait.
+    pub fn count_waiting(conn: &mut DbConnection, up_to: i64) -> QueryResult<i64> {
+        let waiting = ListFilter::Waiting.condition().unwrap_or("FALSE");
+        let ids: Vec<i64> = users::table
+            .select(users::id)
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(waiting))
+            .order(users::email)
+            .limit(up_to)
+            .load(conn)?;
+        Ok(ids.len() as i64)
     }
 
-    /// Verified sign-ups waiting for an administrator, oldest first.
+    /// Verified sign-ups waiting for an administrator, oldest first
+    /// (through the `users_waiting_by_age` partial index).
     pub fn awaiting_approval(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<User>> {
+        let waiting = ListFilter::Waiting.condition().unwrap_or("FALSE");
         users::table
-            .filter(users::approval.eq(Approval::Pending.as_str()))
-            .filter(users::email_verified_at.is_not_null())
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(waiting))
             .order((users::created_at, users::id))
             .limit(limit)
             .load(conn)

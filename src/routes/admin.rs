@@ -22,6 +22,8 @@ use crate::web::return_to::{DEFAULT_RETURN, safe_path};
 use crate::web::{AppError, ClientInfo, Flash, Form, Moment, PageContext, redirect_with_flash, render};
 
 const PAGE_SIZE: i64 = 50;
+/// The navigation counts people waiting up to this, then says "99+".
+const WAITING_COUNTED_UP_TO: i64 = 100;
 const MAX_QUERY_CHARS: usize = 254;
 
 #[derive(Deserialize)]
@@ -162,12 +164,18 @@ impl From<OutboxRow> for FailedMailView {
 /// wait for approval.
 pub struct AdminNav {
     current: &'static str,
-    waiting: i64,
+    /// How many wait, in words: "" for none, "7", or "99+" from 100 on.
+    waiting: String,
 }
 
 /// The navigation for the admin page `current` ("waiting", "users" or "events").
 async fn admin_nav(state: &AppState, current: &'static str) -> Result<AdminNav, AppError> {
-    let waiting = state.db.run_idempotent(User::count_waiting).await?;
+    let waiting = state.db.run_idempotent(|conn| User::count_waiting(conn, WAITING_COUNTED_UP_TO)).await?;
+    let waiting = match waiting {
+        0 => String::new(),
+        n if n >= WAITING_COUNTED_UP_TO => format!("{}+", WAITING_COUNTED_UP_TO - 1),
+        n => n.to_string(),
+    };
     Ok(AdminNav { current, waiting })
 }
 

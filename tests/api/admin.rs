@@ -28,6 +28,7 @@ on_both_backends!(
     the_admin_pages_count_who_waits_mark_the_current_page_and_list_users_in_a_table,
     the_user_list_filters_by_state_through_search_paging_and_actions,
     the_user_list_shows_each_accounts_last_sign_in,
+    the_waiting_count_stops_at_99_plus,
 );
 
 async fn approval_app(backend: Backend) -> TestApp {
@@ -575,4 +576,28 @@ async fn the_user_list_shows_each_accounts_last_sign_in(backend: Backend) {
     app.register(&app.browser(), "carol@example.com").await;
     let rows = admin.get("/admin/users").await.table("#users tbody tr");
     assert_eq!((rows[1][0].as_str(), rows[1][3].as_str()), ("carol@example.com", "never"));
+}
+
+async fn the_waiting_count_stops_at_99_plus(backend: Backend) {
+    let app = approval_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    let mut conn = app.db();
+    for i in 0..120 {
+        let email = format!("wait{i:03}@example.com");
+        let user = NewUser {
+            email: &email,
+            password_hash: "unused",
+            email_verified_at: Some(1),
+            approval: "pending",
+            is_admin: false,
+            created_at: 1,
+            updated_at: 1,
+        };
+        User::insert(&mut conn, &user).unwrap();
+    }
+
+    let page = admin.get("/admin/users").await;
+
+    assert_eq!(page.texts(".admin-nav .count"), ["99+ waiting"], "counted no further than needed");
+    assert_eq!(admin.get("/admin").await.texts("#waiting > li").len(), 100, "the queue shows the oldest 100");
 }

@@ -1,3 +1,5 @@
+DROP INDEX users_waiting_by_age;
+CREATE INDEX users_by_approval ON users (approval, created_at);
 DROP INDEX users_admins;
 DROP INDEX users_disabled;
 DROP INDEX users_unverified;
