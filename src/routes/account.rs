@@ -16,6 +16,7 @@ use crate::db::{email_changes, now};
 use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
+use crate::web::cookies::{KnownBrowser, known_browser};
 use crate::web::{
     AppError, ClientInfo, Flash, Form, FormErrors, Moment, PageContext, redirect, redirect_with_flash, render,
 };
@@ -150,6 +151,8 @@ pub async fn change_password(
         return account_page(&req, ctx, &state, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
     };
     let password_hash = state.hasher.hash(password).await?;
+    // This browser knew the old password: signing in here next is no news.
+    let (_, tag) = known_browser(&req, account.id, &password_hash);
     let keep = SessionData::of(&req).public_id().unwrap_or_default();
     let config = state.config.clone();
     state
@@ -167,10 +170,14 @@ pub async fn change_password(
     SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
     // The current password was just typed: it counts as "confirm it's you".
     SessionData::mark_reauthenticated(&req).map_err(|e| AppError::Internal(e.into()))?;
-    Ok(redirect_with_flash(
+    let mut response = redirect_with_flash(
         "/account",
         Flash::success("Your password was changed. Your other sessions were signed out."),
-    ))
+    );
+    if let Some(tag) = tag {
+        response.extensions_mut().insert(KnownBrowser(tag));
+    }
+    Ok(response)
 }
 
 /// `POST /account/sessions/revoke-others`, after "confirm it's you".

@@ -4,7 +4,7 @@
 
 use super::transition_context;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -18,6 +18,7 @@ use crate::db::{DbConnection, now};
 use crate::domain::{EmailAddress, PlainToken};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
+use crate::web::cookies::{KnownBrowser, known_browser};
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect_with_flash, render};
 
 #[derive(Deserialize)]
@@ -117,6 +118,7 @@ pub async fn show_reset(
 /// Sets the new password if this request wins the link (of concurrent
 /// submissions exactly one does), then ends every session of the account.
 pub async fn reset(
+    req: HttpRequest,
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
@@ -147,41 +149,46 @@ pub async fn reset(
         }
     };
     let password_hash = state.hasher.hash(password).await?;
-    let config = state.config.clone();
-    let done = state.db.run(move |conn| complete_reset(conn, &token, &password_hash, &client, &config)).await?;
-    if !done {
+    let (config, hash) = (state.config.clone(), password_hash.clone());
+    let done = state.db.run(move |conn| complete_reset(conn, &token, &hash, &client, &config)).await?;
+    let Some(user_id) = done else {
         return Ok(render(StatusCode::GONE, &ResetFailedPage { ctx }));
-    }
+    };
     state.mail.wake();
     let flash = Flash::success("Your password was changed. Sign in with the new one.");
-    Ok(redirect_with_flash("/login", flash.with_email(email.as_str())))
+    let mut response = redirect_with_flash("/login", flash.with_email(email.as_str()));
+    // This browser proved the mailbox: signing in here next is no news.
+    if let (_, Some(tag)) = known_browser(&req, user_id, &password_hash) {
+        response.extensions_mut().insert(KnownBrowser(tag));
+    }
+    Ok(response)
 }
 
 /// Claims the link and, in the same transaction, sets the password as a
-/// reset does (`accounts::set_password`); false if the link is no longer
-/// good.
+/// reset does (`accounts::set_password`); the account's id, or `None` if
+/// the link is no longer good.
 fn complete_reset(
     conn: &mut DbConnection,
     token: &PlainToken,
     password_hash: &str,
     client: &ClientInfo,
     config: &Config,
-) -> diesel::QueryResult<bool> {
+) -> diesel::QueryResult<Option<i64>> {
     conn.write(|conn| {
         let now = now();
         let hash = token.hash();
         // The account's lock comes first in every transaction on its tokens.
         let Some(owner) = email_tokens::peek_link(conn, Purpose::ResetLink, &hash, now)? else {
-            return Ok(false);
+            return Ok(None);
         };
         User::lock(conn, owner)?;
         let Some(claimed) = email_tokens::claim_link(conn, Purpose::ResetLink, &hash, now)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(user) = User::find(conn, claimed.user_id)? else {
-            return Ok(false);
+            return Ok(None);
         };
         accounts::set_password(conn, &user, password_hash, PasswordSet::Reset, transition_context(config, client))?;
-        Ok(true)
+        Ok(Some(user.id))
     })
 }

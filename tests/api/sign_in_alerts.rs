@@ -5,6 +5,7 @@ on_both_backends!(
     a_sign_in_from_a_new_browser_is_mailed_once_and_never_the_first_after_sign_up,
     the_known_browser_cookie_is_set_only_by_a_sign_in_and_names_no_account,
     alerts_can_be_turned_off,
+    the_browser_that_reset_the_password_is_known,
 );
 
 /// Mail to `email` once the outbox is empty.
@@ -42,7 +43,12 @@ async fn a_sign_in_from_a_new_browser_is_mailed_once_and_never_the_first_after_s
     // (The change signed the phone out.)
     app.sign_in(&phone, "ann@example.com", new).await.assert_redirects_to("/account");
     let again = app.mail.wait_for_subject("ann@example.com", "New sign-in").await;
-    assert_eq!(mail_to(&app, "ann@example.com").await.iter().filter(|m| m.subject == again.subject).count(), 2);
+    let alerts = |mails: Vec<crate::helpers::ReceivedMail>| mails.iter().filter(|m| m.subject == again.subject).count();
+    assert_eq!(alerts(mail_to(&app, "ann@example.com").await), 2);
+    // The browser that changed it stays known.
+    laptop.submit("/account", "/logout", &[]).await;
+    app.sign_in(&laptop, "ann@example.com", new).await.assert_redirects_to("/account");
+    assert_eq!(alerts(mail_to(&app, "ann@example.com").await), 2);
 }
 
 async fn the_known_browser_cookie_is_set_only_by_a_sign_in_and_names_no_account(backend: Backend) {
@@ -71,4 +77,21 @@ async fn alerts_can_be_turned_off(backend: Backend) {
     app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 
     assert_eq!(mail_to(&app, "ann@example.com").await.len(), 1);
+}
+
+async fn the_browser_that_reset_the_password_is_known(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register_verified("ann@example.com").await;
+    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+    let browser = app.browser();
+    browser.submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
+    let token = app.mail.wait_for_subject("ann@example.com", "Reset your").await.link_token("/password/reset?token=");
+    let new = "a reset passphrase of 2026";
+    let fields = [("password", new), ("password_confirm", new)];
+    browser.submit(&format!("/password/reset?token={token}"), "/password/reset", &fields).await;
+
+    app.sign_in(&browser, "ann@example.com", new).await.assert_redirects_to("/account");
+
+    let subjects: Vec<String> = mail_to(&app, "ann@example.com").await.into_iter().map(|m| m.subject).collect();
+    assert!(!subjects.iter().any(|s| s.contains("New sign-in")), "{subjects:?}");
 }
