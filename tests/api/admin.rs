@@ -293,20 +293,29 @@ async fn admin_actions_need_the_csrf_token(backend: Backend) {
 }
 
 fn seed_users(app: &TestApp, count: usize) {
+    let emails: Vec<String> = (0..count).map(|i| format!("user{i:03}@example.com")).collect();
+    insert_users(app, &emails, "approved");
+}
+
+/// Inserts verified accounts with these addresses and this approval state
+/// straight into the database; their ids.
+fn insert_users(app: &TestApp, emails: &[String], approval: &str) -> Vec<i64> {
     let mut conn = app.db();
-    for i in 0..count {
-        let email = format!("user{i:03}@example.com");
-        let user = NewUser {
-            email: &email,
-            password_hash: "unused",
-            email_verified_at: Some(1),
-            approval: "approved",
-            is_admin: false,
-            created_at: 1,
-            updated_at: 1,
-        };
-        User::insert(&mut conn, &user).unwrap();
-    }
+    emails
+        .iter()
+        .map(|email| {
+            let user = NewUser {
+                email,
+                password_hash: "unused",
+                email_verified_at: Some(1),
+                approval,
+                is_admin: false,
+                created_at: 1,
+                updated_at: 1,
+            };
+            User::insert(&mut conn, &user).unwrap().unwrap()
+        })
+        .collect()
 }
 
 async fn the_user_list_searches_by_prefix_and_pages_through_everyone(backend: Backend) {
@@ -536,22 +545,9 @@ async fn the_user_list_filters_by_state_through_search_paging_and_actions(backen
     assert_eq!(listed(&admin.get("/admin/users?state=waiting").await), ["bob@example.com"]);
 
     // Pages of a filter hold only its accounts, every one once.
-    {
-        let mut conn = app.db();
-        for i in 0..60 {
-            let email = format!("off{i:02}@example.com");
-            let user = NewUser {
-                email: &email,
-                password_hash: "unused",
-                email_verified_at: Some(1),
-                approval: "approved",
-                is_admin: false,
-                created_at: 1,
-                updated_at: 1,
-            };
-            let id = User::insert(&mut conn, &user).unwrap().unwrap();
-            User::set_disabled(&mut conn, id, true, 1).unwrap();
-        }
+    let emails: Vec<String> = (0..60).map(|i| format!("off{i:02}@example.com")).collect();
+    for id in insert_users(&app, &emails, "approved") {
+        User::set_disabled(&mut app.db(), id, true, 1).unwrap();
     }
     let (seen, last_page) = walk(&admin, "/admin/users?state=disabled", "next").await;
     let mut expected: Vec<String> = (0..60).map(|i| format!("off{i:02}@example.com")).collect();
@@ -581,20 +577,8 @@ async fn the_user_list_shows_each_accounts_last_sign_in(backend: Backend) {
 async fn the_waiting_count_stops_at_99_plus(backend: Backend) {
     let app = approval_app(backend).await;
     let admin = app.signed_in_admin("root@example.com").await;
-    let mut conn = app.db();
-    for i in 0..120 {
-        let email = format!("wait{i:03}@example.com");
-        let user = NewUser {
-            email: &email,
-            password_hash: "unused",
-            email_verified_at: Some(1),
-            approval: "pending",
-            is_admin: false,
-            created_at: 1,
-            updated_at: 1,
-        };
-        User::insert(&mut conn, &user).unwrap();
-    }
+    let emails: Vec<String> = (0..120).map(|i| format!("wait{i:03}@example.com")).collect();
+    insert_users(&app, &emails, "pending");
 
     let page = admin.get("/admin/users").await;
 

@@ -138,10 +138,13 @@ async fn a_newer_request_replaces_the_older_and_a_change_can_be_cancelled(backen
     cancelled.assert_redirects_to("/account");
     assert!(ann.follow(&cancelled).await.body.contains("The change of address was cancelled"));
     assert_eq!(link_status(&ann, CONFIRM, &second).await, StatusCode::GONE, "cancelled");
+    // The change page offers the same cancel.
+    request_change(&ann, "third@new.example").await.assert_redirects_to("/account");
+    ann.submit("/account/email", "/account/email/cancel", &[]).await.assert_redirects_to("/account");
     assert_eq!(ann.get("/account").await.texts("#account-email"), ["ann@example.com"]);
     let states: Vec<String> =
         email_changes::table.select(email_changes::state).order(email_changes::id).load(&mut app.db()).unwrap();
-    assert_eq!(states, ["replaced", "cancelled"]);
+    assert_eq!(states, ["replaced", "cancelled", "cancelled"]);
     let hashes: Vec<Option<Vec<u8>>> =
         email_changes::table.select(email_changes::confirm_hash).load(&mut app.db()).unwrap();
     assert!(hashes.iter().flatten().all(|hash| hash.len() == 32 && *hash != first.as_bytes()), "only hashes kept");
