@@ -5,6 +5,7 @@
 use diesel::QueryResult;
 
 use super::Context;
+use super::deletion::DeletedBy;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{NewUser, User};
 use crate::db::{DbConnection, sessions};
@@ -19,11 +20,13 @@ pub enum AdminAction {
     Reject,
     Disable,
     Enable,
+    /// Deletes the account, leaving a tombstone (`deletion.rs`).
+    Delete,
 }
 
 impl AdminAction {
     /// Every action, in the order the admin pages offer them.
-    pub const ALL: [Self; 4] = [Self::Approve, Self::Reject, Self::Disable, Self::Enable];
+    pub const ALL: [Self; 5] = [Self::Approve, Self::Reject, Self::Disable, Self::Enable, Self::Delete];
 
     /// The action's segment in `/admin/users/{id}/{action}`.
     pub fn name(self) -> &'static str {
@@ -32,6 +35,7 @@ impl AdminAction {
             Self::Reject => "reject",
             Self::Disable => "disable",
             Self::Enable => "enable",
+            Self::Delete => "delete",
         }
     }
 
@@ -42,16 +46,17 @@ impl AdminAction {
             Self::Reject => "Reject",
             Self::Disable => "Disable",
             Self::Enable => "Enable",
+            Self::Delete => "Delete",
         }
     }
 
     /// The button's CSS class: the usual action plain, the others quieter,
-    /// disabling in red.
+    /// disabling and deleting in red.
     pub fn style(self) -> &'static str {
         match self {
             Self::Approve => "",
             Self::Reject | Self::Enable => "secondary",
-            Self::Disable => "danger",
+            Self::Disable | Self::Delete => "danger",
         }
     }
 
@@ -64,13 +69,17 @@ impl AdminAction {
     /// Whether the action makes sense for `user`, acted on by the
     /// administrator `actor`: the admin pages offer only these, and
     /// `act_on_account` refuses the others. Reject is for sign-ups still
-    /// waiting; nobody rejects or disables their own account here.
+    /// waiting; nobody rejects, disables or deletes their own account here;
+    /// a deleted account takes no action.
     ///
     /// # Errors
     /// The refusal, in words for the administrator.
     pub fn applies_to(self, user: &User, actor: i64) -> Result<(), Refusal> {
         let approval = Approval::from_db(&user.approval);
         let disabled = user.disabled_at.is_some();
+        if user.deleted_at.is_some() {
+            return Err(Refusal::NoSuchUser);
+        }
         if self.removes_access() && user.id == actor {
             return Err(Refusal::OwnAccount);
         }
@@ -96,6 +105,12 @@ impl AdminAction {
                 "stop it signing in until an administrator enables it again;",
                 "send no email.",
             ],
+            Self::Delete => &[
+                "end every session of this account at once, and stop it signing in for good;",
+                "remove its address, password, links and mail not yet sent (this cannot be undone);",
+                "keep its events in the log, under \"a deleted account\";",
+                "email the person that their account was deleted; the address can sign up again as a new account.",
+            ],
             Self::Approve | Self::Enable => &[],
         }
     }
@@ -107,12 +122,13 @@ impl AdminAction {
             Self::Reject => "rejected",
             Self::Disable => "disabled",
             Self::Enable => "enabled",
+            Self::Delete => "deleted",
         }
     }
 
     /// Actions that can take an administrator's access away.
     fn removes_access(self) -> bool {
-        matches!(self, Self::Reject | Self::Disable)
+        matches!(self, Self::Reject | Self::Disable | Self::Delete)
     }
 }
 
@@ -120,7 +136,7 @@ impl AdminAction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     NoSuchUser,
-    /// Administrators cannot reject or disable their own account here.
+    /// Administrators cannot reject, disable or delete their own account here.
     OwnAccount,
     /// It would leave no enabled, approved administrator.
     LastAdmin,
@@ -135,7 +151,9 @@ impl Refusal {
     pub fn describe(self) -> &'static str {
         match self {
             Self::NoSuchUser => "There is no such account.",
-            Self::OwnAccount => "You cannot reject or disable your own account.",
+            Self::OwnAccount => {
+                "You cannot reject, disable or delete your own account here. To delete it, use your account page."
+            }
             Self::LastAdmin => "That would leave the site without an enabled, approved administrator.",
             Self::NotWaiting => {
                 "Only sign-ups waiting for approval can be rejected. To stop someone signing in, disable the account."
@@ -157,17 +175,14 @@ pub fn act_on_account(
     action: AdminAction,
     ctx: Context,
 ) -> QueryResult<Result<String, Refusal>> {
-    if action.removes_access() {
-        lock_admin_changes(conn)?;
-    }
-    if !User::lock(conn, target)? {
-        return Ok(Err(Refusal::NoSuchUser));
-    }
-    let Some(user) = User::find(conn, target)? else { return Ok(Err(Refusal::NoSuchUser)) };
+    let user = match lock_account(conn, target, action.removes_access())? {
+        Ok(user) => user,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     if let Err(refusal) = action.applies_to(&user, actor) {
         return Ok(Err(refusal));
     }
-    if action.removes_access() && is_active_admin(&user) && User::count_active_admins(conn)? <= 1 {
+    if action.removes_access() && is_last_admin(conn, &user)? {
         return Ok(Err(Refusal::LastAdmin));
     }
     let (kind, mail) = match action {
@@ -192,6 +207,11 @@ pub fn act_on_account(
             User::set_disabled(conn, target, false, ctx.now)?;
             (EventKind::Enabled, None)
         }
+        AdminAction::Delete => {
+            // Records its own event and says its own goodbye.
+            super::deletion::erase(conn, &user, DeletedBy::Admin(actor), ctx)?;
+            return Ok(Ok(user.email));
+        }
     };
     if let Some(mail) = mail {
         queue(conn, mail, &user.email, Some(target), ctx.config)?;
@@ -201,9 +221,29 @@ pub fn act_on_account(
     Ok(Ok(user.email))
 }
 
-/// An administrator who can sign in and act: enabled and approved.
-fn is_active_admin(user: &User) -> bool {
-    user.is_admin && user.disabled_at.is_none() && Approval::from_db(&user.approval) == Approval::Approved
+/// Locks the account `id` for a change and reads it; with
+/// `removes_access`, first serialises the changes that could take an
+/// administrator's access away (`lock_admin_changes`). A deleted account
+/// is no account.
+pub(super) fn lock_account(
+    conn: &mut DbConnection,
+    id: i64,
+    removes_access: bool,
+) -> QueryResult<Result<User, Refusal>> {
+    if removes_access {
+        lock_admin_changes(conn)?;
+    }
+    if !User::lock(conn, id)? {
+        return Ok(Err(Refusal::NoSuchUser));
+    }
+    Ok(User::find(conn, id)?.filter(|user| user.deleted_at.is_none()).ok_or(Refusal::NoSuchUser))
+}
+
+/// Whether `user` is the site's only enabled, approved administrator: the
+/// lock that keeps the site from losing its last one.
+pub(super) fn is_last_admin(conn: &mut DbConnection, user: &User) -> QueryResult<bool> {
+    let active = user.is_admin && user.disabled_at.is_none() && Approval::from_db(&user.approval) == Approval::Approved;
+    Ok(active && User::count_active_admins(conn)? <= 1)
 }
 
 /// Serialises the transactions that may take an administrator's access

@@ -14,9 +14,9 @@ use crate::db::email_changes::{self, CANCELLED, CONFIRMED, EmailChange};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
 use crate::db::{DbConnection, sessions, throttle_hits};
-use crate::domain::{EmailAddress, TokenHash, describe_browser};
+use crate::domain::{EmailAddress, TokenHash};
 use crate::mail::MailKind;
-use crate::mail::messages::{EventFacts, queue, queue_about_email_change};
+use crate::mail::messages::{queue, queue_about_email_change};
 use crate::throttle::Bucket;
 
 /// Secrets sent to an address that stop working when the account's
@@ -69,7 +69,7 @@ pub fn request_email_change(
     let expires_at = ctx.now + ctx.config.settings.verify_token_ttl.as_secs() as i64;
     let id = email_changes::request(conn, user.id, &user.email, new_email.as_str(), expires_at, ctx.now)?;
     queue_about_email_change(conn, MailKind::EmailChangeConfirm, new_email.as_str(), user.id, id, None, ctx.config)?;
-    let facts = facts(ctx);
+    let facts = ctx.facts();
     queue_about_email_change(conn, MailKind::EmailChangeRequested, &user.email, user.id, id, Some(&facts), ctx.config)?;
     let detail = format!("to {}", new_email.as_str());
     let event = Event { detail: &detail, ..Event::own(EventKind::EmailChangeRequested, user.id, ctx.ip) };
@@ -129,7 +129,7 @@ pub fn confirm_email_change(
     sessions::delete_others(conn, user_id, keep_session)?;
     email_tokens::void_all(conn, user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
     move_sign_in_failures(conn, &change.old_email, &change.new_email)?;
-    let facts = facts(ctx);
+    let facts = ctx.facts();
     queue_about_email_change(
         conn,
         MailKind::EmailChanged,
@@ -208,10 +208,6 @@ fn remove_unverified_holder(conn: &mut DbConnection, address: &str, user_id: i64
 fn move_sign_in_failures(conn: &mut DbConnection, from: &str, to: &str) -> QueryResult<()> {
     let (from, to) = (Bucket::SignInAddress(from.to_owned()).key(), Bucket::SignInAddress(to.to_owned()).key());
     throttle_hits::move_hits(conn, &from, &to).map(drop)
-}
-
-fn facts(ctx: Context) -> EventFacts {
-    EventFacts { at: ctx.now, ip: ctx.ip.to_owned(), browser: describe_browser(ctx.user_agent) }
 }
 
 fn record(

@@ -12,14 +12,17 @@
 //! | an administrator is created from the CLI     | `admin.rs`        |
 //! | a person ends their own sessions             | `sessions.rs`     |
 //! | a person changes their address (or undoes it) | `email_change.rs` |
+//! | an account is deleted (by its owner or admin) | `deletion.rs`     |
 
 mod admin;
+mod deletion;
 mod email_change;
 mod password;
 mod sessions;
 mod verification;
 
 pub use admin::{AdminAction, CreateAdminRefusal, Refusal, act_on_account, create_admin};
+pub use deletion::{DeletedBy, delete_account};
 pub use email_change::{
     EmailChangeRefusal, cancel_email_change, confirm_email_change, request_email_change, revert_email_change,
 };
@@ -28,6 +31,8 @@ pub use sessions::{EndSessions, end_sessions};
 pub use verification::verify_email;
 
 use crate::config::Config;
+use crate::domain::describe_browser;
+use crate::mail::messages::EventFacts;
 
 /// Who causes a transition, from where and when, and the settings the mail
 /// it queues needs.
@@ -41,4 +46,11 @@ pub struct Context<'a> {
     pub user_agent: &'a str,
     /// Unix seconds (UTC).
     pub now: i64,
+}
+
+impl Context<'_> {
+    /// When, from where and in which browser: what a notice tells.
+    pub fn facts(&self) -> EventFacts {
+        EventFacts { at: self.now, ip: self.ip.to_owned(), browser: describe_browser(self.user_agent) }
+    }
 }

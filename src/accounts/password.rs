@@ -7,9 +7,8 @@ use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
 use crate::db::{DbConnection, sessions, throttle_hits};
-use crate::domain::describe_browser;
 use crate::mail::MailKind;
-use crate::mail::messages::{EventFacts, queue_notice};
+use crate::mail::messages::queue_notice;
 use crate::throttle::Bucket;
 
 /// Why a password is being set: decides which sessions end, whether the
@@ -62,7 +61,7 @@ pub fn set_password(
         // The verification records itself; a first password is no change to announce.
         PasswordSet::SignUp => return Ok(()),
     };
-    let facts = EventFacts { at: ctx.now, ip: ctx.ip.to_owned(), browser: describe_browser(ctx.user_agent) };
+    let facts = ctx.facts();
     queue_notice(conn, MailKind::PasswordChanged, &user.email, user.id, &facts, ctx.config)?;
     audit::record(conn, Event::own(event, user.id, ctx.ip), ctx.now)
 }

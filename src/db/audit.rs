@@ -29,11 +29,14 @@ pub enum EventKind {
     EmailChangeCancelled,
     /// A change of address undone from the link sent to the old address.
     EmailChangeReverted,
+    /// The account was deleted (by its owner or an administrator); the
+    /// event stays linked to its tombstone.
+    AccountDeleted,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -53,6 +56,7 @@ impl EventKind {
         Self::EmailChanged,
         Self::EmailChangeCancelled,
         Self::EmailChangeReverted,
+        Self::AccountDeleted,
     ];
 
     /// The kind stored as `name`, if there is one.
@@ -81,6 +85,7 @@ impl EventKind {
             Self::EmailChanged => "address changed",
             Self::EmailChangeCancelled => "address change cancelled",
             Self::EmailChangeReverted => "address change undone",
+            Self::AccountDeleted => "account deleted",
         }
     }
 }
@@ -124,6 +129,23 @@ pub fn record(conn: &mut DbConnection, event: Event, now: i64) -> QueryResult<()
             audit_events::detail.eq(event.detail),
         ))
         .execute(conn)?;
+    Ok(())
+}
+
+diesel::define_sql_function! {
+    /// SQL's `replace(text, from, to)`, the same in SQLite and PostgreSQL.
+    fn replace(text: diesel::sql_types::Text, from: diesel::sql_types::Text, to: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Replaces each of `addresses` with `instead` in the details of the
+/// events about `user_id` (a failed sign-in keeps the typed address, a
+/// change of address both).
+pub fn scrub_addresses(conn: &mut DbConnection, user_id: i64, addresses: &[String], instead: &str) -> QueryResult<()> {
+    for address in addresses {
+        diesel::update(audit_events::table.filter(audit_events::user_id.eq(user_id)))
+            .set(audit_events::detail.eq(replace(audit_events::detail, address, instead)))
+            .execute(conn)?;
+    }
     Ok(())
 }
 

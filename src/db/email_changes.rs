@@ -35,6 +35,17 @@ pub const CANCELLED: &str = "cancelled";
 pub const REPLACED: &str = "replaced";
 pub const REVERTED: &str = "reverted";
 
+/// Deletes a user's changes of address, returning every address they
+/// named (old and new), for a deleted account's other traces.
+pub fn delete_all_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<Vec<String>> {
+    let named: Vec<(String, String)> = email_changes::table
+        .filter(email_changes::user_id.eq(user_id))
+        .select((email_changes::old_email, email_changes::new_email))
+        .load(conn)?;
+    diesel::delete(email_changes::table.filter(email_changes::user_id.eq(user_id))).execute(conn)?;
+    Ok(named.into_iter().flat_map(|(old, new)| [old, new]).collect())
+}
+
 /// Records a pending change from `old_email` to `new_email`, after marking
 /// the account's older pending ones `replaced`. Returns the new row's id.
 pub fn request(

@@ -92,6 +92,11 @@ pub fn void_older(
     .execute(conn)
 }
 
+/// Deletes every link and code of a user, used or not (a deleted account).
+pub fn delete_all_for_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<usize> {
+    diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id))).execute(conn)
+}
+
 /// Voids every live secret of these purposes for a user.
 pub fn void_all(conn: &mut DbConnection, user_id: i64, purposes: &[Purpose], now: i64) -> QueryResult<usize> {
     let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();

@@ -117,7 +117,9 @@ pub fn lease(conn: &mut DbConnection, id: i64, owner: &str, now: i64, until: i64
     .optional()
 }
 
-/// Ends a row's life and wipes its encrypted message. False if this
+/// Ends a row's life and wipes its encrypted message, and the recipient
+/// of a mail that belongs to no account (a deleted account's goodbye
+/// notice): nothing else would ever remove that address. False if this
 /// worker no longer holds the lease.
 pub fn finish(
     conn: &mut DbConnection,
@@ -137,6 +139,9 @@ pub fn finish(
             outbox::payload.eq(None::<Vec<u8>>),
             outbox::password_hash.eq(None::<String>),
             outbox::event.eq(None::<String>),
+            outbox::recipient.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "CASE WHEN user_id IS NULL THEN '' ELSE recipient END",
+            )),
         ))
         .execute(conn)?;
     Ok(finished == 1)
@@ -222,10 +227,28 @@ pub fn failing(conn: &mut DbConnection, limit: i64) -> QueryResult<Vec<OutboxRow
         .load(conn)
 }
 
+/// Forgets a deleted account's mail: what is still to be sent goes; what
+/// was sent or failed stays for the record, without its recipient or
+/// contents.
+pub fn forget_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
+    let of_user = outbox::table.filter(outbox::user_id.eq(user_id));
+    diesel::delete(of_user.filter(outbox::state.eq("pending"))).execute(conn)?;
+    diesel::update(of_user)
+        .set((
+            outbox::recipient.eq(""),
+            outbox::payload.eq(None::<Vec<u8>>),
+            outbox::password_hash.eq(None::<String>),
+            outbox::event.eq(None::<String>),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
 /// Puts a dead row back in the queue with fresh attempts; its links are
-/// minted anew when it is composed.
+/// minted anew when it is composed. Not a row whose recipient was wiped.
 pub fn revive_dead(conn: &mut DbConnection, id: i64, send_before: i64, now: i64) -> QueryResult<bool> {
-    let revived = diesel::update(outbox::table.find(id).filter(outbox::state.eq("dead")))
+    let dead = outbox::table.find(id).filter(outbox::state.eq("dead")).filter(outbox::recipient.ne(""));
+    let revived = diesel::update(dead)
         .set((
             outbox::state.eq("pending"),
             outbox::attempts.eq(0),

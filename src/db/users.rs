@@ -20,6 +20,9 @@ pub struct User {
     pub updated_at: i64,
     /// When the account last completed a sign-in.
     pub last_sign_in_at: Option<i64>,
+    /// When the account was deleted: the row is a tombstone since then,
+    /// its address and password wiped (`accounts::deletion`).
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Insertable)]
@@ -82,6 +85,7 @@ impl User {
             .select(users::id)
             .filter(users::email_verified_at.is_null())
             .filter(users::is_admin.eq(false))
+            .filter(users::deleted_at.is_null())
             .filter(users::created_at.lt(created_before))
             .limit(batch)
             .load(conn)?;
@@ -94,7 +98,9 @@ impl User {
     /// Deletes the account if its address was never verified (its tokens,
     /// sessions and mail go with it); false if it is verified or gone.
     pub fn delete_unverified(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
-        let deleted = diesel::delete(users::table.find(id).filter(users::email_verified_at.is_null())).execute(conn)?;
+        let unverified =
+            users::table.find(id).filter(users::email_verified_at.is_null()).filter(users::deleted_at.is_null());
+        let deleted = diesel::delete(unverified).execute(conn)?;
         Ok(deleted == 1)
     }
 
@@ -132,9 +138,37 @@ impl User {
         Ok(changed == 1)
     }
 
-    /// The addresses of these accounts, for pages that name them.
-    pub fn emails_of(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
-        users::table.select((users::id, users::email)).filter(users::id.eq_any(ids)).load(conn)
+    /// How pages name these accounts: by address, or "deleted account #7"
+    /// for a tombstone. Accounts removed outright are missing.
+    pub fn names_of(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+        let rows: Vec<(i64, String, Option<i64>)> = users::table
+            .select((users::id, users::email, users::deleted_at))
+            .filter(users::id.eq_any(ids))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, email, deleted)| (id, if deleted.is_some() { tombstone_name(id) } else { email }))
+            .collect())
+    }
+
+    /// Turns the account into a tombstone: its id stays (the audit log's
+    /// events keep their link), its address becomes `tombstone_email(id)`
+    /// (so the address can be registered again), its password a hash that
+    /// matches nothing, and it leaves every filter of the admin list.
+    pub fn make_tombstone(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::email.eq(tombstone_email(id)),
+                users::password_hash.eq(""),
+                users::email_verified_at.eq(None::<i64>),
+                users::is_admin.eq(false),
+                users::disabled_at.eq(None::<i64>),
+                users::last_sign_in_at.eq(None::<i64>),
+                users::deleted_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .map(drop)
     }
 
     /// How many verified sign-ups wait for an administrator, counting no
@@ -183,7 +217,7 @@ impl User {
         from: PageFrom,
         limit: i64,
     ) -> QueryResult<(Vec<User>, bool)> {
-        let mut query = users::table.limit(limit + 1).into_boxed();
+        let mut query = users::table.filter(users::deleted_at.is_null()).limit(limit + 1).into_boxed();
         if let Some(condition) = filter.condition() {
             query = query.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(condition));
         }
@@ -246,6 +280,19 @@ impl User {
             .count()
             .get_result(conn)
     }
+}
+
+/// What stands in a deleted account's `email`: unique and never an
+/// address (no `@`). `~` is the last printable ASCII character, so in byte
+/// order (SQLite's) tombstones come after every ASCII address, and the
+/// admin list's pages skip them only on its last page.
+pub fn tombstone_email(id: i64) -> String {
+    format!("~deleted-{id}")
+}
+
+/// How pages name a deleted account.
+pub fn tombstone_name(id: i64) -> String {
+    format!("deleted account #{id}")
 }
 
 /// Which accounts the admin user list shows.

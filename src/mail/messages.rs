@@ -43,9 +43,12 @@ pub enum MailKind {
     EmailChanged,
     /// A sign-in from a browser the account had not used (ASVS 2.2.3).
     NewSignIn,
+    /// Goodbye: the account was deleted. Belongs to no account, so its
+    /// recipient is wiped once it is sent or given up on.
+    AccountDeleted,
 }
 
-const ALL_KINDS: [MailKind; 10] = [
+const ALL_KINDS: [MailKind; 11] = [
     MailKind::VerifyEmail,
     MailKind::SignupAttempt,
     MailKind::PasswordReset,
@@ -56,6 +59,7 @@ const ALL_KINDS: [MailKind; 10] = [
     MailKind::EmailChangeRequested,
     MailKind::EmailChanged,
     MailKind::NewSignIn,
+    MailKind::AccountDeleted,
 ];
 
 impl MailKind {
@@ -71,6 +75,7 @@ impl MailKind {
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
             Self::NewSignIn => "new_sign_in",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 
@@ -87,6 +92,7 @@ impl MailKind {
             Self::EmailChangeRequested => "Notice of a requested change of address",
             Self::EmailChanged => "Notice of a change of address, with an undo link",
             Self::NewSignIn => "Notice of a sign-in from a new browser",
+            Self::AccountDeleted => "Goodbye notice of a deleted account",
         }
     }
 
@@ -100,7 +106,11 @@ impl MailKind {
         match self {
             Self::VerifyEmail => &[Purpose::VerifyLink, Purpose::VerifyCode],
             Self::SignupAttempt | Self::PasswordReset => &[Purpose::ResetLink],
-            Self::PasswordChanged | Self::AccountApproved | Self::AccountRejected | Self::NewSignIn => &[],
+            Self::PasswordChanged
+            | Self::AccountApproved
+            | Self::AccountRejected
+            | Self::NewSignIn
+            | Self::AccountDeleted => &[],
             // Their links end with the state of their `email_changes` row instead.
             Self::EmailChangeConfirm | Self::EmailChangeRequested | Self::EmailChanged => &[],
         }
@@ -117,7 +127,8 @@ impl MailKind {
             | Self::AccountRejected
             | Self::EmailChangeRequested
             | Self::EmailChanged
-            | Self::NewSignIn => DAY,
+            | Self::NewSignIn
+            | Self::AccountDeleted => DAY,
         }
     }
 }
@@ -188,6 +199,20 @@ pub fn queue_notice(
 ) -> QueryResult<i64> {
     let event = serde_json::to_string(facts).expect("event facts serialise");
     let mail = NewMail { kind: kind.as_str(), recipient, user_id: Some(user_id), event: Some(&event), ..unbound() };
+    enqueue(conn, mail, kind, config)
+}
+
+/// Queues mail that belongs to no account (a deleted account's goodbye),
+/// with the facts of the event it reports when there are any to tell.
+pub fn queue_without_account(
+    conn: &mut DbConnection,
+    kind: MailKind,
+    recipient: &str,
+    facts: Option<&EventFacts>,
+    config: &Config,
+) -> QueryResult<i64> {
+    let event = facts.map(|facts| serde_json::to_string(facts).expect("event facts serialise"));
+    let mail = NewMail { kind: kind.as_str(), recipient, event: event.as_deref(), ..unbound() };
     enqueue(conn, mail, kind, config)
 }
 
@@ -359,6 +384,7 @@ impl Composer {
             MailKind::EmailChangeRequested => self.email_change_requested(conn, row)?,
             MailKind::EmailChanged => self.email_changed(conn, row)?,
             MailKind::NewSignIn => Some(Minted { content: self.new_sign_in(row), first_token_id: None }),
+            MailKind::AccountDeleted => Some(Minted { content: self.account_deleted(row), first_token_id: None }),
         };
         let Some(Minted { content, first_token_id }) = minted else {
             return Ok(None);
@@ -513,6 +539,39 @@ impl Composer {
                 label: "Choose a new password",
                 link: self.config.link("/password/forgot"),
                 note: "Times are in UTC; the place is the IP address the browser came from.".into(),
+            }),
+            code: None,
+            outro: vec![],
+        }
+    }
+
+    /// By its owner when the row holds the facts of the deletion, else by
+    /// an administrator (whose address and IP are not the person's to see).
+    fn account_deleted(&self, row: &OutboxRow) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        let (who, if_not_you) = match facts_of(row) {
+            Some(facts) => (
+                format!("Your {site} account was deleted {}, after its password was typed again.", facts.describe()),
+                match &self.config.settings.support_email {
+                    Some(support) => format!("If this was not you, someone knew your password: write to {support}."),
+                    None => "If this was not you, someone knew your password.".to_owned(),
+                },
+            ),
+            None => (format!("An administrator of {site} deleted your account."), String::new()),
+        };
+        let mut intro = vec![
+            who,
+            "Its address, password and sessions are gone, and no other mail will be sent about it.              The site's event log keeps entries about the account, without the address."
+                .to_owned(),
+        ];
+        intro.extend((!if_not_you.is_empty()).then_some(if_not_you));
+        EmailContent {
+            subject: format!("Your {site} account was deleted"),
+            intro,
+            button: Some(Button {
+                label: "Sign up again",
+                link: self.config.link("/register"),
+                note: "You can sign up again with this address at any time, as a new account.".into(),
             }),
             code: None,
             outro: vec![],

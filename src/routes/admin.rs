@@ -13,7 +13,7 @@ use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
 use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
-use crate::db::users::{ListFilter, PageFrom, User};
+use crate::db::users::{ListFilter, PageFrom, User, tombstone_name};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::messages::{MailKind, plain_error};
 use crate::mail::requeue_dead;
@@ -68,6 +68,8 @@ pub struct UserView {
     approval: &'static str,
     disabled: bool,
     admin: bool,
+    /// When the account was deleted: its page shows a tombstone.
+    deleted: Option<Moment>,
     /// What the viewing administrator may do to this account now.
     actions: Vec<AdminAction>,
 }
@@ -85,8 +87,9 @@ impl UserView {
             verified: user.email_verified_at.is_some(),
             disabled: user.disabled_at.is_some(),
             admin: user.is_admin,
+            deleted: user.deleted_at.map(|at| Moment::new(at, now())),
             email_unicode: EmailAddress::unicode_form(&user.email),
-            email: user.email,
+            email: if user.deleted_at.is_some() { tombstone_name(user.id) } else { user.email },
             approval,
         }
     }
@@ -97,7 +100,7 @@ pub struct EventView {
     at: Moment,
     kind: String,
     user_id: Option<i64>,
-    /// The account's address, when it still exists.
+    /// How the account is named (its address, or "deleted account #7"), when it is still there.
     user_email: Option<String>,
     actor_id: Option<i64>,
     actor_email: Option<String>,
@@ -109,7 +112,7 @@ pub struct EventView {
 /// read in one query.
 fn event_views(conn: &mut DbConnection, rows: Vec<EventRow>) -> diesel::QueryResult<Vec<EventView>> {
     let ids: Vec<i64> = rows.iter().flat_map(|row| [row.user_id, row.actor_id]).flatten().collect();
-    let emails: std::collections::HashMap<i64, String> = User::emails_of(conn, &ids)?.into_iter().collect();
+    let emails: std::collections::HashMap<i64, String> = User::names_of(conn, &ids)?.into_iter().collect();
     let email_of = |id: Option<i64>| id.and_then(|id| emails.get(&id).cloned());
     Ok(rows
         .into_iter()
@@ -386,7 +389,7 @@ pub async fn events(
             let rows = audit::page(conn, filter, PAGE_SIZE)?;
             let rows = event_views(conn, rows)?;
             let user = match filter.user_id {
-                Some(id) => User::emails_of(conn, &[id])?.pop(),
+                Some(id) => User::names_of(conn, &[id])?.pop(),
                 None => None,
             };
             Ok((rows, user))

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod delete_account;
 mod email_change;
 mod export;
 mod health;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/account/email/cancel").route(go_to("/account")).post(email_change::cancel))
         .service(web::resource("/account/email/confirm").get(email_change::show_confirm).post(email_change::confirm))
         .service(web::resource("/account/email/revert").get(email_change::show_revert).post(email_change::revert))
+        .service(web::resource("/account/delete").get(delete_account::show).post(delete_account::submit))
         .service(web::resource("/account/export").get(export::download))
         .service(web::resource("/account/reauth").get(reauth::show).post(reauth::submit))
         .service(web::resource("/account/sessions/{id}/revoke").route(go_to("/account")).post(account::revoke_session))

@@ -176,13 +176,13 @@ async fn an_admin_cannot_disable_themselves_or_the_last_admin(backend: Backend) 
     let root = app.signed_in_admin("root@example.com").await;
 
     let own = act(&app, &root, "root@example.com", "disable").await;
-    assert!(root.follow(&own).await.body.contains("You cannot reject or disable your own account."));
+    assert!(root.follow(&own).await.body.contains("You cannot reject, disable or delete your own account here."));
 
     let second = app.signed_in_admin("second@example.com").await;
     act(&app, &second, "root@example.com", "disable").await;
     // Root is disabled; second, the last enabled admin, cannot disable their own account.
     let last = act(&app, &second, "second@example.com", "disable").await;
-    assert!(second.follow(&last).await.body.contains("You cannot reject or disable your own account."));
+    assert!(second.follow(&last).await.body.contains("You cannot reject, disable or delete your own account here."));
     assert_eq!(app.sign_in(&app.browser(), "root@example.com", PASSWORD).await.status, StatusCode::FORBIDDEN);
     let mut conn = app.db();
     let second_user = User::find_by_email(&mut conn, "second@example.com").unwrap().unwrap();
@@ -201,7 +201,7 @@ async fn reject_is_only_for_waiting_sign_ups_and_never_leaves_no_approved_admin(
     );
 
     let own = act(&app, &root, "root@example.com", "reject").await;
-    assert!(root.follow(&own).await.body.contains("You cannot reject or disable your own account."));
+    assert!(root.follow(&own).await.body.contains("You cannot reject, disable or delete your own account here."));
     let approved = act(&app, &second, "root@example.com", "reject").await;
     assert!(second.follow(&approved).await.body.contains("Only sign-ups waiting for approval can be rejected."));
     // Root's approval withdrawn behind the admin pages' back: approval is not required here,

@@ -12,6 +12,7 @@ mod browser_true;
 mod cleanup;
 mod config;
 mod csrf;
+mod deletion;
 mod email_change;
 mod export;
 mod faults;

@@ -377,10 +377,77 @@ async fn an_administrator_rejects_disables_and_enables_users() {
     let own = app.user_id("root@example.com");
     assert_eq!(chrome.count(&format!("a[href^='/admin/users/{own}/disable']")).await, 0);
     chrome.open(&format!("/admin/users/{own}/disable?back=%2Fadmin%2Fusers%2F{own}")).await;
-    assert_eq!(chrome.flash().await, "You cannot reject or disable your own account.");
+    assert_eq!(
+        chrome.flash().await,
+        "You cannot reject, disable or delete your own account here. To delete it, use your account page."
+    );
     assert_eq!(chrome.flash_kind().await, ("flash flash-error".to_owned(), "alert".to_owned()));
     chrome.check_page("admin-refused").await;
     app.sign_in(&app.browser(), member, PASSWORD).await.assert_redirects_to("/account");
+
+    // Deleting asks first too, and leaves a numbered tombstone.
+    chrome.follow("Users").await;
+    chrome.follow(member).await;
+    let bob_id = app.user_id(member);
+    chrome.follow_link_to(&format!("/admin/users/{bob_id}/delete")).await;
+    assert!(chrome.text("#consequences").await.contains("cannot be undone"));
+    chrome.check_page("admin-confirm-delete").await;
+    chrome.press(&format!("Delete {member}")).await;
+    assert_eq!(chrome.flash().await, format!("{member} was deleted."));
+    assert_eq!(chrome.text("h1").await, format!("deleted account #{bob_id}"));
+    chrome.check_page("admin-user-deleted").await;
+    assert!(app.mail.wait_for_subject(member, "account was deleted").await.text.contains("An administrator"));
+    assert_eq!(app.sign_in(&app.browser(), member, PASSWORD).await.status, reqwest::StatusCode::UNAUTHORIZED);
+
+    chrome.finish().await;
+}
+
+/// Download the account's data, then delete the account: the password is
+/// asked for again, a mistyped address is refused in plain words, and the
+/// address can sign up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_the_data_then_delete_the_account() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let email = "barbara@example.com";
+    app.register_verified(email).await;
+    sign_in(&chrome, email, PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    app.clock.advance(std::time::Duration::from_secs(11 * 60));
+
+    // Past USHER_REAUTH_TTL the download asks for the password first.
+    let (status, _, body) = chrome.fetch_link("Download your data").await;
+    assert_eq!(status, 200, "fetch follows the redirect to the password page");
+    assert!(body.contains("Confirm it"), "{body}");
+    chrome.follow("Delete your account").await;
+    chrome.wait_for_path("/account/reauth").await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.press("Continue").await;
+    chrome.wait_for_path("/account/delete").await;
+    chrome.check_page("delete-account").await;
+    let (status, disposition, body) = chrome.fetch_link("download your data").await;
+    assert_eq!((status, disposition.starts_with("attachment")), (200, true));
+    assert!(body.contains(&format!("\"email\": \"{email}\"")), "{body}");
+
+    chrome.fill("confirm", "barbra@example.com").await;
+    chrome.press("Delete my account").await;
+    let error = chrome.text("#confirm-error").await;
+    assert!(error.ends_with("That is not your account's address. Type it exactly as shown above."), "{error}");
+    chrome.check_page("delete-account-mistyped").await;
+    chrome.fill("confirm", email).await;
+    chrome.press("Delete my account").await;
+    chrome.wait_for_path("/").await;
+    assert_eq!(chrome.flash().await, format!("Your account was deleted. A last email went to {email}."));
+    assert!(app.mail.wait_for_subject(email, "account was deleted").await.text.contains("password was typed again"));
+
+    sign_in(&chrome, email, PASSWORD).await;
+    chrome.wait_for_path("/login").await;
+    assert!(chrome.text("#email-error").await.contains("Invalid email or password."), "{}", chrome.text("main").await);
+    chrome.open("/register").await;
+    chrome.fill("email", email).await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.fill("password_confirm", PASSWORD).await;
+    chrome.press("Create account").await;
+    chrome.wait_for_path("/verify").await;
 
     chrome.finish().await;
 }
