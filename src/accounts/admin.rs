@@ -28,6 +28,10 @@ impl AdminAction {
     /// Every action, in the order the admin pages offer them.
     pub const ALL: [Self; 5] = [Self::Approve, Self::Reject, Self::Disable, Self::Enable, Self::Delete];
 
+    /// The actions offered on every row of a list of accounts; deleting,
+    /// which cannot be undone, only on the account's own page.
+    pub const IN_LISTS: [Self; 4] = [Self::Approve, Self::Reject, Self::Disable, Self::Enable];
+
     /// The action's segment in `/admin/users/{id}/{action}`.
     pub fn name(self) -> &'static str {
         match self {
@@ -108,7 +112,7 @@ impl AdminAction {
             Self::Delete => &[
                 "end every session of this account at once, and stop it signing in for good;",
                 "remove its address, password, links and mail not yet sent (this cannot be undone);",
-                "keep its events in the log, under \"a deleted account\";",
+                "keep its events in the log, under its number (\"deleted account #\" and the id);",
                 "email the person that their account was deleted; the address can sign up again as a new account.",
             ],
             Self::Approve | Self::Enable => &[],
@@ -144,6 +148,8 @@ pub enum Refusal {
     NotWaiting,
     /// The account is in that state already.
     Unchanged,
+    /// Its owner, deleting it, typed another address than the account's.
+    NotTheAddress,
 }
 
 impl Refusal {
@@ -159,6 +165,7 @@ impl Refusal {
                 "Only sign-ups waiting for approval can be rejected. To stop someone signing in, disable the account."
             }
             Self::Unchanged => "The account is in that state already.",
+            Self::NotTheAddress => "That is not your account's address. Type it exactly as shown above.",
         }
     }
 }

@@ -11,19 +11,18 @@ use diesel::QueryResult;
 use super::Context;
 use super::admin::{Refusal, is_last_admin, lock_account};
 use crate::db::audit::{self, Event, EventKind};
-use crate::db::users::User;
-use crate::db::{DbConnection, email_changes, email_tokens, outbox, sessions};
+use crate::db::users::{SCRUBBED_ADDRESS, User};
+use crate::db::{DbConnection, email_changes, email_tokens, outbox, sessions, throttle_hits};
 use crate::mail::MailKind;
 use crate::mail::messages::queue_without_account;
-
-/// What stands for a deleted account's address in its events.
-const SCRUBBED: &str = "(a deleted address)";
+use crate::throttle::Bucket;
 
 /// Who deletes the account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeletedBy {
-    /// Its owner, from their account page, after typing their password again.
-    Owner,
+pub enum DeletedBy<'a> {
+    /// Its owner, from their account page, after typing their password
+    /// again, and the account's address (`typed`, normalised).
+    Owner { typed: &'a str },
     /// The administrator with this id, from the admin pages.
     Admin(i64),
 }
@@ -33,8 +32,9 @@ pub enum DeletedBy {
 ///
 /// # Errors
 /// `Refusal::NoSuchUser` for an account that does not exist or is deleted
-/// already, `Refusal::LastAdmin` when it is the last enabled, approved
-/// administrator.
+/// already, `Refusal::NotTheAddress` when its owner typed another address
+/// (compared under the lock, so it is the address deleted),
+/// `Refusal::LastAdmin` when it is the last enabled, approved administrator.
 pub fn delete_account(
     conn: &mut DbConnection,
     user_id: i64,
@@ -45,6 +45,9 @@ pub fn delete_account(
         Ok(user) => user,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    if matches!(by, DeletedBy::Owner { typed } if typed != user.email) {
+        return Ok(Err(Refusal::NotTheAddress));
+    }
     if is_last_admin(conn, &user)? {
         return Ok(Err(Refusal::LastAdmin));
     }
@@ -58,13 +61,16 @@ pub(super) fn erase(conn: &mut DbConnection, user: &User, by: DeletedBy, ctx: Co
     email_tokens::delete_all_for_user(conn, user.id)?;
     let mut addresses = email_changes::delete_all_for_user(conn, user.id)?;
     addresses.push(user.email.clone());
-    addresses.sort();
+    // Longest first, so that no address is left half-scrubbed inside a
+    // longer one that contains it (ann@… inside joann@…).
+    addresses.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     addresses.dedup();
     outbox::forget_user(conn, user.id)?;
-    audit::scrub_addresses(conn, user.id, &addresses, SCRUBBED)?;
+    audit::scrub_addresses(conn, user.id, &addresses, SCRUBBED_ADDRESS)?;
+    forget_counted_attempts(conn, &addresses)?;
     User::make_tombstone(conn, user.id, ctx.now)?;
     let (actor, facts) = match by {
-        DeletedBy::Owner => (user.id, Some(ctx.facts())),
+        DeletedBy::Owner { .. } => (user.id, Some(ctx.facts())),
         DeletedBy::Admin(admin) => (admin, None),
     };
     let event = Event {
@@ -76,4 +82,18 @@ pub(super) fn erase(conn: &mut DbConnection, user: &User, by: DeletedBy, ctx: Co
     };
     audit::record(conn, event, ctx.now)?;
     queue_without_account(conn, MailKind::AccountDeleted, &user.email, facts.as_ref(), ctx.config).map(drop)
+}
+
+/// Forgets the attempts counted against the account's addresses (mail
+/// asked for, codes typed, failed sign-ins): they name the address, and
+/// they would keep it from signing up again at once as a new account.
+fn forget_counted_attempts(conn: &mut DbConnection, addresses: &[String]) -> QueryResult<()> {
+    for address in addresses {
+        let (address, buckets) =
+            (address.to_owned(), [Bucket::MailAddress, Bucket::CodeAddress, Bucket::SignInAddress]);
+        for bucket in buckets.map(|bucket| bucket(address.clone())) {
+            throttle_hits::clear(conn, &bucket.key())?;
+        }
+    }
+    Ok(())
 }

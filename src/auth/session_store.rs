@@ -77,7 +77,8 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
     let Some((session, user)) = sessions::find_live(conn, id_hash, now)? else {
         return Ok(None);
     };
-    if user.state().sign_in_block(policy.require_verification, policy.require_approval).is_some() {
+    let blocked = user.state().sign_in_block(policy.require_verification, policy.require_approval).is_some();
+    if blocked || user.deleted_at.is_some() {
         sessions::delete(conn, id_hash)?;
         return Ok(None);
     }

@@ -142,7 +142,11 @@ diesel::define_sql_function! {
 /// change of address both).
 pub fn scrub_addresses(conn: &mut DbConnection, user_id: i64, addresses: &[String], instead: &str) -> QueryResult<()> {
     for address in addresses {
-        diesel::update(audit_events::table.filter(audit_events::user_id.eq(user_id)))
+        let scrubbed = replace(audit_events::detail, address, instead);
+        // Only the rows that change: on PostgreSQL every update leaves a dead row.
+        let naming =
+            audit_events::table.filter(audit_events::user_id.eq(user_id)).filter(audit_events::detail.ne(scrubbed));
+        diesel::update(naming)
             .set(audit_events::detail.eq(replace(audit_events::detail, address, instead)))
             .execute(conn)?;
     }

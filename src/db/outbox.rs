@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::outbox;
+use super::users::SCRUBBED_ADDRESS;
 use crate::domain::random_secret;
 
 #[derive(Queryable, Clone, Debug)]
@@ -117,10 +118,10 @@ pub fn lease(conn: &mut DbConnection, id: i64, owner: &str, now: i64, until: i64
     .optional()
 }
 
-/// Ends a row's life and wipes its encrypted message, and the recipient
-/// of a mail that belongs to no account (a deleted account's goodbye
-/// notice): nothing else would ever remove that address. False if this
-/// worker no longer holds the lease.
+/// Ends a row's life and wipes its encrypted message; a mail that belongs
+/// to no live account (a deleted account's goodbye, or mail queued while it
+/// was being deleted) also forgets its recipient. False if this worker no
+/// longer holds the lease. Two statements: run it in a transaction.
 pub fn finish(
     conn: &mut DbConnection,
     id: i64,
@@ -139,12 +140,25 @@ pub fn finish(
             outbox::payload.eq(None::<Vec<u8>>),
             outbox::password_hash.eq(None::<String>),
             outbox::event.eq(None::<String>),
-            outbox::recipient.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
-                "CASE WHEN user_id IS NULL THEN '' ELSE recipient END",
-            )),
         ))
         .execute(conn)?;
-    Ok(finished == 1)
+    if finished == 0 {
+        return Ok(false);
+    }
+    let unowned = diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "(user_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE users.id = outbox.user_id AND users.deleted_at IS NOT NULL))",
+    );
+    diesel::update(outbox::table.find(id).filter(unowned))
+        .set((outbox::last_error.eq(error_without_recipient()), outbox::recipient.eq("")))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// `last_error` with the recipient's address scrubbed, for an UPDATE that
+/// also wipes `recipient`: both databases evaluate SET's expressions on the
+/// row as it was, so `replace` still sees the address.
+fn error_without_recipient() -> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Text>> {
+    diesel::dsl::sql(&format!("replace(last_error, recipient, '{SCRUBBED_ADDRESS}')"))
 }
 
 /// Keeps the composed (encrypted) message, so every retry sends the same
@@ -235,6 +249,7 @@ pub fn forget_user(conn: &mut DbConnection, user_id: i64) -> QueryResult<()> {
     diesel::delete(of_user.filter(outbox::state.eq("pending"))).execute(conn)?;
     diesel::update(of_user)
         .set((
+            outbox::last_error.eq(error_without_recipient()),
             outbox::recipient.eq(""),
             outbox::payload.eq(None::<Vec<u8>>),
             outbox::password_hash.eq(None::<String>),

@@ -104,13 +104,14 @@ impl User {
         Ok(deleted == 1)
     }
 
-    /// Locks the account's row until the transaction ends. Every
-    /// transaction that touches an account's tokens takes this lock first,
-    /// so on PostgreSQL they queue in one order instead of deadlocking
-    /// (SQLite's `BEGIN IMMEDIATE` already serialises writers).
+    /// Locks the account's row until the transaction ends; false when it
+    /// is gone or deleted (a tombstone takes no change). Every transaction
+    /// that touches an account's tokens takes this lock first, so on
+    /// PostgreSQL they queue in one order instead of deadlocking (SQLite's
+    /// `BEGIN IMMEDIATE` already serialises writers).
     pub fn lock(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
-        let locked =
-            diesel::update(users::table.find(id)).set(users::updated_at.eq(users::updated_at)).execute(conn)?;
+        let live = users::table.find(id).filter(users::deleted_at.is_null());
+        let locked = diesel::update(live).set(users::updated_at.eq(users::updated_at)).execute(conn)?;
         Ok(locked == 1)
     }
 
@@ -154,7 +155,8 @@ impl User {
     /// Turns the account into a tombstone: its id stays (the audit log's
     /// events keep their link), its address becomes `tombstone_email(id)`
     /// (so the address can be registered again), its password a hash that
-    /// matches nothing, and it leaves every filter of the admin list.
+    /// matches nothing, and it stays disabled, so that a session started by
+    /// a sign-in racing the deletion is dropped on its first request.
     pub fn make_tombstone(conn: &mut DbConnection, id: i64, now: i64) -> QueryResult<()> {
         diesel::update(users::table.find(id))
             .set((
@@ -162,7 +164,7 @@ impl User {
                 users::password_hash.eq(""),
                 users::email_verified_at.eq(None::<i64>),
                 users::is_admin.eq(false),
-                users::disabled_at.eq(None::<i64>),
+                users::disabled_at.eq(now),
                 users::last_sign_in_at.eq(None::<i64>),
                 users::deleted_at.eq(now),
                 users::updated_at.eq(now),
@@ -289,6 +291,10 @@ impl User {
 pub fn tombstone_email(id: i64) -> String {
     format!("~deleted-{id}")
 }
+
+/// What stands in place of a deleted account's addresses in the text
+/// that kept them (audit details, mail servers' errors).
+pub const SCRUBBED_ADDRESS: &str = "(a deleted address)";
 
 /// How pages name a deleted account.
 pub fn tombstone_name(id: i64) -> String {

@@ -203,7 +203,9 @@ pub fn queue_notice(
 }
 
 /// Queues mail that belongs to no account (a deleted account's goodbye),
-/// with the facts of the event it reports when there are any to tell.
+/// with the facts of the event it reports when there are any to tell. Such
+/// a row forgets its recipient once it is sent or given up on
+/// (`outbox::finish`), so it cannot be sent again from the admin pages.
 pub fn queue_without_account(
     conn: &mut DbConnection,
     kind: MailKind,
@@ -367,6 +369,12 @@ impl Composer {
         let Some(kind) = MailKind::parse(&row.kind) else {
             anyhow::bail!("unknown mail kind {:?}", row.kind);
         };
+        if let Some(user_id) = row.user_id
+            && User::find(conn, user_id)?.is_some_and(|user| user.deleted_at.is_some())
+        {
+            // Queued while its account was being deleted.
+            return Ok(None);
+        }
         let minted = match kind {
             MailKind::VerifyEmail => self.verify_email(conn, row)?,
             MailKind::SignupAttempt => self.signup_attempt(conn, row)?,
@@ -561,7 +569,8 @@ impl Composer {
         };
         let mut intro = vec![
             who,
-            "Its address, password and sessions are gone, and no other mail will be sent about it.              The site's event log keeps entries about the account, without the address."
+            "Its address, password and sessions are gone. The site's event log keeps entries about the \
+             account, without the address."
                 .to_owned(),
         ];
         intro.extend((!if_not_you.is_empty()).then_some(if_not_you));

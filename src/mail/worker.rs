@@ -321,7 +321,8 @@ impl MailWorker {
     }
 
     fn finish(&self, row: &OutboxRow, state: FinalState, error: Option<&str>) -> Result<(), DbError> {
-        self.db.run_blocking(|conn| outbox::finish(conn, row.id, &self.owner, state, error, now()))?;
+        self.db
+            .run_blocking(|conn| conn.write(|conn| outbox::finish(conn, row.id, &self.owner, state, error, now())))?;
         Ok(())
     }
 }

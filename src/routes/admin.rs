@@ -75,19 +75,21 @@ pub struct UserView {
 }
 
 impl UserView {
-    /// `user` as the administrator `viewer` sees them.
-    fn new(user: User, viewer: i64) -> Self {
+    /// `user` as the administrator `viewer` sees them, with those of
+    /// `offered` that apply.
+    fn new(user: User, viewer: i64, offered: &[AdminAction]) -> Self {
         let approval = Approval::from_db(&user.approval).as_str();
-        let actions = AdminAction::ALL.into_iter().filter(|action| action.applies_to(&user, viewer).is_ok()).collect();
+        let actions = offered.iter().copied().filter(|action| action.applies_to(&user, viewer).is_ok()).collect();
+        let now = now();
         Self {
             actions,
             id: user.id,
-            created: Moment::new(user.created_at, now()),
-            last_sign_in: user.last_sign_in_at.map(|at| Moment::new(at, now())),
+            created: Moment::new(user.created_at, now),
+            last_sign_in: user.last_sign_in_at.map(|at| Moment::new(at, now)),
             verified: user.email_verified_at.is_some(),
             disabled: user.disabled_at.is_some(),
             admin: user.is_admin,
-            deleted: user.deleted_at.map(|at| Moment::new(at, now())),
+            deleted: user.deleted_at.map(|at| Moment::new(at, now)),
             email_unicode: EmailAddress::unicode_form(&user.email),
             email: if user.deleted_at.is_some() { tombstone_name(user.id) } else { user.email },
             approval,
@@ -171,10 +173,10 @@ pub struct AdminNav {
     waiting: String,
 }
 
-/// The navigation for the admin page `current` ("waiting", "users" or "events").
-async fn admin_nav(state: &AppState, current: &'static str) -> Result<AdminNav, AppError> {
-    let waiting = state.db.run_idempotent(|conn| User::count_waiting(conn, WAITING_COUNTED_UP_TO)).await?;
-    let waiting = match waiting {
+/// The navigation for the admin page `current` ("waiting", "users" or
+/// "events"), read in the page's own database job (one trip, not two).
+fn admin_nav(conn: &mut DbConnection, current: &'static str) -> diesel::QueryResult<AdminNav> {
+    let waiting = match User::count_waiting(conn, WAITING_COUNTED_UP_TO)? {
         0 => String::new(),
         n if n >= WAITING_COUNTED_UP_TO => format!("{}+", WAITING_COUNTED_UP_TO - 1),
         n => n.to_string(),
@@ -238,12 +240,14 @@ pub async fn dashboard(
     ctx: PageContext,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let (waiting, dead) =
-        state.db.run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::failing(conn, 50)?))).await?;
+    let (waiting, dead, nav) = state
+        .db
+        .run(|conn| Ok((User::awaiting_approval(conn, 100)?, outbox::failing(conn, 50)?, admin_nav(conn, "waiting")?)))
+        .await?;
     let page = DashboardPage {
         ctx,
-        nav: admin_nav(&state, "waiting").await?,
-        waiting: waiting.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
+        nav,
+        waiting: waiting.into_iter().map(|user| UserView::new(user, admin.user_id, &AdminAction::IN_LISTS)).collect(),
         failed_mail: dead.into_iter().map(FailedMailView::from).collect(),
         approval_required: state.config.settings.require_admin_approval,
     };
@@ -265,7 +269,7 @@ pub async fn users(
         ListFilter::parse(&filter).ok_or_else(|| AppError::BadRequest("There is no such list of users.".into()))?;
     let prefix = EmailAddress::search_prefix(&q);
     let (after_db, before_db) = (after.clone(), before.clone());
-    let (rows, more) = state
+    let ((rows, more), nav) = state
         .db
         .run(move |conn| {
             let from = match (&after_db, &before_db) {
@@ -273,7 +277,7 @@ pub async fn users(
                 (Some(after), None) => PageFrom::After(after),
                 (None, None) => PageFrom::Start,
             };
-            User::page(conn, filter, &prefix, from, PAGE_SIZE)
+            Ok((User::page(conn, filter, &prefix, from, PAGE_SIZE)?, admin_nav(conn, "users")?))
         })
         .await?;
     let link = |key: &str, email: Option<&User>| {
@@ -297,12 +301,12 @@ pub async fn users(
     };
     let page = UsersPage {
         ctx,
-        nav: admin_nav(&state, "users").await?,
+        nav,
         back,
         filters: ListFilter::ALL.into_iter().map(|each| FilterLink::new(each, filter, &q)).collect(),
         filter: filter.as_str(),
         q,
-        users: rows.into_iter().map(|user| UserView::new(user, admin.user_id)).collect(),
+        users: rows.into_iter().map(|user| UserView::new(user, admin.user_id, &AdminAction::IN_LISTS)).collect(),
         next_page,
         previous_page,
     };
@@ -353,20 +357,14 @@ pub async fn user(
         .run(move |conn| {
             let Some(user) = User::find(conn, id)? else { return Ok(None) };
             let rows = audit::latest_for_user(conn, id, 20)?;
-            Ok(Some((user, event_views(conn, rows)?)))
+            Ok(Some((user, event_views(conn, rows)?, admin_nav(conn, "users")?)))
         })
         .await?;
-    let Some((user, events)) = found else {
+    let Some((user, events, nav)) = found else {
         return Err(AppError::NotFound);
     };
     let back = format!("/admin/users/{}", user.id);
-    let page = UserPage {
-        ctx,
-        nav: admin_nav(&state, "users").await?,
-        user: UserView::new(user, admin.user_id),
-        back,
-        events,
-    };
+    let page = UserPage { ctx, nav, user: UserView::new(user, admin.user_id, &AdminAction::ALL), back, events };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -383,7 +381,7 @@ pub async fn events(
         None => None,
     };
     let filter = EventFilter { kind, user_id: user, before };
-    let (rows, user) = state
+    let (rows, user, nav) = state
         .db
         .run(move |conn| {
             let rows = audit::page(conn, filter, PAGE_SIZE)?;
@@ -392,7 +390,7 @@ pub async fn events(
                 Some(id) => User::names_of(conn, &[id])?.pop(),
                 None => None,
             };
-            Ok((rows, user))
+            Ok((rows, user, admin_nav(conn, "events")?))
         })
         .await?;
     let next_page = (rows.len() as i64 == PAGE_SIZE).then(|| {
@@ -403,15 +401,7 @@ pub async fn events(
             .unwrap_or_default()
     });
     let kind = filter.kind.map_or("", EventKind::as_str);
-    let page = EventsPage {
-        ctx,
-        nav: admin_nav(&state, "events").await?,
-        events: rows,
-        next_page,
-        kinds: &EventKind::ALL,
-        kind,
-        user,
-    };
+    let page = EventsPage { ctx, nav, events: rows, next_page, kinds: &EventKind::ALL, kind, user };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -432,7 +422,7 @@ struct ConfirmPage {
     back: String,
 }
 
-/// `GET /admin/users/{id}/{reject|disable}`: what the action will do, and
+/// `GET /admin/users/{id}/{reject|disable|delete}`: what the action will do, and
 /// the button that does it, after "confirm it's you". Actions that take
 /// nothing away have no page.
 pub async fn confirm(
@@ -452,14 +442,15 @@ pub async fn confirm(
         return Ok(required.error_response());
     }
     let back = query.back.as_deref().and_then(safe_path).unwrap_or("/admin").to_owned();
-    let user = state.db.run(move |conn| User::find(conn, id)).await?.ok_or(AppError::NotFound)?;
+    let (user, nav) = state.db.run(move |conn| Ok((User::find(conn, id)?, admin_nav(conn, "users")?))).await?;
+    let user = user.ok_or(AppError::NotFound)?;
     if let Err(refusal) = action.applies_to(&user, admin.user_id) {
         return Ok(redirect_with_flash(&back, Flash::error(refusal.describe())));
     }
     let page = ConfirmPage {
         ctx,
-        nav: admin_nav(&state, "users").await?,
-        user: UserView::new(user, admin.user_id),
+        nav,
+        user: UserView::new(user, admin.user_id, &AdminAction::ALL),
         action,
         consequences: action.consequences(),
         back,
@@ -467,7 +458,7 @@ pub async fn confirm(
     Ok(render(StatusCode::OK, &page))
 }
 
-/// `POST /admin/users/{id}/{approve|reject|disable|enable}`.
+/// `POST /admin/users/{id}/{approve|reject|disable|enable|delete}`.
 pub async fn act(
     req: HttpRequest,
     admin: AdminUser,

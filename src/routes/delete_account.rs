@@ -26,12 +26,12 @@ pub struct DeleteForm {
 struct DeletePage {
     ctx: PageContext,
     email: String,
+    /// Administrators are told that the last of them cannot go.
+    is_admin: bool,
     /// What was typed, shown again after a mistake.
     typed: String,
     errors: FormErrors,
 }
-
-const MISTYPED: &str = "That is not your account's address. Type it exactly as shown above.";
 
 async fn delete_page(
     state: &AppState,
@@ -42,7 +42,7 @@ async fn delete_page(
     errors: FormErrors,
 ) -> Result<HttpResponse, AppError> {
     let user = state.db.run_idempotent(move |conn| User::find(conn, user_id)).await?.ok_or(AppError::NotFound)?;
-    Ok(render(status, &DeletePage { ctx, email: user.email, typed, errors }))
+    Ok(render(status, &DeletePage { ctx, email: user.email, is_admin: user.is_admin, typed, errors }))
 }
 
 /// `GET /account/delete`: what deletion does, and the form that does it.
@@ -66,45 +66,40 @@ pub async fn submit(
     Form(form): Form<DeleteForm>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = user.user_id;
-    let typed = EmailAddress::parse(&form.confirm).ok();
+    let Ok(typed) = EmailAddress::parse(&form.confirm) else {
+        let errors = FormErrors::one("confirm", Refusal::NotTheAddress.describe());
+        return delete_page(&state, ctx, user_id, form.confirm, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    };
     let config = state.config.clone();
     let outcome = state
         .db
         .run(move |conn| {
             conn.write(|conn| {
-                // Compared in the transaction, so it is the address deleted.
-                let current = User::find(conn, user_id)?.map(|user| user.email);
-                if current.is_none() || current.as_deref() != typed.as_ref().map(EmailAddress::as_str) {
-                    return Ok(None);
-                }
-                let ctx = transition_context(&config, &client);
-                accounts::delete_account(conn, user_id, DeletedBy::Owner, ctx).map(Some)
+                let by = DeletedBy::Owner { typed: typed.as_str() };
+                accounts::delete_account(conn, user_id, by, transition_context(&config, &client))
             })
         })
         .await?;
-    let refusal = match outcome {
-        Some(Ok(email)) => {
+    let (status, refusal) = match outcome {
+        Ok(email) => {
             SessionData::end(&req);
             state.mail.wake();
             let flash = Flash::info(format!("Your account was deleted. A last email went to {email}."));
             return Ok(redirect_with_flash("/", flash));
         }
-        Some(Err(Refusal::NoSuchUser)) => return Err(AppError::NotFound),
-        Some(Err(refusal)) => refusal,
-        None => {
-            let errors = FormErrors::one("confirm", MISTYPED);
-            return delete_page(&state, ctx, user_id, form.confirm, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
-        }
+        Err(Refusal::NoSuchUser) => return Err(AppError::NotFound),
+        Err(Refusal::NotTheAddress) => (StatusCode::UNPROCESSABLE_ENTITY, Refusal::NotTheAddress.describe()),
+        Err(refusal) => (StatusCode::CONFLICT, own_refusal(refusal)),
     };
-    let errors = FormErrors::one("confirm", own_refusal(refusal));
-    delete_page(&state, ctx, user_id, form.confirm, StatusCode::CONFLICT, errors).await
+    delete_page(&state, ctx, user_id, form.confirm, status, FormErrors::one("confirm", refusal)).await
 }
 
 /// A refusal in words for the account's owner.
 fn own_refusal(refusal: Refusal) -> &'static str {
     match refusal {
         Refusal::LastAdmin => {
-            "You are the site's only administrator: make someone else an administrator before you delete your account."
+            "You are the site's only administrator. Make someone else one first (usher create-admin on the server), \
+             then delete your account."
         }
         other => other.describe(),
     }

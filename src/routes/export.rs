@@ -1,6 +1,9 @@
-//! `GET /account/export`: a person's own data as a JSON download (GDPR
-//! article 20), after "confirm it's you". Never a password hash, a token,
-//! a code or another person's address.
+//! `GET /account/export`: what a person's own data download holds, after
+//! "confirm it's you"; its button, `POST /account/export`, downloads it as
+//! JSON (GDPR article 20). A page and a button rather than a link that
+//! downloads: a download leaves the browser on the page it came from, which
+//! after signing in or "confirm it's you" would be that form. Never a
+//! password hash, a token, a code or another person's address.
 //!
 //! The shape is versioned (`"version": 1`); a change that removes or
 //! renames a field raises the version. Times are RFC 3339 in UTC.
@@ -18,10 +21,13 @@
 //!                 "detail": "…" } ] }
 //! ```
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
 use serde::Serialize;
 
+use super::NoFields;
 use crate::auth::{Reauthenticated, SessionData};
 use crate::db::audit::{self, EventKind, EventRow};
 use crate::db::email_changes::{self, EmailChange};
@@ -30,7 +36,7 @@ use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
 use crate::domain::{Approval, describe_browser};
 use crate::state::AppState;
-use crate::web::AppError;
+use crate::web::{AppError, Form, PageContext, render};
 
 /// The name of this format and its version.
 const FORMAT: &str = "usher-account-export";
@@ -147,11 +153,31 @@ fn event_data(row: EventRow) -> EventData {
 /// holds, up to this many (the newest).
 const MAX_EVENTS: i64 = 10_000;
 
-/// `GET /account/export`, after "confirm it's you": the download.
+#[derive(Template)]
+#[template(path = "pages/export.html")]
+struct ExportPage {
+    ctx: PageContext,
+    email: String,
+}
+
+/// `GET /account/export`, after "confirm it's you": what the file holds,
+/// and its button.
+pub async fn show(
+    user: Reauthenticated,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = user.user_id;
+    let account = state.db.run_idempotent(move |conn| User::find(conn, user_id)).await?.ok_or(AppError::NotFound)?;
+    Ok(render(StatusCode::OK, &ExportPage { ctx, email: account.email }))
+}
+
+/// `POST /account/export`, after "confirm it's you": the download.
 pub async fn download(
     req: HttpRequest,
     user: Reauthenticated,
     state: web::Data<AppState>,
+    _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = user.user_id;
     let (account, pending, session_rows, event_rows) = state

@@ -128,10 +128,7 @@ pub async fn submit(
     let known = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| password_matches) else {
         record(&state, EventKind::SignInFailed, known, &client.ip, address, Settle::KeepCounted).await?;
-        let errors = FormErrors::one("email", INVALID_CREDENTIALS);
-        let page =
-            LoginPage { ctx, email: form.email, remember_me: remember, remember_for: remember_for(&state), errors };
-        return Ok(render(StatusCode::UNAUTHORIZED, &page));
+        return Ok(wrong_credentials(ctx, &state, form.email, remember));
     };
     let settings = &state.config.settings;
     if let Some(block) =
@@ -154,7 +151,10 @@ pub async fn submit(
     });
     let alerted = alert.is_some();
     let settle = Settle::Forgive { hits, address, alert };
-    record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await?;
+    if !record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await? {
+        // Deleted while its password was checked: as if it never existed.
+        return Ok(wrong_credentials(ctx, &state, form.email, remember));
+    }
     if alerted {
         state.mail.wake();
     }
@@ -204,6 +204,14 @@ pub async fn logout(
     Ok(redirect_with_flash("/", Flash::info("You are signed out.")))
 }
 
+/// The answer to a wrong address or password: the form again, with what
+/// was typed, the same for both.
+fn wrong_credentials(ctx: PageContext, state: &AppState, email: String, remember_me: bool) -> HttpResponse {
+    let errors = FormErrors::one("email", INVALID_CREDENTIALS);
+    let page = LoginPage { ctx, email, remember_me, remember_for: remember_for(state), errors };
+    render(StatusCode::UNAUTHORIZED, &page)
+}
+
 /// What becomes of the attempt counted before the password was checked.
 enum Settle {
     /// A wrong password: it stays counted.
@@ -217,7 +225,9 @@ enum Settle {
 }
 
 /// Records a sign-in event about an account (or an address without one)
-/// and settles the counted attempt, in one transaction.
+/// and settles the counted attempt, in one transaction. A completed
+/// sign-in first locks the account: false, with nothing recorded, when it
+/// was deleted while its password was being checked.
 async fn record(
     state: &AppState,
     kind: EventKind,
@@ -225,16 +235,21 @@ async fn record(
     ip: &str,
     detail: String,
     settle: Settle,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let (ip, throttle, config) = (ip.to_owned(), state.throttle, state.config.clone());
-    state
+    let recorded = state
         .db
         .run(move |conn| {
             conn.write(|conn| {
+                if let (Settle::Forgive { .. }, Some(id)) = (&settle, user_id)
+                    && !User::lock(conn, id)?
+                {
+                    return Ok(false);
+                }
                 audit::record(conn, Event { kind, user_id, actor_id: user_id, ip: &ip, detail: &detail }, now())?;
                 match &settle {
-                    Settle::KeepCounted => Ok(()),
-                    Settle::Release(hits) => throttle.release(conn, hits),
+                    Settle::KeepCounted => {}
+                    Settle::Release(hits) => throttle.release(conn, hits)?,
                     Settle::Forgive { hits, address, alert } => {
                         if let Some(id) = user_id {
                             User::record_sign_in(conn, id, now())?;
@@ -243,11 +258,12 @@ async fn record(
                             }
                         }
                         throttle.release(conn, hits)?;
-                        throttle.clear(conn, &Bucket::SignInAddress(address.clone()))
+                        throttle.clear(conn, &Bucket::SignInAddress(address.clone()))?;
                     }
                 }
+                Ok(true)
             })
         })
         .await?;
-    Ok(())
+    Ok(recorded)
 }

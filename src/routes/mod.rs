@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/account/email/confirm").get(email_change::show_confirm).post(email_change::confirm))
         .service(web::resource("/account/email/revert").get(email_change::show_revert).post(email_change::revert))
         .service(web::resource("/account/delete").get(delete_account::show).post(delete_account::submit))
-        .service(web::resource("/account/export").get(export::download))
+        .service(web::resource("/account/export").get(export::show).post(export::download))
         .service(web::resource("/account/reauth").get(reauth::show).post(reauth::submit))
         .service(web::resource("/account/sessions/{id}/revoke").route(go_to("/account")).post(account::revoke_session))
         .service(web::resource("/account/password").route(go_to("/account")).post(account::change_password))

@@ -2,7 +2,7 @@ use diesel::prelude::*;
 use reqwest::StatusCode;
 use usher::db::schema::{audit_events, email_changes, email_tokens, outbox, sessions, users};
 
-use crate::helpers::{Backend, Browser, PASSWORD, TestApp, spawn_app};
+use crate::helpers::{Backend, Browser, PASSWORD, TestApp, session_id, sha256, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -11,6 +11,9 @@ on_both_backends!(
     the_address_can_sign_up_again_at_once_as_a_new_account,
     an_administrator_deletes_a_user_after_a_confirmation_page,
     the_last_administrator_cannot_delete_their_account,
+    a_sign_in_or_mail_racing_the_deletion_brings_nothing_back,
+    a_goodbye_that_cannot_be_delivered_forgets_its_recipient,
+    cleanup_keeps_tombstones,
 );
 
 /// Deletes the account signed in in `browser` from its own page.
@@ -197,4 +200,109 @@ async fn the_last_administrator_cannot_delete_their_account(backend: Backend) {
     assert!(output.status.success());
     delete_own_account(&root, "root@example.com").await.assert_redirects_to("/");
     assert!(stored_account(&app, root_id).2.is_some());
+}
+
+async fn a_sign_in_or_mail_racing_the_deletion_brings_nothing_back(backend: Backend) {
+    // Without required verification, only the tombstone itself can stop a session.
+    let app = spawn_app_with(backend, &[("--require-email-verification", "false")]).await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    let id = app.user_id("ann@example.com");
+    let phone = app.browser();
+    app.sign_in(&phone, "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+    let sessions_before: Vec<usher::db::sessions::SessionRow> =
+        sessions::table.filter(sessions::user_id.eq(id)).load(&mut app.db()).unwrap();
+
+    delete_own_account(&ann, "ann@example.com").await.assert_redirects_to("/");
+    app.mail.wait_for_subject("ann@example.com", "account was deleted").await;
+    app.mail_settled().await;
+    // What a sign-in whose password check straddled the deletion would
+    // write after it: its session, and a new-browser notice.
+    let mut conn = app.db();
+    for row in &sessions_before {
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id_hash.eq(&row.id_hash),
+                sessions::user_id.eq(id),
+                sessions::public_id.eq(&row.public_id),
+                sessions::state.eq(&row.state),
+                sessions::remember.eq(row.remember),
+                sessions::created_at.eq(row.created_at),
+                sessions::last_seen_at.eq(row.last_seen_at),
+                sessions::idle_expires_at.eq(row.idle_expires_at),
+                sessions::absolute_expires_at.eq(row.absolute_expires_at),
+                sessions::user_agent.eq(&row.user_agent),
+                sessions::ip.eq(&row.ip),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let late = usher::db::outbox::NewMail {
+        kind: "new_sign_in",
+        recipient: "ann@example.com",
+        user_id: Some(id),
+        send_before: usher::db::now() + 3600,
+        password_hash: None,
+        event: None,
+        email_change_id: None,
+    };
+    usher::db::outbox::enqueue(&mut conn, late, "example.com", usher::db::now()).unwrap();
+
+    let phone_hash = sha256(&session_id(&phone).unwrap());
+    phone.get("/account").await.assert_redirects_to("/login?next=%2Faccount");
+    let left: i64 = sessions::table.filter(sessions::id_hash.eq(&phone_hash)).count().get_result(&mut conn).unwrap();
+    assert_eq!((sessions_before.len(), left), (2, 0), "the session is dropped on its first request");
+    app.mail_settled().await;
+    let late: (String, String) = outbox::table
+        .filter(outbox::kind.eq("new_sign_in"))
+        .select((outbox::state, outbox::recipient))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(late, ("skipped".to_owned(), String::new()), "not sent, and the address forgotten");
+    let last = app.mail.to("ann@example.com").pop().unwrap();
+    assert!(last.subject.contains("account was deleted"), "nothing after the goodbye: {}", last.subject);
+}
+
+async fn a_goodbye_that_cannot_be_delivered_forgets_its_recipient(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--mail-max-attempts", "1")]).await;
+    let root = app.signed_in_admin("root@example.com").await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    app.mail.reject_all_permanently(true);
+
+    delete_own_account(&ann, "ann@example.com").await.assert_redirects_to("/");
+    app.mail_settled().await;
+
+    let (state, recipient, error): (String, String, Option<String>) = outbox::table
+        .filter(outbox::kind.eq("account_deleted"))
+        .select((outbox::state, outbox::recipient, outbox::last_error))
+        .first(&mut app.db())
+        .unwrap();
+    assert_eq!((state.as_str(), recipient.as_str()), ("dead", ""));
+    assert!(!error.unwrap_or_default().contains("ann@"), "no address in the kept error");
+    let dashboard = root.get("/admin").await;
+    let failed = dashboard.texts("#failed-mail li");
+    assert!(
+        failed[0].starts_with("Goodbye notice of a deleted account to an address removed with its account"),
+        "{failed:?}"
+    );
+    assert!(!dashboard.body.contains("Send again"), "nothing to send it to");
+}
+
+async fn cleanup_keeps_tombstones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    let id = app.user_id("ann@example.com");
+    delete_own_account(&ann, "ann@example.com").await.assert_redirects_to("/");
+    // Signed up long ago, as far as the never-verified cleanup can tell.
+    let long_ago = usher::db::now() - 365 * 24 * 3600;
+    diesel::update(users::table.find(id)).set(users::created_at.eq(long_ago)).execute(&mut app.db()).unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+        .args(["cleanup", "--database-url", &app.database.url, "--unverified-ttl", "1s"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run usher cleanup");
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("unverified accounts: 0"));
+    assert!(stored_account(&app, id).2.is_some(), "the tombstone stays, and the log's links with it");
 }

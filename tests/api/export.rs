@@ -28,7 +28,9 @@ async fn the_export_holds_the_account_its_sessions_and_events_and_no_secret(back
     let account = ann.get("/account").await;
     let link = account.texts("a[href='/account/export']");
     assert_eq!(link, ["Download your data"], "the account page links to it");
-    let download = ann.get("/account/export").await;
+    let page = ann.get("/account/export").await;
+    assert_eq!(page.texts("h1"), ["Download your data"], "a page says what the file holds");
+    let download = ann.submit_form(&page, "/account/export", &[]).await;
 
     assert_eq!(download.status, StatusCode::OK);
     assert_eq!(download.headers["content-type"], "application/json");

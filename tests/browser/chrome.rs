@@ -231,19 +231,19 @@ impl Chrome {
         self.navigates(&format!("follow the link to {href_prefix}"), link.click()).await;
     }
 
-    /// Fetches `href` of the link with this text from the page, as the
-    /// browser would with its cookies (a download does not load a page, so
-    /// it is read this way): the status, the `Content-Disposition` header
-    /// and the body.
-    pub async fn fetch_link(&self, text: &str) -> (u64, String, String) {
+    /// Posts the page's form whose action is `action` with its fields, as
+    /// the browser would with its cookies (a download does not load a page,
+    /// so it is read this way): the status, the `Content-Disposition`
+    /// header and the body.
+    pub async fn download(&self, action: &str) -> (u64, String, String) {
         const SCRIPT: &str = r#"
-            const [text, done] = arguments;
-            const link = [...document.querySelectorAll('a')].find(a => a.textContent.trim() === text);
-            fetch(link.href, { credentials: 'same-origin' })
+            const [action, done] = arguments;
+            const form = document.querySelector(`form[action="${action}"]`);
+            fetch(form.action, { method: 'POST', credentials: 'same-origin', body: new URLSearchParams(new FormData(form)) })
               .then(async r => done([r.status, r.headers.get('content-disposition') || '', await r.text()]));
         "#;
         let found =
-            self.client.execute_async(SCRIPT, vec![Value::String(text.to_owned())]).await.expect("fetch the link");
+            self.client.execute_async(SCRIPT, vec![Value::String(action.to_owned())]).await.expect("post the form");
         let part = |i: usize| found[i].as_str().unwrap_or_default().to_owned();
         (found[0].as_u64().unwrap_or_default(), part(1), part(2))
     }
