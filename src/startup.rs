@@ -130,7 +130,10 @@ impl Application {
             secure,
             names: cookie_names.clone(),
             remember_for: config.settings.session_remember_ttl,
-            known_browser_key: Sha256::digest(format!("usher known browsers\0{}", config.session_key.expose())).into(),
+            known_browser_key: config
+                .settings
+                .sign_in_alerts
+                .then(|| Sha256::digest(format!("usher known browsers\0{}", config.session_key.expose())).into()),
         });
         let session_key = derive_key(config.session_key.expose(), "usher sessions");
         let cleanup =

@@ -89,9 +89,9 @@ pub(super) fn erase(conn: &mut DbConnection, user: &User, by: DeletedBy, ctx: Co
 /// they would keep it from signing up again at once as a new account.
 fn forget_counted_attempts(conn: &mut DbConnection, addresses: &[String]) -> QueryResult<()> {
     for address in addresses {
-        let (address, buckets) =
-            (address.to_owned(), [Bucket::MailAddress, Bucket::CodeAddress, Bucket::SignInAddress]);
-        for bucket in buckets.map(|bucket| bucket(address.clone())) {
+        let of_address =
+            [Bucket::MailAddress, Bucket::CodeAddress, Bucket::SignInAddress].map(|bucket| bucket(address.clone()));
+        for bucket in of_address {
             throttle_hits::clear(conn, &bucket.key())?;
         }
     }

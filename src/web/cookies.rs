@@ -56,8 +56,9 @@ pub struct CookieSettings {
     pub names: CookieNames,
     /// Max-Age of a "remember me" session cookie.
     pub remember_for: std::time::Duration,
-    /// Keys the tags of `KnownBrowser`.
-    pub known_browser_key: [u8; 32],
+    /// Keys the tags of `KnownBrowser`; `None` with `USHER_SIGN_IN_ALERTS=off`,
+    /// when no browser is remembered (a cookie with no use is not set).
+    pub known_browser_key: Option<[u8; 32]>,
 }
 
 /// How many accounts a browser remembers having signed in to.
@@ -71,12 +72,14 @@ impl CookieSettings {
     /// names no account to whoever reads it and cannot be forged. The
     /// account's password hash goes in too: after a new password, every
     /// browser is new again, a taker's included.
-    pub fn known_browser_tag(&self, user_id: i64, password_hash: &str) -> String {
+    /// `None` when alerts are off.
+    pub fn known_browser_tag(&self, user_id: i64, password_hash: &str) -> Option<String> {
         use hmac::{Hmac, KeyInit, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.known_browser_key).expect("HMAC takes any key");
+        let key = self.known_browser_key.as_ref()?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key");
         mac.update(&user_id.to_be_bytes());
         mac.update(password_hash.as_bytes());
-        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+        Some(URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16]))
     }
 }
 
@@ -108,10 +111,11 @@ pub struct RequestCookies {
 }
 
 /// Whether the browser of `req` completed a sign-in to account `user_id`
-/// (with this password) before, and the tag standing for it.
+/// (with this password) before, and the tag standing for it (none, and
+/// so no cookie, when alerts are off).
 pub fn known_browser(req: &actix_web::HttpRequest, user_id: i64, password_hash: &str) -> (bool, Option<String>) {
     let Some(settings) = req.app_data::<web::Data<CookieSettings>>() else { return (false, None) };
-    let tag = settings.known_browser_tag(user_id, password_hash);
+    let Some(tag) = settings.known_browser_tag(user_id, password_hash) else { return (false, None) };
     let known = req.extensions().get::<RequestCookies>().is_some_and(|cookies| cookies.known_accounts.contains(&tag));
     (known, Some(tag))
 }

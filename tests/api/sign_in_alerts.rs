@@ -74,9 +74,11 @@ async fn alerts_can_be_turned_off(backend: Backend) {
     app.register_verified("ann@example.com").await;
     app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 
-    app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
+    let second = app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await;
 
+    second.assert_redirects_to("/account");
     assert_eq!(mail_to(&app, "ann@example.com").await.len(), 1);
+    assert_eq!(second.set_cookie("usher_known"), None, "no cookie without a use");
 }
 
 async fn the_browser_that_reset_the_password_is_known(backend: Backend) {
