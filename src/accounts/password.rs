@@ -33,18 +33,19 @@ pub enum PasswordSet<'a> {
 /// 2.2.1: the owner is back in), cancels a pending change of address,
 /// records the audit event and queues the
 /// "your password was changed" notice (ASVS 2.5.5). Must run inside a
-/// write transaction that locked the account (`User::lock`).
+/// write transaction that locked the account (`User::lock`). Returns how
+/// many sessions ended.
 pub fn set_password(
     conn: &mut DbConnection,
     user: &User,
     password_hash: &str,
     how: PasswordSet,
     ctx: Context,
-) -> QueryResult<()> {
+) -> QueryResult<usize> {
     User::set_password(conn, user.id, password_hash, ctx.now)?;
     email_tokens::void_all(conn, user.id, &[Purpose::ResetLink], ctx.now)?;
     email_tokens::void_carrying_password(conn, user.id, ctx.now)?;
-    match how {
+    let ended = match how {
         PasswordSet::Change { keep_session } => sessions::delete_others(conn, user.id, keep_session)?,
         PasswordSet::Reset | PasswordSet::SignUp => sessions::delete_all_for_user(conn, user.id)?,
     };
@@ -59,9 +60,10 @@ pub fn set_password(
             EventKind::PasswordReset
         }
         // The verification records itself; a first password is no change to announce.
-        PasswordSet::SignUp => return Ok(()),
+        PasswordSet::SignUp => return Ok(ended),
     };
     let facts = ctx.facts();
     queue_notice(conn, MailKind::PasswordChanged, &user.email, user.id, &facts, ctx.config)?;
-    audit::record(conn, Event::own(event, user.id, ctx.ip), ctx.now)
+    audit::record(conn, Event::own(event, user.id, ctx.ip), ctx.now)?;
+    Ok(ended)
 }

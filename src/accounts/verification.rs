@@ -19,7 +19,7 @@ pub fn verify_email(conn: &mut DbConnection, claimed: &Claimed, ctx: Context) ->
     let Some(user) = User::find(conn, claimed.user_id)? else { return Ok(None) };
     match &claimed.password_hash {
         // Setting the sign-up's password ends every session already.
-        Some(password_hash) => set_password(conn, &user, password_hash, PasswordSet::SignUp, ctx)?,
+        Some(password_hash) => drop(set_password(conn, &user, password_hash, PasswordSet::SignUp, ctx)?),
         None => drop(sessions::delete_all_for_user(conn, user.id)?),
     }
     User::mark_verified(conn, user.id, ctx.now)?;

@@ -155,7 +155,7 @@ pub async fn change_password(
     let (_, tag) = known_browser(&req, account.id, &password_hash);
     let keep = SessionData::of(&req).public_id().unwrap_or_default();
     let config = state.config.clone();
-    state
+    let ended = state
         .db
         .run(move |conn| {
             conn.write(|conn| {
@@ -170,10 +170,12 @@ pub async fn change_password(
     SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
     // The current password was just typed: it counts as "confirm it's you".
     SessionData::mark_reauthenticated(&req).map_err(|e| AppError::Internal(e.into()))?;
-    let mut response = redirect_with_flash(
-        "/account",
-        Flash::success("Your password was changed. Your other sessions were signed out."),
-    );
+    let flash = match ended {
+        0 => "Your password was changed.".to_owned(),
+        1 => "Your password was changed. Your other session was signed out.".to_owned(),
+        n => format!("Your password was changed. Your {n} other sessions were signed out."),
+    };
+    let mut response = redirect_with_flash("/account", Flash::success(flash));
     if let Some(tag) = tag {
         response.extensions_mut().insert(KnownBrowser(tag));
     }

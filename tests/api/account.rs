@@ -64,7 +64,8 @@ async fn changing_the_password_keeps_this_session_under_a_new_id_and_ends_the_ot
     let page = this.submit("/account", "/account/password", &fields).await;
 
     page.assert_redirects_to("/account");
-    assert!(this.follow(&page).await.body.contains("Your password was changed"));
+    let flash = this.follow(&page).await.texts(".flash");
+    assert_eq!(flash, ["Done: Your password was changed. Your other session was signed out."]);
     assert_ne!(this.cookie("usher_session").unwrap(), old_cookie, "new session id");
     assert_eq!(this.get("/account").await.status, StatusCode::OK, "this session continues");
     assert_eq!(other.get("/account").await.status, StatusCode::SEE_OTHER, "the other one ended");
