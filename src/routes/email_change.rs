@@ -125,7 +125,7 @@ pub async fn request(
     let user = state.db.run(move |conn| User::find(conn, user_id)).await?.ok_or(AppError::NotFound)?;
     // Both addresses get mail: limited per account and per target address.
     let buckets = [&user.email, new_email.as_str()].map(|address| Bucket::MailAddress(address.to_owned()));
-    state.rate_limit(buckets.to_vec()).await?;
+    let hits = state.rate_limit(buckets.to_vec()).await?;
     let (config, email) = (state.config.clone(), new_email.clone());
     let outcome = state
         .db
@@ -141,6 +141,9 @@ pub async fn request(
         .await?
         .ok_or(AppError::NotFound)?;
     if let Err(refusal) = outcome {
+        // Refused, so no mail went out: the request does not count.
+        let throttle = state.throttle;
+        state.db.run(move |conn| throttle.release(conn, &hits)).await?;
         let mut errors = FormErrors::default();
         errors.add("email", refusal.describe());
         return change_page(&state, ctx, user_id, form.email, StatusCode::UNPROCESSABLE_ENTITY, errors).await;

@@ -266,6 +266,15 @@ async fn a_bad_new_address_is_refused_in_plain_words(backend: Backend) {
     }
     let pending: i64 = email_changes::table.count().get_result(&mut app.db()).unwrap();
     assert_eq!(pending, 0);
+    // Refused requests send no mail, so they use up none of the address's
+    // mail allowance (5 an hour): a real one, and a reset, still go.
+    for _ in 0..6 {
+        assert_eq!(request_change(&ann, "ann@example.com").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    request_change(&ann, "ann.new@example.com").await.assert_redirects_to("/account");
+    let forgot = app.browser().submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
+    assert_ne!(forgot.status, StatusCode::TOO_MANY_REQUESTS);
+    app.mail.wait_for_subject("ann@example.com", "Reset your").await;
 }
 
 async fn an_undo_link_also_undoes_later_changes_whose_own_links_stop_working(backend: Backend) {
