@@ -60,17 +60,30 @@ pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, D
     Ok(report)
 }
 
+/// The longest pause between two batches.
+const MAX_PAUSE: Duration = Duration::from_millis(250);
+
+/// Runs `delete_batch` until a batch finds less than a full one. After
+/// each full batch it pauses as long as the batch took (at most
+/// `MAX_PAUSE`): SQLite's other writers wait for the write lock by polling
+/// it, up to 100 ms apart, and a batch begun the instant the last one
+/// committed would take the lock again before they look, for the whole run
+/// (a request waited out the 5 s busy timeout, and failed, while a million
+/// sessions were deleted). So the cleanup holds the lock at most half the
+/// time, and leaves it free long enough for a waiting writer to find.
 fn in_batches(
     db: &Db,
     mut delete_batch: impl FnMut(&mut crate::db::DbConnection) -> diesel::QueryResult<usize>,
 ) -> Result<usize, DbError> {
     let mut total = 0;
     loop {
+        let started = std::time::Instant::now();
         let deleted = db.run_blocking(&mut delete_batch)?;
         total += deleted;
         if deleted < BATCH as usize {
             return Ok(total);
         }
+        std::thread::sleep(started.elapsed().min(MAX_PAUSE));
     }
 }
 
