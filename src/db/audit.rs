@@ -146,9 +146,7 @@ pub fn scrub_addresses(conn: &mut DbConnection, user_id: i64, addresses: &[Strin
         // Only the rows that change: on PostgreSQL every update leaves a dead row.
         let naming =
             audit_events::table.filter(audit_events::user_id.eq(user_id)).filter(audit_events::detail.ne(scrubbed));
-        diesel::update(naming)
-            .set(audit_events::detail.eq(replace(audit_events::detail, address, instead)))
-            .execute(conn)?;
+        diesel::update(naming).set(audit_events::detail.eq(scrubbed)).execute(conn)?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::auth::{SessionData, SessionStart};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::now;
 use crate::db::users::User;
-use crate::domain::{EmailAddress, SignInBlock, describe_browser, normalize_password};
+use crate::domain::{EmailAddress, SignInBlock, normalize_password};
 use crate::mail::MailKind;
 use crate::mail::messages::{EventFacts, lifetime, queue_notice};
 use crate::state::AppState;
@@ -146,7 +146,7 @@ pub async fn submit(
     // owner a notice, except the first sign-in after signing up.
     let (known, tag) = known_browser(&req, user.id, &user.password_hash);
     let alert = (state.config.settings.sign_in_alerts && !known && user.last_sign_in_at.is_some()).then(|| {
-        let facts = EventFacts { at: now(), ip: client.ip.clone(), browser: describe_browser(&client.user_agent) };
+        let facts = super::transition_context(&state.config, &client).facts();
         (user.email.clone(), facts)
     });
     let alerted = alert.is_some();
