@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::db::users::User;
-use crate::db::{Db, DbError, email_tokens, leases, now, outbox, sessions, throttle_hits};
+use crate::db::{Db, DbError, email_tokens, leases, now, outbox, sessions, throttle_hits, two_factor};
 use crate::domain::random_secret;
 
 const BATCH: i64 = 1000;
@@ -50,7 +50,8 @@ pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, D
         // Accounts first: their tokens, sessions and mail go with them.
         unverified_accounts: in_batches(db, |conn| User::delete_unverified_batch(conn, unverified_before, BATCH))?,
         tokens: in_batches(db, |conn| email_tokens::delete_spent_batch(conn, now, BATCH))?,
-        sessions: in_batches(db, |conn| sessions::delete_expired_batch(conn, now, BATCH))?,
+        sessions: in_batches(db, |conn| sessions::delete_expired_batch(conn, now, BATCH))?
+            + in_batches(db, |conn| two_factor::delete_expired_challenges(conn, now, BATCH))?,
         mail: in_batches(db, |conn| outbox::delete_finished_batch(conn, now - FINISHED_MAIL_KEPT_SECS, BATCH))?,
         throttle_records: in_batches(db, |conn| {
             throttle_hits::delete_older_batch(conn, now - THROTTLE_RECORDS_KEPT_SECS, BATCH)

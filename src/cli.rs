@@ -1,5 +1,5 @@
 //! The `usher` command line: `serve` (the default), `migrate`,
-//! `create-admin`, `cleanup`.
+//! `create-admin`, `cleanup`, `reset-two-factor`, `rotate-encryption-key`.
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +51,22 @@ enum Command {
         #[arg(long, env = "USHER_UNVERIFIED_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
         unverified_ttl: std::time::Duration,
     },
+    /// Turn off the two-step sign-in of an account whose owner lost their
+    /// device and recovery codes (the last administrator, say). The owner
+    /// is told by email; the password alone signs in again.
+    ResetTwoFactor {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// Re-encrypt every stored authenticator secret under USHER_ENCRYPTION_KEY.
+    /// Set the new key there and the old one in USHER_ENCRYPTION_OLD_KEYS
+    /// (instances keep working meanwhile), run this, then drop the old key.
+    RotateEncryptionKey {
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
 }
 
 /// Parses the command line; a bad value prints one line naming the
@@ -77,6 +93,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             create_admin(&email, &database_url, PasswordPolicy { min_length: usize::from(password_min_length) })
         }
         Some(Command::Cleanup { database_url, unverified_ttl }) => cleanup(&database_url, unverified_ttl),
+        Some(Command::ResetTwoFactor { email, settings }) => reset_two_factor(&email, *settings),
+        Some(Command::RotateEncryptionKey { settings }) => rotate_encryption_key(*settings),
     }
 }
 
@@ -143,5 +161,42 @@ fn cleanup(database_url: &str, unverified_ttl: std::time::Duration) -> anyhow::R
     println!("mail: {}", report.mail);
     println!("unverified accounts: {}", report.unverified_accounts);
     println!("throttle records: {}", report.throttle_records);
+    Ok(())
+}
+
+/// The settings a maintenance command needs: the database and, for mail
+/// and keys, the rest of `serve`'s.
+fn maintenance_config(settings: Settings) -> anyhow::Result<(Config, Db)> {
+    let config = Config::resolve(settings)?;
+    let db = Db::new(&config.database, 1);
+    run_migrations(&mut db.connect_for_admin()?)?;
+    Ok((config, db))
+}
+
+fn reset_two_factor(email: &str, settings: Settings) -> anyhow::Result<()> {
+    let email = EmailAddress::parse(email).map_err(|problem| anyhow::anyhow!("--email: {problem}"))?;
+    let (config, db) = maintenance_config(settings)?;
+    let Some(user) = db.run_blocking(|conn| User::find_by_email(conn, email.as_str()))? else {
+        anyhow::bail!("no account has the address {email}");
+    };
+    let ctx = accounts::Context { config: &config, ip: "command line", user_agent: "", now: now() };
+    let reset = db.run_blocking(|conn| {
+        conn.write(|conn| accounts::reset_two_factor(conn, user.id, accounts::ResetBy::CommandLine, ctx))
+    })?;
+    anyhow::ensure!(reset, "{email} has no two-step sign-in to reset");
+    println!("two-step sign-in of {email} is off; the password alone signs in, and a notice is queued for the owner");
+    Ok(())
+}
+
+fn rotate_encryption_key(settings: Settings) -> anyhow::Result<()> {
+    let (config, db) = maintenance_config(settings)?;
+    let report = db.run_blocking(|conn| accounts::reseal_secrets(conn, &config.key_ring()))?;
+    println!("re-encrypted: {}", report.resealed);
+    println!("already under the current key: {}", report.current);
+    anyhow::ensure!(
+        report.unreadable == 0,
+        "{} secret(s) could not be opened with any key given: add the key they were sealed with to USHER_ENCRYPTION_OLD_KEYS and run this again",
+        report.unreadable
+    );
     Ok(())
 }

@@ -14,6 +14,8 @@ use crate::domain::{EmailAddress, random_secret};
 use crate::throttle::{Limit, Limits};
 
 const SESSION_KEY_FILE: &str = "var/session.key";
+const ENCRYPTION_KEY_FILE: &str = "var/encryption.key";
+/// The shortest session or encryption key accepted.
 const MIN_SESSION_KEY_BYTES: usize = 32;
 
 /// Every setting of `usher serve`: an environment variable and a flag each.
@@ -38,6 +40,13 @@ pub struct Settings {
     /// Secret of at least 32 bytes for cookies, shared by all instances. Default: generated into var/session.key.
     #[arg(long, env = "USHER_SESSION_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub session_key: Option<Secret>,
+    /// Secret of at least 32 bytes that encrypts stored authenticator secrets, shared by all instances.
+    /// Keep it apart from the session key. Default: generated into var/encryption.key.
+    #[arg(long, env = "USHER_ENCRYPTION_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub encryption_key: Option<Secret>,
+    /// Earlier encryption keys (comma-separated) that still decrypt until `usher rotate-encryption-key` has run.
+    #[arg(long, env = "USHER_ENCRYPTION_OLD_KEYS", hide_env_values = true, value_parser = parse_secret, value_delimiter = ',')]
+    pub encryption_old_keys: Vec<Secret>,
     /// SMTP server, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host. Unset: mail goes to files.
     #[arg(long, env = "USHER_SMTP_URL", hide_env_values = true, value_parser = parse_secret)]
     pub smtp_url: Option<Secret>,
@@ -93,6 +102,9 @@ pub struct Settings {
     /// Verification codes typed per address.
     #[arg(long, env = "USHER_LIMIT_CODES_PER_ADDRESS", default_value = "10/1h")]
     pub limit_codes_per_address: Limit,
+    /// Wrong second-factor codes per account (the window outlasts a sign-in's 5-minute code step).
+    #[arg(long, env = "USHER_LIMIT_SECOND_FACTOR_PER_ACCOUNT", default_value = "5/15m")]
+    pub limit_second_factor_per_account: Limit,
     /// Sign-ups per client IP.
     #[arg(long, env = "USHER_LIMIT_SIGN_UPS_PER_IP", default_value = "20/1h")]
     pub limit_sign_ups_per_ip: Limit,
@@ -215,6 +227,8 @@ pub struct Config {
     pub database: DatabaseUrl,
     pub public_url: Url,
     pub session_key: Secret,
+    /// Seals stored authenticator secrets (`auth::encryption`).
+    pub encryption_key: Secret,
     /// Where the time comes from: the system's, unless a test moves it.
     pub clock: crate::clock::Clock,
 }
@@ -235,9 +249,10 @@ impl Config {
             None if database.is_postgres() => {
                 anyhow::bail!("USHER_SESSION_KEY: required with PostgreSQL, where every instance must share it")
             }
-            None => load_or_create_key_file(Path::new(SESSION_KEY_FILE))?,
+            None => load_or_create_key_file(Path::new(SESSION_KEY_FILE), "USHER_SESSION_KEY")?,
         };
-        Ok(Self { settings, database, public_url, session_key, clock: crate::clock::Clock::default() })
+        let encryption_key = resolve_encryption_key(&settings, &database)?;
+        Ok(Self { settings, database, public_url, session_key, encryption_key, clock: crate::clock::Clock::default() })
     }
 
     pub fn limits(&self) -> Limits {
@@ -248,7 +263,14 @@ impl Config {
             mail_per_address: s.limit_mail_per_address,
             codes_per_address: s.limit_codes_per_address,
             sign_ups_per_ip: s.limit_sign_ups_per_ip,
+            second_factor_per_account: s.limit_second_factor_per_account,
         }
+    }
+
+    /// The keys that seal and open stored authenticator secrets.
+    pub fn key_ring(&self) -> crate::auth::KeyRing {
+        let old: Vec<&str> = self.settings.encryption_old_keys.iter().map(Secret::expose).collect();
+        crate::auth::KeyRing::new(self.encryption_key.expose(), &old)
     }
 
     pub fn is_https(&self) -> bool {
@@ -261,7 +283,34 @@ impl Config {
     }
 }
 
-fn load_or_create_key_file(path: &Path) -> anyhow::Result<Secret> {
+/// `USHER_ENCRYPTION_KEY`, or on SQLite a key generated into a file.
+///
+/// # Errors
+/// A key shorter than 32 bytes (old ones too), the session key reused,
+/// or none given with PostgreSQL, where every instance must share it.
+pub fn resolve_encryption_key(settings: &Settings, database: &DatabaseUrl) -> anyhow::Result<Secret> {
+    let short = settings
+        .encryption_old_keys
+        .iter()
+        .chain(&settings.encryption_key)
+        .any(|key| key.0.len() < MIN_SESSION_KEY_BYTES);
+    anyhow::ensure!(!short, "USHER_ENCRYPTION_KEY: every key must be at least {MIN_SESSION_KEY_BYTES} bytes long");
+    let key = match &settings.encryption_key {
+        Some(key) => key.clone(),
+        None if database.is_postgres() => {
+            anyhow::bail!("USHER_ENCRYPTION_KEY: required with PostgreSQL, where every instance must share it")
+        }
+        None => load_or_create_key_file(Path::new(ENCRYPTION_KEY_FILE), "USHER_ENCRYPTION_KEY")?,
+    };
+    let reused = settings.session_key.as_ref().is_some_and(|session| session.0 == key.0);
+    anyhow::ensure!(
+        !reused,
+        "USHER_ENCRYPTION_KEY: must differ from USHER_SESSION_KEY, so either can be replaced alone"
+    );
+    Ok(key)
+}
+
+fn load_or_create_key_file(path: &Path, setting: &str) -> anyhow::Result<Secret> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let key = existing.trim().to_owned();
         anyhow::ensure!(
@@ -276,10 +325,7 @@ fn load_or_create_key_file(path: &Path) -> anyhow::Result<Secret> {
         std::fs::create_dir_all(dir)?;
     }
     write_private_file(path, &key)?;
-    tracing::warn!(
-        file = %path.display(),
-        "USHER_SESSION_KEY is not set: generated a session key into a file; set it for production"
-    );
+    tracing::warn!(file = %path.display(), "{setting} is not set: generated a key into a file; set it for production");
     Ok(Secret(key))
 }
 

@@ -122,6 +122,7 @@ impl Application {
             codes,
             mail: mail.clone(),
             throttle,
+            keys: config.key_ring(),
         });
         let secure = config.is_https();
         let cookie_names = CookieNames::new(secure);

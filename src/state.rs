@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{HashError, PasswordHasher};
+use crate::auth::{HashError, KeyRing, PasswordHasher};
 use crate::config::Config;
 use crate::db::Db;
 use crate::domain::{CodeHasher, EmailAddress, PasswordPolicy, PasswordProblems};
@@ -17,6 +17,8 @@ pub struct AppState {
     pub codes: CodeHasher,
     pub mail: MailWorkerHandle,
     pub throttle: Throttle,
+    /// Seals and opens stored authenticator secrets.
+    pub keys: KeyRing,
 }
 
 impl AppState {

@@ -51,6 +51,9 @@ pub enum Bucket {
     CodeAddress(String),
     /// Sign-ups from a client.
     SignUpIp(String),
+    /// Wrong second-factor codes for an account, by its id: a change of
+    /// address cannot reset it, and it outlives each sign-in's challenge.
+    SecondFactorAccount(i64),
 }
 
 impl Bucket {
@@ -62,6 +65,7 @@ impl Bucket {
             Self::MailAddress(address) => format!("mail-address:{address}"),
             Self::CodeAddress(address) => format!("code-address:{address}"),
             Self::SignUpIp(ip) => format!("signup-ip:{ip}"),
+            Self::SecondFactorAccount(id) => format!("second-factor-account:{id}"),
         }
     }
 }
@@ -73,6 +77,7 @@ pub struct Limits {
     pub mail_per_address: Limit,
     pub codes_per_address: Limit,
     pub sign_ups_per_ip: Limit,
+    pub second_factor_per_account: Limit,
 }
 
 /// The limits in force, or none when `USHER_THROTTLE=off`.
@@ -98,6 +103,7 @@ impl Throttle {
             Bucket::MailAddress(_) => limits.mail_per_address,
             Bucket::CodeAddress(_) => limits.codes_per_address,
             Bucket::SignUpIp(_) => limits.sign_ups_per_ip,
+            Bucket::SecondFactorAccount(_) => limits.second_factor_per_account,
         })
     }
 

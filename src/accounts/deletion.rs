@@ -12,7 +12,7 @@ use super::Context;
 use super::admin::{Refusal, is_last_admin, lock_account};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{SCRUBBED_ADDRESS, User};
-use crate::db::{DbConnection, email_changes, email_tokens, outbox, sessions, throttle_hits};
+use crate::db::{DbConnection, email_changes, email_tokens, outbox, sessions, throttle_hits, two_factor};
 use crate::mail::MailKind;
 use crate::mail::messages::queue_without_account;
 use crate::throttle::Bucket;
@@ -58,6 +58,7 @@ pub fn delete_account(
 /// Turns `user` (locked, checked) into a tombstone and says goodbye.
 pub(super) fn erase(conn: &mut DbConnection, user: &User, by: DeletedBy, ctx: Context) -> QueryResult<()> {
     sessions::delete_all_for_user(conn, user.id)?;
+    two_factor::remove(conn, user.id)?;
     email_tokens::delete_all_for_user(conn, user.id)?;
     let mut addresses = email_changes::delete_all_for_user(conn, user.id)?;
     addresses.push(user.email.clone());

@@ -13,12 +13,14 @@
 //! | a person ends their own sessions             | `sessions.rs`     |
 //! | a person changes their address (or undoes it) | `email_change.rs` |
 //! | an account is deleted (by its owner or admin) | `deletion.rs`     |
+//! | a second factor is turned on, used or off    | `two_factor.rs`   |
 
 mod admin;
 mod deletion;
 mod email_change;
 mod password;
 mod sessions;
+mod two_factor;
 mod verification;
 
 pub use admin::{AdminAction, CreateAdminRefusal, Refusal, act_on_account, create_admin};
@@ -28,6 +30,11 @@ pub use email_change::{
 };
 pub use password::{PasswordSet, set_password};
 pub use sessions::{EndSessions, end_sessions};
+pub use two_factor::{
+    CodeRefusal, Enabled, Proof, ResealReport, ResetBy, SecondFactorState, confirm_enrolment, prove_for_sign_in,
+    renew_recovery_codes, reseal_secrets, reset as reset_two_factor, start_enrolment, state_of as second_factor_state,
+    turn_off,
+};
 pub use verification::verify_email;
 
 use crate::config::Config;

@@ -32,11 +32,20 @@ pub enum EventKind {
     /// The account was deleted (by its owner or an administrator); the
     /// event stays linked to its tombstone.
     AccountDeleted,
+    /// A second factor (an authenticator app) was turned on.
+    TwoFactorEnabled,
+    /// A second factor was turned off by its owner, or reset by an
+    /// administrator or from the command line.
+    TwoFactorDisabled,
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesRenewed,
+    /// A recovery code was used to sign in.
+    RecoveryCodeUsed,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 24] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -57,6 +66,10 @@ impl EventKind {
         Self::EmailChangeCancelled,
         Self::EmailChangeReverted,
         Self::AccountDeleted,
+        Self::TwoFactorEnabled,
+        Self::TwoFactorDisabled,
+        Self::RecoveryCodesRenewed,
+        Self::RecoveryCodeUsed,
     ];
 
     /// The kind stored as `name`, if there is one.
@@ -86,6 +99,10 @@ impl EventKind {
             Self::EmailChangeCancelled => "address change cancelled",
             Self::EmailChangeReverted => "address change undone",
             Self::AccountDeleted => "account deleted",
+            Self::TwoFactorEnabled => "second factor turned on",
+            Self::TwoFactorDisabled => "second factor turned off",
+            Self::RecoveryCodesRenewed => "new recovery codes",
+            Self::RecoveryCodeUsed => "recovery code used",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod readiness;
 pub mod schema;
 pub mod sessions;
 pub mod throttle_hits;
+pub mod two_factor;
 pub mod users;
 
 use std::sync::Arc;

@@ -121,6 +121,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    two_factor (user_id) {
+        user_id -> BigInt,
+        secret -> Binary,
+        enabled_at -> Nullable<BigInt>,
+        last_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        salt -> Binary,
+        code_hash -> Binary,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    second_factor_challenges (id_hash) {
+        id_hash -> Binary,
+        user_id -> BigInt,
+        remember -> Bool,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
@@ -133,5 +163,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_changes,
     leases,
     audit_events,
-    throttle_hits
+    throttle_hits,
+    two_factor,
+    recovery_codes,
+    second_factor_challenges
 );

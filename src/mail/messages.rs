@@ -46,9 +46,18 @@ pub enum MailKind {
     /// Goodbye: the account was deleted. Belongs to no account, so its
     /// recipient is wiped once it is sent or given up on.
     AccountDeleted,
+    /// A second factor was turned on.
+    TwoFactorEnabled,
+    /// A second factor was turned off: by its owner when the row holds
+    /// the facts, else reset by an administrator.
+    TwoFactorDisabled,
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesRenewed,
+    /// A recovery code was used to sign in.
+    RecoveryCodeUsed,
 }
 
-const ALL_KINDS: [MailKind; 11] = [
+const ALL_KINDS: [MailKind; 15] = [
     MailKind::VerifyEmail,
     MailKind::SignupAttempt,
     MailKind::PasswordReset,
@@ -60,6 +69,10 @@ const ALL_KINDS: [MailKind; 11] = [
     MailKind::EmailChanged,
     MailKind::NewSignIn,
     MailKind::AccountDeleted,
+    MailKind::TwoFactorEnabled,
+    MailKind::TwoFactorDisabled,
+    MailKind::RecoveryCodesRenewed,
+    MailKind::RecoveryCodeUsed,
 ];
 
 impl MailKind {
@@ -76,6 +89,10 @@ impl MailKind {
             Self::EmailChanged => "email_changed",
             Self::NewSignIn => "new_sign_in",
             Self::AccountDeleted => "account_deleted",
+            Self::TwoFactorEnabled => "two_factor_enabled",
+            Self::TwoFactorDisabled => "two_factor_disabled",
+            Self::RecoveryCodesRenewed => "recovery_codes_renewed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 
@@ -93,6 +110,10 @@ impl MailKind {
             Self::EmailChanged => "Notice of a change of address, with an undo link",
             Self::NewSignIn => "Notice of a sign-in from a new browser",
             Self::AccountDeleted => "Goodbye notice of a deleted account",
+            Self::TwoFactorEnabled => "Notice of a second factor turned on",
+            Self::TwoFactorDisabled => "Notice of a second factor turned off",
+            Self::RecoveryCodesRenewed => "Notice of new recovery codes",
+            Self::RecoveryCodeUsed => "Notice of a recovery code used",
         }
     }
 
@@ -110,7 +131,11 @@ impl MailKind {
             | Self::AccountApproved
             | Self::AccountRejected
             | Self::NewSignIn
-            | Self::AccountDeleted => &[],
+            | Self::AccountDeleted
+            | Self::TwoFactorEnabled
+            | Self::TwoFactorDisabled
+            | Self::RecoveryCodesRenewed
+            | Self::RecoveryCodeUsed => &[],
             // Their links end with the state of their `email_changes` row instead.
             Self::EmailChangeConfirm | Self::EmailChangeRequested | Self::EmailChanged => &[],
         }
@@ -128,7 +153,11 @@ impl MailKind {
             | Self::EmailChangeRequested
             | Self::EmailChanged
             | Self::NewSignIn
-            | Self::AccountDeleted => DAY,
+            | Self::AccountDeleted
+            | Self::TwoFactorEnabled
+            | Self::TwoFactorDisabled
+            | Self::RecoveryCodesRenewed
+            | Self::RecoveryCodeUsed => DAY,
         }
     }
 }
@@ -349,6 +378,16 @@ pub struct Composer {
     pub codes: CodeHasher,
 }
 
+/// "3 recovery codes are left." and what to do when few are.
+pub fn codes_left_in_words(left: i64) -> String {
+    match left {
+        0 => "No recovery codes are left: make a new set on your account page now.".into(),
+        1 => "1 recovery code is left: make a new set on your account page soon.".into(),
+        n if n <= 3 => format!("{n} recovery codes are left: make a new set on your account page soon."),
+        n => format!("{n} recovery codes are left."),
+    }
+}
+
 /// "24 hours", "15 minutes", "30 days": how long something lasts, in the
 /// largest whole unit, for people to read (pages and mail).
 pub fn lifetime(duration: Duration) -> String {
@@ -393,6 +432,16 @@ impl Composer {
             MailKind::EmailChanged => self.email_changed(conn, row)?,
             MailKind::NewSignIn => Some(Minted { content: self.new_sign_in(row), first_token_id: None }),
             MailKind::AccountDeleted => Some(Minted { content: self.account_deleted(row), first_token_id: None }),
+            MailKind::TwoFactorEnabled
+            | MailKind::TwoFactorDisabled
+            | MailKind::RecoveryCodesRenewed
+            | MailKind::RecoveryCodeUsed => {
+                let left = match row.user_id {
+                    Some(id) => crate::db::two_factor::codes_left(conn, id)?,
+                    None => 0,
+                };
+                Some(Minted { content: self.second_factor_notice(kind, row, left), first_token_id: None })
+            }
         };
         let Some(Minted { content, first_token_id }) = minted else {
             return Ok(None);
@@ -547,6 +596,55 @@ impl Composer {
                 label: "Choose a new password",
                 link: self.config.link("/password/forgot"),
                 note: "Times are in UTC; the place is the IP address the browser came from.".into(),
+            }),
+            code: None,
+            outro: vec![],
+        }
+    }
+
+    /// A change to the account's second factor, and what to do if it was
+    /// not the owner. `left`: recovery codes left now.
+    fn second_factor_notice(&self, kind: MailKind, row: &OutboxRow, left: i64) -> EmailContent {
+        let site = &self.config.settings.site_name;
+        let when = facts_of(row).map(|facts| format!(" {}", facts.describe())).unwrap_or_default();
+        let (subject, what) = match kind {
+            MailKind::TwoFactorEnabled => (
+                format!("Two-step sign-in is on for your {site} account"),
+                format!(
+                    "Two-step sign-in was turned on for your {site} account{when}: signing in now also needs a code from an authenticator app."
+                ),
+            ),
+            MailKind::TwoFactorDisabled if row.event.is_none() => (
+                format!("Two-step sign-in was reset on your {site} account"),
+                format!(
+                    "An administrator of {site} turned off two-step sign-in for your account, as asked when a device is lost. Your password alone signs in now; set it up again from your account page."
+                ),
+            ),
+            MailKind::TwoFactorDisabled => (
+                format!("Two-step sign-in is off for your {site} account"),
+                format!(
+                    "Two-step sign-in was turned off for your {site} account{when}. Your password alone signs in now."
+                ),
+            ),
+            MailKind::RecoveryCodesRenewed => (
+                format!("New recovery codes for your {site} account"),
+                format!("New recovery codes were made for your {site} account{when}. The earlier ones no longer work."),
+            ),
+            _ => (
+                format!("A recovery code was used to sign in to your {site} account"),
+                format!(
+                    "A recovery code was used to sign in to your {site} account{when}. {}",
+                    codes_left_in_words(left)
+                ),
+            ),
+        };
+        EmailContent {
+            subject,
+            intro: vec![what, "If this was you, there is nothing to do.".into()],
+            button: Some(Button {
+                label: "Choose a new password",
+                link: self.config.link("/password/forgot"),
+                note: "If it was not you, someone knows your password: choose a new one now, which signs out every browser, and check your account page.".into(),
             }),
             code: None,
             outro: vec![],

@@ -12,7 +12,7 @@ use crate::accounts::{self, EndSessions, PasswordSet};
 use crate::auth::{Reauthenticated, SessionData, SignedInUser};
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
-use crate::db::{email_changes, now};
+use crate::db::{email_changes, now, two_factor};
 use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
@@ -52,6 +52,8 @@ struct AccountPage {
     sessions: Vec<SessionView>,
     /// A change of address waiting for its confirmation.
     pending_change: Option<super::email_change::PendingView>,
+    /// Two-step sign-in is on.
+    two_factor: bool,
     /// The password change form's mistakes.
     errors: FormErrors,
 }
@@ -89,10 +91,14 @@ async fn account_page(
         return Ok(redirect("/login"));
     };
     // A read: on a connection the server closed it simply runs again, sparing the pre-use test.
-    let (rows, pending_change) = state
+    let (rows, pending_change, two_factor) = state
         .db
         .run_idempotent(move |conn| {
-            Ok((sessions::list_live_for_user(conn, user_id, now())?, email_changes::pending_for(conn, user_id, now())?))
+            Ok((
+                sessions::list_live_for_user(conn, user_id, now())?,
+                email_changes::pending_for(conn, user_id, now())?,
+                two_factor::is_enabled(conn, user_id)?,
+            ))
         })
         .await?;
     let page = AccountPage {
@@ -102,6 +108,7 @@ async fn account_page(
         status: account.status,
         is_admin: account.is_admin,
         sessions: session_views(rows, session.public_id().as_deref()),
+        two_factor,
         errors,
     };
     Ok(render(status, &page))

@@ -11,9 +11,9 @@ use crate::accounts::{self, AdminAction, Refusal};
 use crate::auth::{AdminUser, Reauthenticated};
 use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
-use crate::db::now;
 use crate::db::outbox::{self, OutboxRow};
 use crate::db::users::{ListFilter, PageFrom, User, tombstone_name};
+use crate::db::{now, two_factor};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::messages::{MailKind, plain_error};
 use crate::mail::requeue_dead;
@@ -219,6 +219,8 @@ struct UserPage {
     /// Where the action buttons return to: this page.
     back: String,
     events: Vec<EventView>,
+    /// Recovery codes left when two-step sign-in is on; `None` when off.
+    two_factor: Option<i64>,
 }
 
 #[derive(Template)]
@@ -357,14 +359,19 @@ pub async fn user(
         .run(move |conn| {
             let Some(user) = User::find(conn, id)? else { return Ok(None) };
             let rows = audit::latest_for_user(conn, id, 20)?;
-            Ok(Some((user, event_views(conn, rows)?, admin_nav(conn, "users")?)))
+            let two_factor = match two_factor::is_enabled(conn, id)? {
+                true => Some(two_factor::codes_left(conn, id)?),
+                false => None,
+            };
+            Ok(Some((user, event_views(conn, rows)?, admin_nav(conn, "users")?, two_factor)))
         })
         .await?;
-    let Some((user, events, nav)) = found else {
+    let Some((user, events, nav, two_factor)) = found else {
         return Err(AppError::NotFound);
     };
     let back = format!("/admin/users/{}", user.id);
-    let page = UserPage { ctx, nav, user: UserView::new(user, admin.user_id, &AdminAction::ALL), back, events };
+    let user = UserView::new(user, admin.user_id, &AdminAction::ALL);
+    let page = UserPage { ctx, nav, user, back, events, two_factor };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -486,6 +493,96 @@ pub async fn act(
         Ok(email) => Flash::success(format!("{email} was {}.", action.done())),
         Err(Refusal::NoSuchUser) => return Err(AppError::NotFound),
         Err(refusal) => Flash::error(refusal.describe()),
+    };
+    state.mail.wake();
+    Ok(redirect_with_flash(&back, flash))
+}
+
+#[derive(Template)]
+#[template(path = "pages/admin/confirm_reset_two_factor.html")]
+struct ConfirmResetPage {
+    ctx: PageContext,
+    nav: AdminNav,
+    user: UserView,
+    back: String,
+}
+
+/// Why an administrator may not reset this account's second factor, if so:
+/// their own is turned off from their account page, with a code.
+fn reset_refusal(user: Option<&User>, admin_id: i64, on: bool) -> Result<(), Result<&'static str, AppError>> {
+    match user {
+        None => Err(Err(AppError::NotFound)),
+        Some(user) if user.deleted_at.is_some() => Err(Err(AppError::NotFound)),
+        Some(user) if user.id == admin_id => {
+            Err(Ok("Turn off your own two-step sign-in from your account page, with a code from your app."))
+        }
+        Some(_) if !on => Err(Ok("This account has no two-step sign-in to reset.")),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `GET /admin/users/{id}/reset-two-factor`: what a reset does, and its
+/// button, after "confirm it's you".
+pub async fn confirm_reset_two_factor(
+    req: HttpRequest,
+    admin: AdminUser,
+    ctx: PageContext,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    if let Err(required) = Reauthenticated::check(&req) {
+        return Ok(required.error_response());
+    }
+    let id = id.into_inner();
+    let (user, on, nav) = state
+        .db
+        .run(move |conn| Ok((User::find(conn, id)?, two_factor::is_enabled(conn, id)?, admin_nav(conn, "users")?)))
+        .await?;
+    let back = format!("/admin/users/{id}");
+    match reset_refusal(user.as_ref(), admin.user_id, on) {
+        Err(Err(error)) => return Err(error),
+        Err(Ok(refusal)) => return Ok(redirect_with_flash(&back, Flash::error(refusal))),
+        Ok(()) => {}
+    }
+    let user = UserView::new(user.ok_or(AppError::NotFound)?, admin.user_id, &AdminAction::ALL);
+    Ok(render(StatusCode::OK, &ConfirmResetPage { ctx, nav, user, back }))
+}
+
+/// `POST /admin/users/{id}/reset-two-factor`: turns the account's second
+/// factor off for someone who lost their device; they are told by email.
+pub async fn reset_two_factor(
+    req: HttpRequest,
+    admin: AdminUser,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    id: web::Path<i64>,
+    _form: Form<ActionForm>,
+) -> Result<HttpResponse, AppError> {
+    if let Err(required) = Reauthenticated::check(&req) {
+        return Ok(required.error_response());
+    }
+    let id = id.into_inner();
+    let config = state.config.clone();
+    let outcome = state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                let user = User::find(conn, id)?;
+                let on = two_factor::is_enabled(conn, id)?;
+                if let Err(refusal) = reset_refusal(user.as_ref(), admin.user_id, on) {
+                    return Ok(Err(refusal.map_err(|_| ())));
+                }
+                let by = accounts::ResetBy::Admin(admin.user_id);
+                accounts::reset_two_factor(conn, id, by, transition_context(&config, &client))?;
+                Ok(Ok(user.map(|user| user.email).unwrap_or_default()))
+            })
+        })
+        .await?;
+    let back = format!("/admin/users/{id}");
+    let flash = match outcome {
+        Ok(email) => Flash::success(format!("Two-step sign-in of {email} was reset; they were told by email.")),
+        Err(Ok(refusal)) => Flash::error(refusal),
+        Err(Err(())) => return Err(AppError::NotFound),
     };
     state.mail.wake();
     Ok(redirect_with_flash(&back, flash))

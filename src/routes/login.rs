@@ -1,19 +1,25 @@
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::NoFields;
 use crate::auth::{SessionData, SessionStart};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::now;
+use crate::db::two_factor::{self, Challenge};
 use crate::db::users::User;
-use crate::domain::{EmailAddress, SignInBlock, normalize_password};
+use crate::domain::{EmailAddress, SignInBlock, normalize_password, random_secret};
 use crate::mail::MailKind;
 use crate::mail::messages::{EventFacts, lifetime, queue_notice};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::cookies::{KnownBrowser, known_browser};
+use crate::web::cookies::{KnownBrowser, SecondFactorPending, known_browser};
 use crate::web::forms::SignInForm;
 use crate::web::return_to::{ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, safe_path, stored_return_target};
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
@@ -110,9 +116,23 @@ pub async fn submit(
         .rate_limit(vec![Bucket::SignInAddress(address.clone()), Bucket::SignInIp(client.ip.clone())])
         .await
         .map_err(AppError::as_sign_in_lockout)?;
-    let user = match email {
-        Some(email) => state.db.run(move |conn| User::find_by_email(conn, email.as_str())).await?,
-        None => None,
+    // Whether it has a second factor is read with the account, so the
+    // password step takes the same time either way.
+    let (user, second_factor) = match email {
+        Some(email) => {
+            state
+                .db
+                .run(move |conn| {
+                    let user = User::find_by_email(conn, email.as_str())?;
+                    let second_factor = match &user {
+                        Some(user) => two_factor::is_enabled(conn, user.id)?,
+                        None => false,
+                    };
+                    Ok((user, second_factor))
+                })
+                .await?
+        }
+        None => (None, false),
     };
     let checked =
         state.hasher.verify(normalize_password(&form.password), user.as_ref().map(|u| u.password_hash.clone()));
@@ -142,26 +162,86 @@ pub async fn submit(
         }
         return Ok(blocked_page(ctx, block));
     }
+    if second_factor {
+        return ask_for_second_factor(&state, user.id, remember, hits).await;
+    }
+    let posted = form.next.as_deref().and_then(safe_path).map(str::to_owned);
+    match complete_sign_in(&req, &state, client, user, remember, hits, posted).await? {
+        Some(response) => Ok(response),
+        // Deleted while its password was checked: as if it never existed.
+        None => Ok(wrong_credentials(ctx, &state, form.email, remember)),
+    }
+}
+
+/// How long a right password waits for its second factor.
+pub const SECOND_FACTOR_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// A right password for an account with a second factor: no session yet,
+/// only a challenge this browser holds (`SECOND_FACTOR_WAIT`), and the
+/// code page. The address's failures stay counted until the code is right.
+async fn ask_for_second_factor(
+    state: &AppState,
+    user_id: i64,
+    remember: bool,
+    hits: Vec<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = URL_SAFE_NO_PAD.encode(random_secret::<32>());
+    let now = now();
+    let challenge = Challenge {
+        id_hash: Sha256::digest(id.as_bytes()).to_vec(),
+        user_id,
+        remember,
+        created_at: now,
+        expires_at: now + SECOND_FACTOR_WAIT.as_secs() as i64,
+    };
+    let throttle = state.throttle;
+    state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                // A right password is no guess.
+                throttle.release(conn, &hits)?;
+                two_factor::open_challenge(conn, &challenge)
+            })
+        })
+        .await?;
+    let mut response = redirect("/login/two-factor");
+    response.extensions_mut().insert(SecondFactorPending { id, lasts: SECOND_FACTOR_WAIT });
+    Ok(response)
+}
+
+/// Completes a sign-in once every factor is proven: records it (forgiving
+/// the address's failures and `hits`), mails a new-browser alert when due,
+/// starts the session under a new id, and leads on to the stored return
+/// target (else `posted`, else the account page). `None`, with nothing
+/// done, when the account was deleted meanwhile.
+pub(super) async fn complete_sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    client: ClientInfo,
+    user: User,
+    remember: bool,
+    hits: Vec<i64>,
+    posted: Option<String>,
+) -> Result<Option<HttpResponse>, AppError> {
     // A browser that never completed a sign-in to this account gets the
     // owner a notice, except the first sign-in after signing up.
-    let (known, tag) = known_browser(&req, user.id, &user.password_hash);
+    let (known, tag) = known_browser(req, user.id, &user.password_hash);
     let alert = (state.config.settings.sign_in_alerts && !known && user.last_sign_in_at.is_some()).then(|| {
         let facts = super::transition_context(&state.config, &client).facts();
         (user.email.clone(), facts)
     });
     let alerted = alert.is_some();
-    let settle = Settle::Forgive { hits, address, alert };
-    if !record(&state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await? {
-        // Deleted while its password was checked: as if it never existed.
-        return Ok(wrong_credentials(ctx, &state, form.email, remember));
+    let settle = Settle::Forgive { hits, address: user.email.clone(), alert };
+    if !record(state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await? {
+        return Ok(None);
     }
     if alerted {
         state.mail.wake();
     }
-    SessionData::start(&req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
+    SessionData::start(req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
-    let posted = form.next.as_deref().and_then(safe_path).map(str::to_owned);
-    let target = stored_return_target(&req).or(posted).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
+    let target = stored_return_target(req).or(posted).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
     let mut response = redirect(&target);
     response.extensions_mut().insert(ClearReturnTarget);
     if remember {
@@ -170,7 +250,7 @@ pub async fn submit(
     if let Some(tag) = tag {
         response.extensions_mut().insert(KnownBrowser(tag));
     }
-    Ok(response)
+    Ok(Some(response))
 }
 
 fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
@@ -213,7 +293,7 @@ fn wrong_credentials(ctx: PageContext, state: &AppState, email: String, remember
 }
 
 /// What becomes of the attempt counted before the password was checked.
-enum Settle {
+pub(super) enum Settle {
     /// A wrong password: it stays counted.
     KeepCounted,
     /// The right password, but the account may not sign in (yet): no guess.
@@ -228,7 +308,7 @@ enum Settle {
 /// and settles the counted attempt, in one transaction. A completed
 /// sign-in first locks the account: false, with nothing recorded, when it
 /// was deleted while its password was being checked.
-async fn record(
+pub(super) async fn record(
     state: &AppState,
     kind: EventKind,
     user_id: Option<i64>,

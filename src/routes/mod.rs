@@ -11,6 +11,8 @@ mod login;
 mod password;
 mod reauth;
 mod register;
+mod sign_in_code;
+mod two_factor;
 mod verify;
 
 use std::time::Instant;
@@ -32,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/verify").get(verify::show).post(verify::submit))
         .service(web::resource("/verify/resend").get(verify::show_resend).post(verify::resend))
         .service(web::resource("/login").get(login::show).post(login::submit))
+        .service(web::resource("/login/two-factor").get(sign_in_code::show).post(sign_in_code::submit))
         .service(web::resource("/logout").route(go_to("/")).post(login::logout))
         .service(web::resource("/account").get(account::show))
         .service(web::resource("/account/email").get(email_change::show).post(email_change::request))
@@ -41,6 +44,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/account/delete").get(delete_account::show).post(delete_account::submit))
         .service(web::resource("/account/export").get(export::show).post(export::download))
         .service(web::resource("/account/reauth").get(reauth::show).post(reauth::submit))
+        .service(web::resource("/account/two-factor").get(two_factor::show))
+        .service(web::resource("/account/two-factor/enrol").route(go_to("/account/two-factor")).post(two_factor::enrol))
+        .service(
+            web::resource("/account/two-factor/confirm").route(go_to("/account/two-factor")).post(two_factor::confirm),
+        )
+        .service(
+            web::resource("/account/two-factor/recovery-codes")
+                .route(go_to("/account/two-factor"))
+                .post(two_factor::renew_codes),
+        )
+        .service(
+            web::resource("/account/two-factor/disable").route(go_to("/account/two-factor")).post(two_factor::disable),
+        )
         .service(web::resource("/account/sessions/{id}/revoke").route(go_to("/account")).post(account::revoke_session))
         .service(web::resource("/account/password").route(go_to("/account")).post(account::change_password))
         .service(
@@ -53,6 +69,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin").get(admin::dashboard))
         .service(web::resource("/admin/users").get(admin::users))
         .service(web::resource("/admin/users/{id}").get(admin::user))
+        // Before the generic action route, which would take it for an action's name.
+        .service(
+            web::resource("/admin/users/{id}/reset-two-factor")
+                .get(admin::confirm_reset_two_factor)
+                .post(admin::reset_two_factor),
+        )
         .service(web::resource("/admin/users/{id}/{action}").get(admin::confirm).post(admin::act))
         .service(web::resource("/admin/events").get(admin::events))
         .service(web::resource("/admin/mail/{id}/retry").route(go_to("/admin")).post(admin::retry_mail))

@@ -33,6 +33,8 @@ pub struct CookieNames {
     pub return_to: String,
     /// The accounts that completed a sign-in in this browser (`KnownBrowser`).
     pub known_browser: String,
+    /// A right password waiting for its second factor (`SecondFactorPending`).
+    pub second_factor: String,
 }
 
 impl CookieNames {
@@ -44,6 +46,7 @@ impl CookieNames {
             flash: format!("{prefix}usher_flash"),
             return_to: format!("{prefix}usher_return"),
             known_browser: format!("{prefix}usher_known"),
+            second_factor: format!("{prefix}usher_second_factor"),
         }
     }
 }
@@ -89,6 +92,18 @@ impl CookieSettings {
 /// here, never for an anonymous visitor.
 pub struct KnownBrowser(pub String);
 
+/// Put in a response's extensions by a right password for an account with
+/// a second factor: the id of its challenge (`db::two_factor`), which only
+/// this browser holds, for as long as the challenge lasts.
+pub struct SecondFactorPending {
+    pub id: String,
+    pub lasts: std::time::Duration,
+}
+
+/// Put in a response's extensions when the challenge ended (completed,
+/// expired, or out of attempts): its cookie goes.
+pub struct ClearSecondFactor;
+
 /// Put in a response's extensions by the sign-in handler: the new session
 /// cookie should outlive the browser. (actix-session sets one lifetime for
 /// all cookies; other sessions end when the browser closes.)
@@ -108,6 +123,8 @@ pub struct RequestCookies {
     pub session_cookie: bool,
     /// The tags of accounts that signed in in this browser before.
     pub known_accounts: Vec<String>,
+    /// The id of this browser's second-factor challenge, if it has one.
+    pub second_factor: Option<String>,
 }
 
 /// Whether the browser of `req` completed a sign-in to account `user_id`
@@ -155,7 +172,9 @@ pub async fn cookie_layer(
         return_to,
         session_cookie,
         known_accounts: known_accounts.clone(),
+        second_factor: req.cookie(&settings.names.second_factor).map(|cookie| cookie.value().to_owned()),
     };
+    let had_second_factor = cookies.second_factor.is_some();
     req.extensions_mut().insert(cookies);
 
     let mut res = next.call(req).await?;
@@ -166,6 +185,14 @@ pub async fn cookie_layer(
     } else if had_return_to && res.response().extensions().get::<ClearReturnTarget>().is_some() {
         // Only a cookie the browser has is removed: no needless header on every sign-in.
         res.response_mut().add_cookie(&removal(&settings, settings.names.return_to.clone()))?;
+    }
+    let pending = res.response().extensions().get::<SecondFactorPending>().map(|p| (p.id.clone(), p.lasts));
+    if let Some((id, lasts)) = pending {
+        let mut cookie = base_cookie(&settings, settings.names.second_factor.clone(), id);
+        cookie.set_max_age(CookieDuration::seconds(lasts.as_secs() as i64));
+        res.response_mut().add_cookie(&cookie)?;
+    } else if had_second_factor && res.response().extensions().get::<ClearSecondFactor>().is_some() {
+        res.response_mut().add_cookie(&removal(&settings, settings.names.second_factor.clone()))?;
     }
     let noticed = res.request().extensions().get::<SessionEndNoticed>().is_some();
     if noticed && res.status().is_success() && res.response().cookies().all(|c| c.name() != settings.names.session) {

@@ -51,3 +51,20 @@ fn a_short_session_key_is_refused() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
 }
+
+#[test]
+fn postgres_requires_an_encryption_key_of_its_own() {
+    let session_key = ("USHER_SESSION_KEY", "a session key of well over thirty-two bytes");
+    let postgres = ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none");
+
+    let missing = usher(&[postgres, session_key]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("USHER_ENCRYPTION_KEY: required with PostgreSQL"), "{stderr}");
+
+    let reused = usher(&[postgres, session_key, ("USHER_ENCRYPTION_KEY", session_key.1)]);
+    assert_eq!(reused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&reused.stderr).contains("must differ from USHER_SESSION_KEY"));
+    let short = usher(&[session_key, ("USHER_ENCRYPTION_OLD_KEYS", "short")]);
+    assert!(String::from_utf8_lossy(&short.stderr).contains("every key must be at least 32 bytes"));
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, Browser, MailSink, SESSION_KEY, TestDatabase};
+use crate::helpers::{Backend, Browser, ENCRYPTION_KEY, MailSink, SESSION_KEY, TestDatabase};
 use crate::on_both_backends;
 
 on_both_backends!(expected_refusals_are_not_logged_as_warnings_or_errors);
@@ -27,7 +27,15 @@ impl LoggedServer {
     async fn start(database: &TestDatabase, mail: &MailSink) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_usher"))
-            .args(["serve", "--database-url", &database.url, "--session-key", SESSION_KEY])
+            .args([
+                "serve",
+                "--database-url",
+                &database.url,
+                "--session-key",
+                SESSION_KEY,
+                "--encryption-key",
+                ENCRYPTION_KEY,
+            ])
             .args(["--bind", &format!("127.0.0.1:{port}"), "--smtp-url", &mail.url()])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

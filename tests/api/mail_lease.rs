@@ -11,7 +11,9 @@ use usher::db::DatabaseUrl;
 use usher::db::outbox::OutboxRow;
 use usher::db::schema::outbox;
 
-use crate::helpers::{Backend, Browser, PASSWORD, SESSION_KEY, TestDatabase, spawn_app_on, spawn_app_with};
+use crate::helpers::{
+    Backend, Browser, ENCRYPTION_KEY, PASSWORD, SESSION_KEY, TestDatabase, spawn_app_on, spawn_app_with,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -69,7 +71,15 @@ async fn mail_held_by_a_killed_worker_is_sent_once_its_lease_runs_out(backend: B
     let (silent_smtp, connections) = silent_smtp_server().await;
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_usher"))
-        .args(["serve", "--database-url", &database.url, "--session-key", SESSION_KEY])
+        .args([
+            "serve",
+            "--database-url",
+            &database.url,
+            "--session-key",
+            SESSION_KEY,
+            "--encryption-key",
+            ENCRYPTION_KEY,
+        ])
         .args(["--bind", &format!("127.0.0.1:{port}"), "--smtp-url", &silent_smtp, "--mail-poll-interval", "1s"])
         // By environment, so that a server without the setting still starts.
         .env("USHER_MAIL_LEASE", "2s")

@@ -28,4 +28,5 @@ mod register;
 mod sessions;
 mod sign_in_alerts;
 mod throttle;
+mod two_factor;
 mod verify;

@@ -531,3 +531,65 @@ async fn change_the_email_address_and_undo_it() {
 
     chrome.finish().await;
 }
+
+/// Turn two-step sign-in on by reading the key from the page (as someone
+/// typing it into an app would), keep the recovery codes, sign out, and
+/// sign in again with a code; then a recovery code says how many are left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_up_two_step_sign_in_then_sign_in_with_a_code() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let email = "grace@example.com";
+    app.register_verified(email).await;
+    sign_in(&chrome, email, PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    chrome.follow("Set up two-step sign-in").await;
+    chrome.wait_for_path("/account/two-factor").await;
+    chrome.check_page("two-factor-off").await;
+    chrome.press("Set up an authenticator app").await;
+    chrome.wait_for_path("/account/two-factor").await;
+    assert_eq!(chrome.count(".qr-code svg").await, 1);
+    chrome.check_page("two-factor-setup").await;
+
+    let key = chrome.text("#totp-secret").await.replace(' ', "");
+    let secret = totp_rs::Secret::try_from_base32(&key).expect("a base32 key");
+    let authenticator = totp_rs::Builder::new().with_secret(secret).build().expect("an RFC 6238 key");
+    let code_now = |app: &TestApp| {
+        // A second into a fresh 30-second step: no step ends while the code is typed.
+        let into = app.clock.now().rem_euclid(30);
+        app.clock.advance(std::time::Duration::from_secs((30 - into + 1) as u64));
+        authenticator.generate(app.clock.now() as u64).to_string()
+    };
+    chrome.fill("code", "000000").await;
+    chrome.press("Turn on").await;
+    assert!(chrome.text("#code-error").await.contains("That code is not right"));
+    chrome.fill("code", &code_now(&app)).await;
+    chrome.press("Turn on").await;
+    assert_eq!(chrome.count("#recovery-codes li").await, 10);
+    chrome.check_page("recovery-codes").await;
+    let recovery = chrome.text("#recovery-codes li").await;
+
+    chrome.follow("I have saved them: back to your account").await;
+    chrome.wait_for_path("/account").await;
+    assert!(chrome.text("#two-factor-summary").await.starts_with("On:"));
+    chrome.press("Sign out").await;
+    chrome.wait_for_path("/").await;
+
+    sign_in(&chrome, email, PASSWORD).await;
+    chrome.wait_for_path("/login/two-factor").await;
+    chrome.check_page("sign-in-code").await;
+    chrome.fill("code", &code_now(&app)).await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, email);
+
+    chrome.press("Sign out").await;
+    chrome.wait_for_path("/").await;
+    sign_in(&chrome, email, PASSWORD).await;
+    chrome.wait_for_path("/login/two-factor").await;
+    chrome.fill("code", recovery.trim()).await;
+    chrome.press("Sign in").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.flash().await, "You signed in with a recovery code. 9 recovery codes are left.");
+
+    chrome.finish().await;
+}

@@ -14,6 +14,8 @@ use super::{Backend, Browser, MailSink, PASSWORD, Page};
 /// The session key of every test server, for a server started as a
 /// separate process that must read what the others wrote.
 pub const SESSION_KEY: &str = "test session key of well over thirty-two bytes";
+/// The encryption key of every test server (required with PostgreSQL).
+pub const ENCRYPTION_KEY: &str = "test encryption key of well over thirty-two bytes";
 
 pub struct TestApp {
     pub address: String,
@@ -52,6 +54,7 @@ fn default_flags(database: &TestDatabase, mail: &MailSink, overrides: &[(&str, &
         ("--database-url", database.url.as_str()),
         ("--bind", "127.0.0.1:0"),
         ("--session-key", SESSION_KEY),
+        ("--encryption-key", ENCRYPTION_KEY),
         ("--smtp-url", &mail.url()),
         ("--workers", "2"),
         ("--mail-retry-base", "1s"),
@@ -183,12 +186,29 @@ impl TestApp {
         let tokens: Vec<EmailTokenRow> = email_tokens::table.load(&mut conn).unwrap();
         let sessions: Vec<SessionRow> = sessions::table.load(&mut conn).unwrap();
         let mail: Vec<OutboxRow> = outbox::table.load(&mut conn).unwrap();
+        use usher::db::schema::{recovery_codes, second_factor_challenges, two_factor};
+        let second_factors: Vec<(i64, Vec<u8>, i64)> = two_factor::table
+            .select((two_factor::user_id, two_factor::secret, two_factor::last_step))
+            .load(&mut conn)
+            .unwrap();
+        let recovery: Vec<(Vec<u8>, Vec<u8>)> =
+            recovery_codes::table.select((recovery_codes::salt, recovery_codes::code_hash)).load(&mut conn).unwrap();
+        let challenges: Vec<(Vec<u8>, i64)> = second_factor_challenges::table
+            .select((second_factor_challenges::id_hash, second_factor_challenges::user_id))
+            .load(&mut conn)
+            .unwrap();
         let binary = tokens
             .iter()
-            .map(|t| String::from_utf8_lossy(&t.secret_hash).into_owned())
-            .chain(sessions.iter().map(|s| String::from_utf8_lossy(&s.id_hash).into_owned()))
+            .map(|t| t.secret_hash.clone())
+            .chain(sessions.iter().map(|s| s.id_hash.clone()))
+            .chain(second_factors.iter().map(|(_, secret, _)| secret.clone()))
+            .chain(recovery.iter().flat_map(|(salt, hash)| [salt.clone(), hash.clone()]))
+            .chain(challenges.iter().map(|(id_hash, _)| id_hash.clone()))
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect::<Vec<_>>();
-        format!("{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{binary:?}")
+        format!(
+            "{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{second_factors:?}\n{recovery:?}\n{challenges:?}\n{binary:?}"
+        )
     }
 }
 
@@ -246,6 +266,23 @@ impl TestApp {
             .expect("run usher create-admin");
         let _ = writeln!(child.stdin.take().unwrap(), "{password}");
         child.wait_with_output().unwrap()
+    }
+
+    /// Runs `usher <args>` against this app's database with the test keys
+    /// (given `--encryption-key`/`--encryption-old-keys` replace them).
+    pub fn usher_command(&self, args: &[&str]) -> std::process::Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--database-url", &self.database.url, "--session-key", SESSION_KEY]);
+        if !args.contains(&"--encryption-key") {
+            all.extend(["--encryption-key", ENCRYPTION_KEY]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_usher"))
+            .args(all)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run usher")
     }
 
     /// Runs `usher migrate` against this app's database.

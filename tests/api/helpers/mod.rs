@@ -6,7 +6,7 @@ mod database;
 mod form;
 mod smtp_sink;
 
-pub use app::{SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with};
+pub use app::{ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with};
 pub use browser::{Browser, Page, html_unescape};
 pub use database::{Backend, TestDatabase};
 pub use form::HtmlForm;
