@@ -114,6 +114,9 @@ pub struct Settings {
     /// `off`: no mail when an account signs in from a browser it has not used.
     #[arg(long, env = "USHER_SIGN_IN_ALERTS", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub sign_in_alerts: bool,
+    /// Who must set up two-step sign-in before using the site: `off`, `admins` or `all`.
+    #[arg(long, env = "USHER_REQUIRE_TWO_FACTOR", default_value = "off", value_enum)]
+    pub require_two_factor: RequireTwoFactor,
     /// `off` turns every rate limit and lockout off (tests and benchmarks only).
     #[arg(long, env = "USHER_THROTTLE", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub throttle: bool,
@@ -163,6 +166,30 @@ impl Settings {
         let program = std::iter::once(std::ffi::OsString::from("usher"));
         let flags = program.chain(flags.into_iter().map(Into::into));
         <Flags as clap::Parser>::try_parse_from(flags).map(|parsed| parsed.settings)
+    }
+}
+
+/// Who must use two-step sign-in (`USHER_REQUIRE_TWO_FACTOR`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequireTwoFactor {
+    /// Nobody: each person chooses.
+    #[default]
+    Off,
+    /// Administrators: they reach no page but its setup until it is on,
+    /// and cannot turn it off.
+    Admins,
+    /// Everyone, likewise.
+    All,
+}
+
+impl RequireTwoFactor {
+    /// Whether an account (an administrator or not) must have it.
+    pub fn applies_to(self, is_admin: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Admins => is_admin,
+            Self::All => true,
+        }
     }
 }
 

@@ -10,22 +10,56 @@ use crate::web::AppError;
 use crate::web::return_to::return_target_of;
 
 /// A signed-in user. The session store has already checked that the
-/// account may still sign in; anyone else is sent to the sign-in page.
+/// account may still sign in; anyone else is sent to the sign-in page, and
+/// someone who must first set up two-step sign-in to its setup.
 #[derive(Clone, Copy, Debug)]
 pub struct SignedInUser {
     pub user_id: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("sign-in required")]
-pub struct SignInRequired {
-    next: String,
+pub enum SignInRequired {
+    /// Anonymous: sign in, then come back to `next`.
+    #[error("sign-in required")]
+    SignIn { next: String },
+    /// `USHER_REQUIRE_TWO_FACTOR` holds this account to set up two-step
+    /// sign-in before any other page.
+    #[error("two-step sign-in must be set up first")]
+    EnrolFirst,
+}
+
+/// Where someone who must set up two-step sign-in may still go: its
+/// setup and "confirm it's you" (signing out takes no guard).
+const ENROLMENT_PATHS: [&str; 2] = ["/account/two-factor", "/account/reauth"];
+
+/// Whether `USHER_REQUIRE_TWO_FACTOR` holds the signed-in account of
+/// `req` to set up two-step sign-in before reaching this page.
+fn enrolment_due(req: &HttpRequest) -> bool {
+    let Some(account) = SessionData::of(req).account() else { return false };
+    let required = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .is_some_and(|state| state.config.settings.require_two_factor.applies_to(account.is_admin));
+    let path = req.path();
+    let exempt = ENROLMENT_PATHS
+        .iter()
+        .any(|allowed| path.strip_prefix(allowed).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
+    required && !account.two_factor && !exempt
 }
 
 impl ResponseError for SignInRequired {
     fn error_response(&self) -> HttpResponse {
-        let query = serde_urlencoded::to_string([("next", &self.next)]).unwrap_or_default();
-        crate::web::redirect(&format!("/login?{query}"))
+        match self {
+            Self::SignIn { next } => {
+                let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+                crate::web::redirect(&format!("/login?{query}"))
+            }
+            Self::EnrolFirst => {
+                let flash = crate::web::Flash::warning(
+                    "This site asks you to set up two-step sign-in before anything else. It takes a minute.",
+                );
+                crate::web::redirect_with_flash("/account/two-factor", flash)
+            }
+        }
     }
 
     fn status_code(&self) -> actix_web::http::StatusCode {
@@ -39,8 +73,9 @@ impl FromRequest for SignedInUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match SessionData::of(req).user_id() {
+            Some(_) if enrolment_due(req) => Err(SignInRequired::EnrolFirst),
             Some(user_id) => Ok(Self { user_id }),
-            None => Err(SignInRequired { next: return_target_of(req) }),
+            None => Err(SignInRequired::SignIn { next: return_target_of(req) }),
         };
         ready(result)
     }
@@ -85,8 +120,11 @@ impl Reauthenticated {
     pub fn check(req: &HttpRequest) -> Result<Self, ReauthRequired> {
         let session = SessionData::of(req);
         let Some(user_id) = session.user_id() else {
-            return Err(ReauthRequired::SignIn(SignInRequired { next: return_target_of(req) }));
+            return Err(ReauthRequired::SignIn(SignInRequired::SignIn { next: return_target_of(req) }));
         };
+        if enrolment_due(req) {
+            return Err(ReauthRequired::SignIn(SignInRequired::EnrolFirst));
+        }
         let ttl = req
             .app_data::<actix_web::web::Data<crate::state::AppState>>()
             .map_or(0, |state| state.config.settings.reauth_ttl.as_secs() as i64);

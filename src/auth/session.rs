@@ -28,6 +28,9 @@ pub struct LoadedAccount {
     pub is_admin: bool,
     /// `AccountState::describe` of the account.
     pub status: String,
+    /// Two-step sign-in is on.
+    #[serde(default)]
+    pub two_factor: bool,
 }
 
 /// Read access to the session of a request. Anonymous visitors have an

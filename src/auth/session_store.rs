@@ -74,7 +74,7 @@ fn field<T: serde::de::DeserializeOwned>(state: &State, name: &str) -> Option<T>
 /// Loads a live session, dropping it when its account may no longer sign in.
 fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) -> diesel::QueryResult<Option<State>> {
     let now = now();
-    let Some((session, user)) = sessions::find_live(conn, id_hash, now)? else {
+    let Some((session, user, two_factor_since)) = sessions::find_live(conn, id_hash, now)? else {
         return Ok(None);
     };
     let blocked = user.state().sign_in_block(policy.require_verification, policy.require_approval).is_some();
@@ -87,8 +87,12 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
         sessions::touch(conn, id_hash, now, idle_expires_at)?;
     }
     let Ok(mut state) = serde_json::from_str::<State>(&session.state) else { return Ok(None) };
-    let account =
-        LoadedAccount { is_admin: user.is_admin, status: user.state().describe().to_owned(), email: user.email };
+    let account = LoadedAccount {
+        is_admin: user.is_admin,
+        status: user.state().describe().to_owned(),
+        email: user.email,
+        two_factor: two_factor_since.is_some(),
+    };
     state.insert(ACCOUNT.to_owned(), serde_json::to_string(&account).unwrap_or_default());
     Ok(Some(state))
 }

@@ -155,6 +155,7 @@ diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(email_changes -> users (user_id));
+diesel::joinable!(two_factor -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     email_tokens,

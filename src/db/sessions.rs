@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{sessions, users};
+use super::schema::{sessions, two_factor, users};
 use super::users::User;
 use super::{DbConnection, on_backend};
 
@@ -43,13 +43,19 @@ pub fn insert(conn: &mut DbConnection, session: &NewSession) -> QueryResult<()> 
     Ok(())
 }
 
-/// A session that has not timed out, with its user.
-pub fn find_live(conn: &mut DbConnection, id_hash: &[u8], now: i64) -> QueryResult<Option<(SessionRow, User)>> {
+/// A session that has not timed out, with its user and whether the user
+/// has two-step sign-in on (`Some` time it was turned on).
+pub fn find_live(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    now: i64,
+) -> QueryResult<Option<(SessionRow, User, Option<i64>)>> {
     let query = sessions::table
-        .inner_join(users::table)
+        .inner_join(users::table.left_join(two_factor::table))
         .filter(sessions::id_hash.eq(id_hash))
         .filter(sessions::idle_expires_at.gt(now))
-        .filter(sessions::absolute_expires_at.gt(now));
+        .filter(sessions::absolute_expires_at.gt(now))
+        .select((sessions::all_columns, users::all_columns, two_factor::enabled_at.nullable()));
     on_backend!(conn, c => query.get_result(c).optional())
 }
 

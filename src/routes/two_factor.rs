@@ -41,6 +41,8 @@ struct TwoFactorPage {
     enrolment: Option<EnrolmentView>,
     /// `Some(left)` when two-step sign-in is on.
     codes_left: Option<i64>,
+    /// `USHER_REQUIRE_TWO_FACTOR` holds this account: it cannot be turned off.
+    required: bool,
     errors: FormErrors,
 }
 
@@ -83,7 +85,8 @@ async fn page(
         }
         SecondFactorState::On { codes_left } => (None, Some(*codes_left)),
     };
-    Ok(render(status, &TwoFactorPage { ctx, enrolment, codes_left, errors }))
+    let required = state.config.settings.require_two_factor.applies_to(user.is_admin);
+    Ok(render(status, &TwoFactorPage { ctx, enrolment, codes_left, required, errors }))
 }
 
 /// `GET /account/two-factor`: whether it is on, and the forms that change it.
@@ -197,7 +200,17 @@ pub async fn disable(
     Form(form): Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = user.user_id;
-    let keep = SessionData::of(&req).public_id().unwrap_or_default();
+    let session = SessionData::of(&req);
+    let is_admin = session.account().is_some_and(|account| account.is_admin);
+    if state.config.settings.require_two_factor.applies_to(is_admin) {
+        let errors = FormErrors::one(
+            "code",
+            "This site requires two-step sign-in for your account, so it cannot be turned off. If you lose your \
+             device, use a recovery code, or ask an administrator to reset it.",
+        );
+        return page(&state, ctx, user_id, StatusCode::CONFLICT, errors).await;
+    }
+    let keep = session.public_id().unwrap_or_default();
     let (config, keys) = (state.config.clone(), state.keys.clone());
     let outcome = state
         .db

@@ -21,6 +21,7 @@ on_both_backends!(
     turning_it_off_needs_a_code_and_ends_other_sessions,
     an_administrator_or_the_command_line_resets_a_lost_device,
     rotating_the_encryption_key_keeps_codes_working,
+    administrators_required_to_use_it_set_it_up_first_and_keep_it,
 );
 
 /// The authenticator app: codes from the key the page showed.
@@ -333,4 +334,35 @@ async fn rotating_the_encryption_key_keeps_codes_working(backend: Backend) {
     let browser = rotated.browser();
     rotated.sign_in(&browser, "ann@example.com", PASSWORD).await.assert_redirects_to("/login/two-factor");
     type_code(&browser, &authenticator.code(&rotated, 0)).await.assert_redirects_to("/account");
+}
+
+async fn administrators_required_to_use_it_set_it_up_first_and_keep_it(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--require-two-factor", "admins")]).await;
+    let admin = app.signed_in_admin("boss@example.com").await;
+    let ann = app.signed_in_user("ann@example.com").await;
+
+    for page in ["/account", "/admin", "/admin/users", "/account/delete"] {
+        admin.get(page).await.assert_redirects_to("/account/two-factor");
+    }
+    let setup = admin.get("/account/two-factor").await;
+    assert_eq!(setup.status, StatusCode::OK);
+    assert!(setup.body.contains("This site asks you to set up two-step sign-in before anything else."));
+    assert_eq!(ann.get("/account").await.status, StatusCode::OK, "not required of other users");
+
+    let (_, codes) = enrol(&app, &admin).await;
+    assert_eq!(admin.get("/admin").await.status, StatusCode::OK);
+    let manage = admin.get("/account/two-factor").await;
+    assert_eq!(manage.texts("#two-factor-required").len(), 1, "no form to turn it off");
+    let refused = admin
+        .post_raw("/account/two-factor/disable", &[("csrf_token", &manage.csrf_token()), ("code", &codes[0])])
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(admin.get("/account/two-factor").await.texts("#two-factor-state")[0].starts_with("On."));
+
+    // Reset for a lost device, the next sign-in leads to setting it up again.
+    let output = app.usher_command(&["reset-two-factor", "--email", "boss@example.com"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let again = app.browser();
+    app.sign_in(&again, "boss@example.com", PASSWORD).await.assert_redirects_to("/account");
+    again.get("/account").await.assert_redirects_to("/account/two-factor");
 }
