@@ -4,7 +4,9 @@
 Starts a release Usher on a fresh SQLite database (rate limits off), makes
 one verified and one unverified account, then times each address-revealing
 request for an address with an account and for one without, interleaved,
-and prints the medians and 90th percentiles side by side.
+and prints the medians and 90th percentiles side by side. Then the same for
+a right password to an account with two-step sign-in and to one without
+(the first opens the code step, the second a session).
 
     cargo build --release && python3 bench/timing.py [--rounds 40]
 """
@@ -84,12 +86,15 @@ def main():
             except OSError:
                 time.sleep(0.1)
         browser = Browser(base)
-        for email in ["known@example.com", "waiting@example.com"]:
+        for email in ["known@example.com", "waiting@example.com", "twostep@example.com"]:
             token = browser.csrf("/register")
             browser.post("/register", {"csrf_token": token, "email": email, "password": PASSWORD,
                                        "password_confirm": PASSWORD})
         with sqlite3.connect(db_path) as db:
-            db.execute("UPDATE users SET email_verified_at = 1 WHERE email = 'known@example.com'")
+            db.execute("UPDATE users SET email_verified_at = 1 WHERE email IN ('known@example.com', 'twostep@example.com')")
+            # The password step only asks whether the factor is on; the key is never opened.
+            db.execute("INSERT INTO two_factor (user_id, secret, enabled_at, last_step, created_at) "
+                       "SELECT id, x'00', 1, 0, 1 FROM users WHERE email = 'twostep@example.com'")
 
         cases = [
             ("sign-in (wrong password)", "/login", "known@example.com",
@@ -116,6 +121,21 @@ def main():
                 values = sorted(times[kind])
                 row.append(f"{statistics.median(values):7.1f} / {values[int(len(values) * 0.9)]:6.1f}")
             print(f"{name:26} {row[0]:>28} {row[1]:>24}")
+
+        print(f"\n{'right password':26} {'two-step on: p50 / p90 ms':>28} {'off: p50 / p90 ms':>24}")
+        times = {"on": [], "off": []}
+        for n in range(args.rounds):
+            for kind, email in (("on", "twostep@example.com"), ("off", "known@example.com")):
+                fresh = Browser(base)  # a new browser each time: no session to carry over
+                token = fresh.csrf()
+                status, ms = fresh.post("/login", {"csrf_token": token, "email": email, "password": PASSWORD})
+                assert status == 303, (email, status)
+                times[kind].append(ms)
+        row = []
+        for kind in ("on", "off"):
+            values = sorted(times[kind])
+            row.append(f"{statistics.median(values):7.1f} / {values[int(len(values) * 0.9)]:6.1f}")
+        print(f"{'sign-in (right password)':26} {row[0]:>28} {row[1]:>24}")
     finally:
         server.terminate()
         server.wait()

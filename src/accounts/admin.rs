@@ -8,7 +8,7 @@ use super::Context;
 use super::deletion::DeletedBy;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{NewUser, User};
-use crate::db::{DbConnection, sessions};
+use crate::db::{DbConnection, sessions, two_factor};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::{MailKind, queue};
 
@@ -201,12 +201,14 @@ pub fn act_on_account(
             User::set_approval(conn, target, Approval::Rejected, ctx.now)?;
             if ctx.config.settings.require_admin_approval {
                 sessions::delete_all_for_user(conn, target)?;
+                two_factor::close_challenges_for(conn, target)?;
             }
             (EventKind::Rejected, Some(MailKind::AccountRejected))
         }
         AdminAction::Disable => {
             User::set_disabled(conn, target, true, ctx.now)?;
             sessions::delete_all_for_user(conn, target)?;
+            two_factor::close_challenges_for(conn, target)?;
             super::email_change::cancel_pending(conn, target)?;
             (EventKind::Disabled, None)
         }

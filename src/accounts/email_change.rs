@@ -13,7 +13,7 @@ use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_changes::{self, CANCELLED, CONFIRMED, EmailChange};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
-use crate::db::{DbConnection, sessions, throttle_hits};
+use crate::db::{DbConnection, sessions, throttle_hits, two_factor};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::mail::MailKind;
 use crate::mail::messages::{queue, queue_about_email_change};
@@ -173,6 +173,7 @@ pub fn revert_email_change(
     email_changes::close_later(conn, user_id, change.id)?;
     email_changes::end_pending(conn, user_id, CANCELLED)?;
     sessions::delete_all_for_user(conn, user_id)?;
+    two_factor::close_challenges_for(conn, user_id)?;
     email_tokens::void_all(conn, user_id, &SECRETS_OF_AN_ADDRESS, ctx.now)?;
     move_sign_in_failures(conn, &user.email, &change.old_email)?;
     queue(conn, MailKind::PasswordReset, &change.old_email, Some(user_id), ctx.config)?;

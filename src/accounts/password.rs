@@ -6,7 +6,7 @@ use super::Context;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::email_tokens::{self, Purpose};
 use crate::db::users::User;
-use crate::db::{DbConnection, sessions, throttle_hits};
+use crate::db::{DbConnection, sessions, throttle_hits, two_factor};
 use crate::mail::MailKind;
 use crate::mail::messages::queue_notice;
 use crate::throttle::Bucket;
@@ -43,6 +43,8 @@ pub fn set_password(
     ctx: Context,
 ) -> QueryResult<usize> {
     User::set_password(conn, user.id, password_hash, ctx.now)?;
+    // A password typed before the change no longer leads to the code step.
+    two_factor::close_challenges_for(conn, user.id)?;
     email_tokens::void_all(conn, user.id, &[Purpose::ResetLink], ctx.now)?;
     email_tokens::void_carrying_password(conn, user.id, ctx.now)?;
     let ended = match how {

@@ -31,27 +31,32 @@ fn sealed_for(user_id: i64) -> Vec<u8> {
     format!("two_factor.secret user {user_id}").into_bytes()
 }
 
-/// Opens the sealed secret of `row`; `None`, logged, when no key of the
-/// ring opens it (a key missing from USHER_ENCRYPTION_OLD_KEYS).
-fn open_secret(row: &two_factor::TwoFactorRow, keys: &KeyRing) -> Option<TotpSecret> {
-    match keys.open(&row.secret, &sealed_for(row.user_id)) {
-        Ok(bytes) => TotpSecret::from_bytes(&bytes),
-        Err(problem) => {
-            tracing::error!(user_id = row.user_id, %problem, "an authenticator secret cannot be opened");
-            None
-        }
-    }
+/// Opens the sealed secret of `row`. `KeyUnavailable`, logged, when no
+/// key of the ring opens it (a key missing from USHER_ENCRYPTION_KEY or
+/// USHER_ENCRYPTION_OLD_KEYS): the server's fault, never the person's.
+fn open_secret(row: &two_factor::TwoFactorRow, keys: &KeyRing) -> Result<TotpSecret, CodeRefusal> {
+    let opened = keys.open(&row.secret, &sealed_for(row.user_id)).ok().and_then(|bytes| TotpSecret::from_bytes(&bytes));
+    opened.ok_or_else(|| {
+        tracing::error!(
+            user_id = row.user_id,
+            "an authenticator key cannot be decrypted: is USHER_ENCRYPTION_KEY (or USHER_ENCRYPTION_OLD_KEYS) the key it was stored with?"
+        );
+        CodeRefusal::KeyUnavailable
+    })
 }
 
 /// Starts (or starts again) enrolment: a new secret, kept sealed and
 /// pending until `confirm_enrolment`. `None` when a second factor is on
-/// already (it must be turned off first).
+/// already (it must be turned off first), or the account is gone.
 pub fn start_enrolment(
     conn: &mut DbConnection,
     user_id: i64,
     keys: &KeyRing,
     now: i64,
 ) -> QueryResult<Option<TotpSecret>> {
+    if !User::lock(conn, user_id)? {
+        return Ok(None);
+    }
     let secret = TotpSecret::generate();
     let sealed = keys.seal(secret.as_bytes(), &sealed_for(user_id));
     Ok(two_factor::start_enrolment(conn, user_id, &sealed, now)?.then_some(secret))
@@ -84,9 +89,12 @@ pub enum CodeRefusal {
     /// Not a current code, a code used already, or no recovery code of the
     /// account.
     WrongCode,
-    /// No enrolment waits (finished in another tab, or started again), or
-    /// no second factor is on.
+    /// No enrolment waits (finished in another tab, or started again), no
+    /// second factor is on, or the set of codes named is not the current one.
     NothingToDo,
+    /// The stored key cannot be decrypted with the keys Usher was given: a
+    /// fault of the server's settings, not a wrong code.
+    KeyUnavailable,
 }
 
 /// A second factor turned on: its recovery codes (shown once) and how many
@@ -115,7 +123,10 @@ pub fn confirm_enrolment(
     let Some(row) = two_factor::find(conn, user_id)?.filter(|row| row.enabled_at.is_none()) else {
         return Ok(Err(CodeRefusal::NothingToDo));
     };
-    let Some(secret) = open_secret(&row, keys) else { return Ok(Err(CodeRefusal::NothingToDo)) };
+    let secret = match open_secret(&row, keys) {
+        Ok(secret) => secret,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let step = match SecondFactorCode::parse(typed) {
         Some(SecondFactorCode::Totp(code)) => secret.matching_step(&code, ctx.now),
         _ => None,
@@ -155,16 +166,20 @@ fn use_code(
     typed: &str,
     keys: &KeyRing,
     now: i64,
-) -> QueryResult<Option<Proof>> {
+) -> QueryResult<Result<Proof, CodeRefusal>> {
     let Some(row) = two_factor::find(conn, user_id)?.filter(|row| row.enabled_at.is_some()) else {
-        return Ok(None);
+        return Ok(Err(CodeRefusal::NothingToDo));
     };
-    match SecondFactorCode::parse(typed) {
+    let proof = match SecondFactorCode::parse(typed) {
         Some(SecondFactorCode::Totp(code)) => {
-            let Some(step) = open_secret(&row, keys).and_then(|secret| secret.matching_step(&code, now)) else {
-                return Ok(None);
+            let secret = match open_secret(&row, keys) {
+                Ok(secret) => secret,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            Ok(two_factor::accept_step(conn, user_id, step)?.then_some(Proof::Authenticator))
+            match secret.matching_step(&code, now) {
+                Some(step) if two_factor::accept_step(conn, user_id, step)? => Some(Proof::Authenticator),
+                _ => None,
+            }
         }
         Some(SecondFactorCode::Recovery(normal)) => {
             let stored = two_factor::unused_codes(conn, user_id)?;
@@ -173,14 +188,16 @@ fn use_code(
                 let same = bool::from(recovery_code_hash(&code.salt, &normal).ct_eq(&code.code_hash));
                 if same { Some(code.id) } else { found }
             });
-            let Some(id) = matching else { return Ok(None) };
-            if !two_factor::use_code(conn, id, now)? {
-                return Ok(None);
+            match matching {
+                Some(id) if two_factor::use_code(conn, id, now)? => {
+                    Some(Proof::RecoveryCode { left: two_factor::codes_left(conn, user_id)? })
+                }
+                _ => None,
             }
-            Ok(Some(Proof::RecoveryCode { left: two_factor::codes_left(conn, user_id)? }))
         }
-        None => Ok(None),
-    }
+        None => None,
+    };
+    Ok(proof.ok_or(CodeRefusal::WrongCode))
 }
 
 /// The second step of a sign-in: `typed` proves the factor of `user_id`,
@@ -193,9 +210,9 @@ pub fn prove_for_sign_in(
     typed: &str,
     keys: &KeyRing,
     ctx: Context,
-) -> QueryResult<Option<Proof>> {
+) -> QueryResult<Result<Proof, CodeRefusal>> {
     let proof = use_code(conn, user_id, typed, keys, ctx.now)?;
-    if let Some(Proof::RecoveryCode { left }) = proof {
+    if let Ok(Proof::RecoveryCode { left }) = proof {
         let detail = format!("{left} left");
         let event = Event {
             kind: EventKind::RecoveryCodeUsed,
@@ -212,10 +229,20 @@ pub fn prove_for_sign_in(
     Ok(proof)
 }
 
-/// A new set of recovery codes for an account whose second factor is on;
-/// the old set stops working. `None` when it is off.
-pub fn renew_recovery_codes(conn: &mut DbConnection, user_id: i64, ctx: Context) -> QueryResult<Option<Vec<String>>> {
-    if !User::lock(conn, user_id)? || !two_factor::is_enabled(conn, user_id)? {
+/// A new set of recovery codes for an account whose second factor is on,
+/// in place of the set named `generation` (`two_factor::codes_generation`,
+/// as the page showed it); the old set stops working. `None` when it is
+/// off, or the set was renewed since (a form sent again on reload).
+pub fn renew_recovery_codes(
+    conn: &mut DbConnection,
+    user_id: i64,
+    generation: i64,
+    ctx: Context,
+) -> QueryResult<Option<Vec<String>>> {
+    if !User::lock(conn, user_id)?
+        || !two_factor::is_enabled(conn, user_id)?
+        || two_factor::codes_generation(conn, user_id)? != generation
+    {
         return Ok(None);
     }
     let codes = store_new_recovery_codes(conn, user_id)?;
@@ -237,8 +264,8 @@ pub fn turn_off(
     if !User::lock(conn, user_id)? || !two_factor::is_enabled(conn, user_id)? {
         return Ok(Err(CodeRefusal::NothingToDo));
     }
-    if use_code(conn, user_id, typed, keys, ctx.now)?.is_none() {
-        return Ok(Err(CodeRefusal::WrongCode));
+    if let Err(refusal) = use_code(conn, user_id, typed, keys, ctx.now)? {
+        return Ok(Err(refusal));
     }
     two_factor::remove(conn, user_id)?;
     let ended = sessions::delete_others(conn, user_id, keep)?;

@@ -90,8 +90,7 @@ pub fn remove(conn: &mut DbConnection, user_id: i64) -> QueryResult<bool> {
     let enabled = is_enabled(conn, user_id)?;
     diesel::delete(two_factor::table.find(user_id)).execute(conn)?;
     diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id))).execute(conn)?;
-    diesel::delete(second_factor_challenges::table.filter(second_factor_challenges::user_id.eq(user_id)))
-        .execute(conn)?;
+    close_challenges_for(conn, user_id)?;
     Ok(enabled)
 }
 
@@ -140,6 +139,16 @@ pub fn unused_codes(conn: &mut DbConnection, user_id: i64) -> QueryResult<Vec<St
         .select((recovery_codes::id, recovery_codes::salt, recovery_codes::code_hash))
         .order(recovery_codes::id)
         .load(conn)
+}
+
+/// Names the account's current set of recovery codes (its newest id), so
+/// that a form renewing it acts only on the set it was shown with.
+pub fn codes_generation(conn: &mut DbConnection, user_id: i64) -> QueryResult<i64> {
+    let newest: Option<i64> = recovery_codes::table
+        .filter(recovery_codes::user_id.eq(user_id))
+        .select(diesel::dsl::max(recovery_codes::id))
+        .first(conn)?;
+    Ok(newest.unwrap_or(0))
 }
 
 /// How many of the account's recovery codes are left.
@@ -195,6 +204,23 @@ pub fn live_challenge(conn: &mut DbConnection, id_hash: &[u8], now: i64) -> Quer
         .filter(second_factor_challenges::expires_at.gt(now))
         .first(conn)
         .optional()
+}
+
+/// Takes the row lock of a live challenge (an UPDATE that changes
+/// nothing), so that two submissions of one challenge run one after the
+/// other; false when it is gone or expired.
+pub fn lock_challenge(conn: &mut DbConnection, id_hash: &[u8], now: i64) -> QueryResult<bool> {
+    let live = second_factor_challenges::table.find(id_hash).filter(second_factor_challenges::expires_at.gt(now));
+    let locked = diesel::update(live)
+        .set(second_factor_challenges::expires_at.eq(second_factor_challenges::expires_at))
+        .execute(conn)?;
+    Ok(locked == 1)
+}
+
+/// Ends every challenge of the account: its password changed, or it may
+/// no longer sign in.
+pub fn close_challenges_for(conn: &mut DbConnection, user_id: i64) -> QueryResult<usize> {
+    diesel::delete(second_factor_challenges::table.filter(second_factor_challenges::user_id.eq(user_id))).execute(conn)
 }
 
 /// Ends a challenge; true for the one request that ended it.

@@ -638,14 +638,24 @@ impl Composer {
                 ),
             ),
         };
+        let ask = match &self.config.settings.support_email {
+            Some(support) => format!("write to {support}"),
+            None => format!("ask the administrators of {site}"),
+        };
+        let note = match kind {
+            // Someone else now holds the key or the codes: a new password alone does not get the owner back in.
+            MailKind::TwoFactorEnabled | MailKind::RecoveryCodesRenewed => format!(
+                "If it was not you, someone signed in with your password and now holds the codes: choose a new \
+                 password now, which signs out every browser, and {ask} to reset two-step sign-in."
+            ),
+            _ => "If it was not you, someone knows your password: choose a new one now, which signs out every \
+                  browser, and check your account page."
+                .to_owned(),
+        };
         EmailContent {
             subject,
             intro: vec![what, "If this was you, there is nothing to do.".into()],
-            button: Some(Button {
-                label: "Choose a new password",
-                link: self.config.link("/password/forgot"),
-                note: "If it was not you, someone knows your password: choose a new one now, which signs out every browser, and check your account page.".into(),
-            }),
+            button: Some(Button { label: "Choose a new password", link: self.config.link("/password/forgot"), note }),
             code: None,
             outro: vec![],
         }

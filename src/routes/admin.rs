@@ -567,6 +567,10 @@ pub async fn reset_two_factor(
         .db
         .run(move |conn| {
             conn.write(|conn| {
+                // Under the account's lock: no deletion or change slips in between.
+                if !User::lock(conn, id)? {
+                    return Ok(Err(Err(())));
+                }
                 let user = User::find(conn, id)?;
                 let on = two_factor::is_enabled(conn, id)?;
                 if let Err(refusal) = reset_refusal(user.as_ref(), admin.user_id, on) {

@@ -162,11 +162,17 @@ pub async fn submit(
         }
         return Ok(blocked_page(ctx, block));
     }
-    if second_factor {
-        return ask_for_second_factor(&state, user.id, remember, hits).await;
-    }
     let posted = form.next.as_deref().and_then(safe_path).map(str::to_owned);
-    match complete_sign_in(&req, &state, client, user, remember, hits, posted).await? {
+    if second_factor {
+        let mut response = ask_for_second_factor(&state, user.id, remember, hits).await?;
+        if let Some(target) = posted.filter(|_| stored_return_target(&req).is_none()) {
+            // Kept where the code step finds it, as the sign-in page keeps `?next=`.
+            response.extensions_mut().insert(SetReturnTarget(target));
+        }
+        return Ok(response);
+    }
+    let proof = SecondFactor::NotOn;
+    match complete_sign_in(&req, &state, client, user, remember, hits, posted, proof).await? {
         Some(response) => Ok(response),
         // Deleted while its password was checked: as if it never existed.
         None => Ok(wrong_credentials(ctx, &state, form.email, remember)),
@@ -210,11 +216,22 @@ async fn ask_for_second_factor(
     Ok(response)
 }
 
+/// Whether the sign-in proved a second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SecondFactor {
+    /// The account had none when its password was checked.
+    NotOn,
+    /// A code was proven (`sign_in_code`).
+    Proven,
+}
+
 /// Completes a sign-in once every factor is proven: records it (forgiving
 /// the address's failures and `hits`), mails a new-browser alert when due,
 /// starts the session under a new id, and leads on to the stored return
 /// target (else `posted`, else the account page). `None`, with nothing
-/// done, when the account was deleted meanwhile.
+/// done, when the account was deleted meanwhile, or (`NotOn`) turned a
+/// second factor on while its password was checked.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn complete_sign_in(
     req: &HttpRequest,
     state: &AppState,
@@ -223,6 +240,7 @@ pub(super) async fn complete_sign_in(
     remember: bool,
     hits: Vec<i64>,
     posted: Option<String>,
+    second_factor: SecondFactor,
 ) -> Result<Option<HttpResponse>, AppError> {
     // A browser that never completed a sign-in to this account gets the
     // owner a notice, except the first sign-in after signing up.
@@ -232,7 +250,7 @@ pub(super) async fn complete_sign_in(
         (user.email.clone(), facts)
     });
     let alerted = alert.is_some();
-    let settle = Settle::Forgive { hits, address: user.email.clone(), alert };
+    let settle = Settle::Forgive { hits, address: user.email.clone(), alert, second_factor };
     if !record(state, EventKind::SignedIn, Some(user.id), &client.ip, String::new(), settle).await? {
         return Ok(None);
     }
@@ -253,7 +271,7 @@ pub(super) async fn complete_sign_in(
     Ok(Some(response))
 }
 
-fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
+pub(super) fn blocked_page(ctx: PageContext, block: SignInBlock) -> HttpResponse {
     let (title, message) = match block {
         SignInBlock::AwaitingApproval => (
             "Awaiting approval",
@@ -301,13 +319,14 @@ pub(super) enum Settle {
     /// Signed in: no guess, the address's earlier failures are forgotten,
     /// the moment is kept as the account's last sign-in, and `alert` (the
     /// account's address and what to tell) queues a new-browser notice.
-    Forgive { hits: Vec<i64>, address: String, alert: Option<(String, EventFacts)> },
+    Forgive { hits: Vec<i64>, address: String, alert: Option<(String, EventFacts)>, second_factor: SecondFactor },
 }
 
 /// Records a sign-in event about an account (or an address without one)
 /// and settles the counted attempt, in one transaction. A completed
 /// sign-in first locks the account: false, with nothing recorded, when it
-/// was deleted while its password was being checked.
+/// was deleted while its password was being checked, or turned a second
+/// factor on then while none was proven.
 pub(super) async fn record(
     state: &AppState,
     kind: EventKind,
@@ -321,16 +340,17 @@ pub(super) async fn record(
         .db
         .run(move |conn| {
             conn.write(|conn| {
-                if let (Settle::Forgive { .. }, Some(id)) = (&settle, user_id)
-                    && !User::lock(conn, id)?
-                {
-                    return Ok(false);
+                if let (Settle::Forgive { second_factor, .. }, Some(id)) = (&settle, user_id) {
+                    let unproven = *second_factor == SecondFactor::NotOn;
+                    if !User::lock(conn, id)? || (unproven && two_factor::is_enabled(conn, id)?) {
+                        return Ok(false);
+                    }
                 }
                 audit::record(conn, Event { kind, user_id, actor_id: user_id, ip: &ip, detail: &detail }, now())?;
                 match &settle {
                     Settle::KeepCounted => {}
                     Settle::Release(hits) => throttle.release(conn, hits)?,
-                    Settle::Forgive { hits, address, alert } => {
+                    Settle::Forgive { hits, address, alert, .. } => {
                         if let Some(id) = user_id {
                             User::record_sign_in(conn, id, now())?;
                             if let Some((email, facts)) = alert {

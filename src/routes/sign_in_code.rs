@@ -11,18 +11,20 @@ use askama::Template;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::login::complete_sign_in;
+use super::login::{SecondFactor, complete_sign_in};
 use super::transition_context;
-use crate::accounts::{self, Proof};
+use crate::accounts::{self, CodeRefusal, Proof};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::now;
 use crate::db::two_factor::{self, Challenge};
 use crate::db::users::User;
+use crate::domain::SignInBlock;
 use crate::mail::messages::codes_left_in_words;
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::cookies::{ClearSecondFactor, RequestCookies};
-use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect_with_flash, render};
+use crate::web::return_to::DEFAULT_RETURN;
+use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 pub struct CodeForm {
@@ -59,10 +61,24 @@ fn start_again() -> HttpResponse {
 
 /// `GET /login/two-factor`: asks for the code.
 pub async fn show(req: HttpRequest, ctx: PageContext, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    if ctx.signed_in {
+        // Back from the page a completed sign-in led to.
+        return Ok(redirect(DEFAULT_RETURN));
+    }
     if live_challenge(&req, &state).await?.is_none() {
         return Ok(start_again());
     }
     Ok(render(StatusCode::OK, &CodePage { ctx, errors: FormErrors::default() }))
+}
+
+/// What the code step found, under the account's lock.
+enum Step {
+    /// The challenge ended meanwhile (completed in another request, expired).
+    Gone,
+    /// The account may no longer sign in (disabled, rejected…).
+    Blocked(SignInBlock),
+    /// The code, checked; the account, as it is now.
+    Checked(Result<Proof, CodeRefusal>, Box<User>),
 }
 
 /// `POST /login/two-factor` with `code`: a right code signs in (a recovery
@@ -74,31 +90,43 @@ pub async fn submit(
     state: web::Data<AppState>,
     Form(form): Form<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
+    if ctx.signed_in {
+        return Ok(redirect(DEFAULT_RETURN));
+    }
     let Some(challenge) = live_challenge(&req, &state).await? else { return Ok(start_again()) };
     let user_id = challenge.user_id;
     let hits = match state.rate_limit(vec![Bucket::SecondFactorAccount(user_id)]).await {
         Ok(hits) => hits,
-        Err(refused) => {
-            // Out of attempts: this challenge ends, and the limit holds for new ones.
-            let id_hash = challenge.id_hash.clone();
-            state.db.run(move |conn| two_factor::close_challenge(conn, &id_hash)).await?;
-            return Err(refused.as_sign_in_lockout());
-        }
+        Err(refused) => return out_of_attempts(&state, ctx, challenge.id_hash, refused).await,
     };
-    let (config, keys, id_hash, for_context) =
-        (state.config.clone(), state.keys.clone(), challenge.id_hash, client.clone());
-    let outcome = state
+    let (config, keys, throttle) = (state.config.clone(), state.keys.clone(), state.throttle);
+    let (id_hash, for_context) = (challenge.id_hash, client.clone());
+    let step = state
         .db
         .run(move |conn| {
             conn.write(|conn| {
                 let ctx = transition_context(&config, &for_context);
-                if two_factor::live_challenge(conn, &id_hash, ctx.now)?.is_none() {
-                    return Ok(None);
+                // Two submissions of one challenge take turns; the second finds it gone.
+                if !two_factor::lock_challenge(conn, &id_hash, ctx.now)? || !User::lock(conn, user_id)? {
+                    throttle.release(conn, &hits)?;
+                    return Ok(Step::Gone);
                 }
-                let proof = accounts::prove_for_sign_in(conn, user_id, &form.code, &keys, ctx)?;
-                match proof {
-                    Some(_) => drop(two_factor::close_challenge(conn, &id_hash)?),
-                    None => {
+                let Some(user) = User::find(conn, user_id)? else { return Ok(Step::Gone) };
+                let settings = &config.settings;
+                if let Some(block) =
+                    user.state().sign_in_block(settings.require_email_verification, settings.require_admin_approval)
+                {
+                    two_factor::close_challenge(conn, &id_hash)?;
+                    return Ok(Step::Blocked(block));
+                }
+                let checked = accounts::prove_for_sign_in(conn, user_id, &form.code, &keys, ctx)?;
+                match checked {
+                    Ok(_) => {
+                        two_factor::close_challenge(conn, &id_hash)?;
+                        throttle.release(conn, &hits)?;
+                    }
+                    Err(CodeRefusal::KeyUnavailable) => throttle.release(conn, &hits)?,
+                    Err(_) => {
                         let detail = "wrong second-factor code";
                         let event = Event {
                             kind: EventKind::SignInFailed,
@@ -110,31 +138,55 @@ pub async fn submit(
                         audit::record(conn, event, ctx.now)?;
                     }
                 }
-                Ok(Some((proof, User::find(conn, user_id)?)))
+                Ok(Step::Checked(checked, Box::new(user)))
             })
         })
         .await?;
-    let (proof, user) = match outcome {
-        None => return Ok(start_again()),
-        Some((None, _)) => {
+    let (proof, user) = match step {
+        Step::Gone => return Ok(start_again()),
+        Step::Blocked(block) => {
+            let mut response = super::login::blocked_page(ctx, block);
+            response.extensions_mut().insert(ClearSecondFactor);
+            return Ok(response);
+        }
+        Step::Checked(Err(CodeRefusal::KeyUnavailable), _) => {
+            return Err(AppError::Internal(anyhow::anyhow!("the stored authenticator key cannot be decrypted")));
+        }
+        Step::Checked(Err(_), _) => {
             let errors = FormErrors::one(
                 "code",
-                "That code is not right. Type the code your app shows now (it changes every 30 seconds), or a recovery code you have not used.",
+                "That code is not right. Type the code your app shows now (it changes every 30 seconds), or a \
+                 recovery code you have not used.",
             );
             return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &CodePage { ctx, errors }));
         }
-        Some((Some(proof), user)) => (proof, user),
+        Step::Checked(Ok(proof), user) => (proof, *user),
     };
-    let Some(user) = user else { return Ok(start_again()) };
-    let Some(mut response) = complete_sign_in(&req, &state, client, user, challenge.remember, hits, None).await? else {
+    let proven = SecondFactor::Proven;
+    let Some(mut response) =
+        complete_sign_in(&req, &state, client, user, challenge.remember, Vec::new(), None, proven).await?
+    else {
         return Ok(start_again());
     };
     response.extensions_mut().insert(ClearSecondFactor);
     if let Proof::RecoveryCode { left } = proof {
         state.mail.wake();
-        response
-            .extensions_mut()
-            .insert(Flash::warning(format!("You signed in with a recovery code. {}", codes_left_in_words(left))));
+        let flash = Flash::warning(format!("You signed in with a recovery code. {}", codes_left_in_words(left)));
+        response.extensions_mut().insert(flash);
     }
+    Ok(response)
+}
+
+/// Out of attempts for this account: this challenge ends (its cookie
+/// goes), and the next password step waits out the same limit.
+async fn out_of_attempts(
+    state: &AppState,
+    ctx: PageContext,
+    id_hash: Vec<u8>,
+    refused: AppError,
+) -> Result<HttpResponse, AppError> {
+    state.db.run(move |conn| conn.write(|conn| two_factor::close_challenge(conn, &id_hash))).await?;
+    let mut response = refused.page(&ctx);
+    response.extensions_mut().insert(ClearSecondFactor);
     Ok(response)
 }

@@ -11,12 +11,21 @@ use serde::Deserialize;
 use super::{NoFields, transition_context};
 use crate::accounts::{self, CodeRefusal, SecondFactorState};
 use crate::auth::{Reauthenticated, SessionData};
+use crate::db::two_factor;
 use crate::db::users::User;
 use crate::domain::{TotpSecret, qr_svg};
 use crate::state::AppState;
+use crate::throttle::Bucket;
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 const PAGE: &str = "/account/two-factor";
+
+#[derive(Deserialize)]
+pub struct RenewForm {
+    /// The set of recovery codes the page was shown with
+    /// (`two_factor::codes_generation`): a form sent again renews nothing.
+    set: i64,
+}
 
 #[derive(Deserialize)]
 pub struct CodeForm {
@@ -43,6 +52,8 @@ struct TwoFactorPage {
     codes_left: Option<i64>,
     /// `USHER_REQUIRE_TWO_FACTOR` holds this account: it cannot be turned off.
     required: bool,
+    /// Names the current set of recovery codes, for the renewal form.
+    codes_set: i64,
     errors: FormErrors,
 }
 
@@ -73,9 +84,15 @@ async fn page(
     errors: FormErrors,
 ) -> Result<HttpResponse, AppError> {
     let keys = state.keys.clone();
-    let (user, second_factor) = state
+    let (user, second_factor, codes_set) = state
         .db
-        .run(move |conn| Ok((User::find(conn, user_id)?, accounts::second_factor_state(conn, user_id, &keys)?)))
+        .run(move |conn| {
+            Ok((
+                User::find(conn, user_id)?,
+                accounts::second_factor_state(conn, user_id, &keys)?,
+                two_factor::codes_generation(conn, user_id)?,
+            ))
+        })
         .await?;
     let user = user.ok_or(AppError::NotFound)?;
     let (enrolment, codes_left) = match &second_factor {
@@ -86,7 +103,7 @@ async fn page(
         SecondFactorState::On { codes_left } => (None, Some(*codes_left)),
     };
     let required = state.config.settings.require_two_factor.applies_to(user.is_admin);
-    Ok(render(status, &TwoFactorPage { ctx, enrolment, codes_left, required, errors }))
+    Ok(render(status, &TwoFactorPage { ctx, enrolment, codes_left, required, codes_set, errors }))
 }
 
 /// `GET /account/two-factor`: whether it is on, and the forms that change it.
@@ -121,7 +138,7 @@ pub async fn enrol(
 pub async fn confirm(
     req: HttpRequest,
     user: Reauthenticated,
-    ctx: PageContext,
+    mut ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
     Form(form): Form<CodeForm>,
@@ -143,6 +160,8 @@ pub async fn confirm(
             state.mail.wake();
             // A new privilege: the session moves to a new id.
             SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
+            // The page's forms (signing out) carry the renewed session's token.
+            ctx.csrf_token = SessionData::of(&req).csrf_token().unwrap_or_default();
             let lead = match enabled.sessions_ended {
                 0 => "From now on, signing in needs your password and a code from your app.".to_owned(),
                 1 => "From now on, signing in needs your password and a code from your app. Your other session was signed out.".to_owned(),
@@ -159,10 +178,19 @@ pub async fn confirm(
             );
             page(&state, ctx, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await
         }
-        Err(CodeRefusal::NothingToDo) => {
-            Ok(redirect_with_flash(PAGE, Flash::warning("That setup had ended. Here is where it stands now.")))
-        }
+        Err(CodeRefusal::NothingToDo) => Ok(redirect_with_flash(
+            PAGE,
+            Flash::info(
+                "Nothing to turn on: it is on already, or its setup was started again. Here is where it stands.",
+            ),
+        )),
+        Err(CodeRefusal::KeyUnavailable) => Err(key_unavailable()),
     }
+}
+
+/// The stored key cannot be decrypted: the server's settings are at fault.
+fn key_unavailable() -> AppError {
+    AppError::Internal(anyhow::anyhow!("the stored authenticator key cannot be decrypted"))
 }
 
 /// `POST /account/two-factor/recovery-codes`: a new set, shown once; the
@@ -172,17 +200,24 @@ pub async fn renew_codes(
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
-    Form(_): Form<NoFields>,
+    Form(form): Form<RenewForm>,
 ) -> Result<HttpResponse, AppError> {
     let (user_id, config) = (user.user_id, state.config.clone());
     let codes = state
         .db
         .run(move |conn| {
-            conn.write(|conn| accounts::renew_recovery_codes(conn, user_id, transition_context(&config, &client)))
+            conn.write(|conn| {
+                let ctx = transition_context(&config, &client);
+                accounts::renew_recovery_codes(conn, user_id, form.set, ctx)
+            })
         })
         .await?;
     let Some(codes) = codes else {
-        return Ok(redirect_with_flash(PAGE, Flash::warning("Two-step sign-in is off: there are no recovery codes.")));
+        let flash = Flash::warning(
+            "No new codes were made: this form was sent before (the codes shown then are the ones that work), or \
+             two-step sign-in is off.",
+        );
+        return Ok(redirect_with_flash(PAGE, flash));
     };
     state.mail.wake();
     let lead = "Your earlier recovery codes no longer work.".to_owned();
@@ -211,13 +246,19 @@ pub async fn disable(
         return page(&state, ctx, user_id, StatusCode::CONFLICT, errors).await;
     }
     let keep = session.public_id().unwrap_or_default();
-    let (config, keys) = (state.config.clone(), state.keys.clone());
+    // Guesses here count like wrong codes at sign-in.
+    let hits = state.rate_limit(vec![Bucket::SecondFactorAccount(user_id)]).await?;
+    let (config, keys, throttle) = (state.config.clone(), state.keys.clone(), state.throttle);
     let outcome = state
         .db
         .run(move |conn| {
             conn.write(|conn| {
                 let ctx = transition_context(&config, &client);
-                accounts::turn_off(conn, user_id, &keep, &form.code, &keys, ctx)
+                let outcome = accounts::turn_off(conn, user_id, &keep, &form.code, &keys, ctx)?;
+                if !matches!(outcome, Err(CodeRefusal::WrongCode)) {
+                    throttle.release(conn, &hits)?;
+                }
+                Ok(outcome)
             })
         })
         .await?;
@@ -239,5 +280,6 @@ pub async fn disable(
             page(&state, ctx, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await
         }
         Err(CodeRefusal::NothingToDo) => Ok(redirect_with_flash(PAGE, Flash::info("Two-step sign-in is already off."))),
+        Err(CodeRefusal::KeyUnavailable) => Err(key_unavailable()),
     }
 }

@@ -22,6 +22,7 @@ on_both_backends!(
     an_administrator_or_the_command_line_resets_a_lost_device,
     rotating_the_encryption_key_keeps_codes_working,
     administrators_required_to_use_it_set_it_up_first_and_keep_it,
+    a_new_password_or_a_disabled_account_ends_the_code_step,
 );
 
 /// The authenticator app: codes from the key the page showed.
@@ -66,7 +67,11 @@ async fn enrol(app: &TestApp, browser: &Browser) -> (Authenticator, Vec<String>)
 
 /// Signs in with the password: the code page, no session yet.
 async fn password_step(app: &TestApp, browser: &Browser, email: &str) {
-    app.sign_in(browser, email, PASSWORD).await.assert_redirects_to("/login/two-factor");
+    password_step_with(app, browser, email, PASSWORD).await;
+}
+
+async fn password_step_with(app: &TestApp, browser: &Browser, email: &str, password: &str) {
+    app.sign_in(browser, email, password).await.assert_redirects_to("/login/two-factor");
 }
 
 async fn type_code(browser: &Browser, code: &str) -> Page {
@@ -128,6 +133,8 @@ async fn enrolment_needs_a_right_first_code_and_shows_recovery_codes_once(backen
     for code in &codes {
         assert!(!stored.contains(code.as_str()) && !stored.contains(&code.replace('-', "")), "{code} in clear");
     }
+    // The codes page's own forms work (its session moved to a new id).
+    ann.submit_form(&shown, "/logout", &[]).await.assert_redirects_to("/");
 }
 
 async fn signing_in_needs_the_code_and_the_password_step_opens_nothing(backend: Backend) {
@@ -150,12 +157,17 @@ async fn signing_in_needs_the_code_and_the_password_step_opens_nothing(backend: 
     let signed_in = type_code(&laptop, &authenticator.code(&app, 0)).await;
     signed_in.assert_redirects_to("/account");
     assert_eq!(laptop.get("/account").await.status, StatusCode::OK);
+    laptop.get("/login/two-factor").await.assert_redirects_to("/account");
     let challenges: i64 = second_factor_challenges::table.count().get_result(&mut app.db()).unwrap();
     assert_eq!(challenges, 0, "the challenge ended with the sign-in");
     // Another browser's password step does not carry over to a browser without its cookie.
-    password_step(&app, &app.browser(), "ann@example.com").await;
+    let slow = app.browser();
+    password_step(&app, &slow, "ann@example.com").await;
     let stranger = app.browser();
     stranger.get("/login/two-factor").await.assert_redirects_to("/login");
+    // Five minutes later the password step has lapsed.
+    app.clock.advance(Duration::from_secs(5 * 60 + 1));
+    slow.get("/login/two-factor").await.assert_redirects_to("/login");
 }
 
 async fn a_code_is_good_once_within_one_step_of_drift(backend: Backend) {
@@ -213,6 +225,10 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old(backend: Backend
     let new_codes = renewed.texts("#recovery-codes li");
     assert_eq!(new_codes.len(), 10);
     app.mail.wait_for_subject("ann@example.com", "New recovery codes").await;
+    // The same form sent again (a reload) makes no other set.
+    let resent = ann.submit_form(&manage, "/account/two-factor/recovery-codes", &[]).await;
+    resent.assert_redirects_to("/account/two-factor");
+    assert!(ann.follow(&resent).await.body.contains("No new codes were made"));
     assert_eq!(type_code(&again, &codes[1]).await.status, StatusCode::UNPROCESSABLE_ENTITY, "the old set is void");
     type_code(&again, &new_codes[1]).await.assert_redirects_to("/account");
 }
@@ -258,6 +274,38 @@ async fn wrong_codes_are_limited_per_account_across_new_sign_ins(backend: Backen
     let owner = app.browser();
     password_step(&app, &owner, "ann@example.com").await;
     type_code(&owner, &authenticator.code(&app, 0)).await.assert_redirects_to("/account");
+
+    // Guesses at turning it off count in the same limit.
+    let manage = owner.get("/account/two-factor").await;
+    for _ in 0..3 {
+        let wrong = owner.submit_form(&manage, "/account/two-factor/disable", &[("code", "000000")]).await;
+        assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let refused = owner.submit_form(&manage, "/account/two-factor/disable", &[("code", "000000")]).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn a_new_password_or_a_disabled_account_ends_the_code_step(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("boss@example.com").await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    enrol(&app, &ann).await;
+
+    let thief = app.browser();
+    password_step(&app, &thief, "ann@example.com").await;
+    let new_password = "an entirely new passphrase 42";
+    let fields = [("current_password", PASSWORD), ("password", new_password), ("password_confirm", new_password)];
+    ann.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
+    thief.get("/login/two-factor").await.assert_redirects_to("/login");
+
+    let other = app.browser();
+    password_step_with(&app, &other, "ann@example.com", new_password).await;
+    let id = app.user_id("ann@example.com");
+    let confirm = admin.get(&format!("/admin/users/{id}/disable")).await;
+    admin.submit_form(&confirm, &format!("/admin/users/{id}/disable"), &[]).await;
+    let page = other.get("/login/two-factor").await;
+    page.assert_redirects_to("/login");
+    assert_eq!(events_of(&app, "signed in").len(), 2, "only the two sign-ins of the set-up");
 }
 
 async fn turning_it_off_needs_a_code_and_ends_other_sessions(backend: Backend) {
