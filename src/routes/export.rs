@@ -14,6 +14,7 @@
 //!                "approval": "approved", "administrator": false,
 //!                "disabled_at": null, "created_at": "…", "last_sign_in_at": "…" | null },
 //!   "pending_email_change": { "new_email": "…", "requested_at": "…", "expires_at": "…" } | null,
+//!   "two_step_sign_in": { "turned_on_at": "…", "recovery_codes_left": 9 } | null,
 //!   "sessions": [ { "started_at": "…", "last_seen_at": "…", "browser": "Firefox on Linux",
 //!                   "user_agent": "…", "ip": "…", "keep_signed_in": false, "this_browser": true } ],
 //!   "events": [ { "at": "…", "event": "signed in", "ip": "…" (empty for an administrator's action),
@@ -31,9 +32,9 @@ use super::NoFields;
 use crate::auth::{Reauthenticated, SessionData};
 use crate::db::audit::{self, EventKind, EventRow};
 use crate::db::email_changes::{self, EmailChange};
-use crate::db::now;
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
+use crate::db::{now, two_factor};
 use crate::domain::{Approval, describe_browser};
 use crate::state::AppState;
 use crate::web::{AppError, Form, PageContext, render};
@@ -49,6 +50,8 @@ struct Export {
     exported_at: String,
     account: AccountData,
     pending_email_change: Option<PendingChangeData>,
+    /// Whether two-step sign-in is on; never its key or codes.
+    two_step_sign_in: Option<TwoStepData>,
     sessions: Vec<SessionEntry>,
     events: Vec<EventData>,
 }
@@ -63,6 +66,12 @@ struct AccountData {
     disabled_at: Option<String>,
     created_at: String,
     last_sign_in_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TwoStepData {
+    turned_on_at: String,
+    recovery_codes_left: i64,
 }
 
 #[derive(Serialize)]
@@ -180,13 +189,21 @@ pub async fn download(
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = user.user_id;
-    let (account, pending, session_rows, event_rows) = state
+    let (account, pending, two_step, session_rows, event_rows) = state
         .db
         .run_idempotent(move |conn| {
             let now = now();
+            let two_step = match two_factor::find(conn, user_id)?.and_then(|row| row.enabled_at) {
+                Some(on) => Some(TwoStepData {
+                    turned_on_at: time(on),
+                    recovery_codes_left: two_factor::codes_left(conn, user_id)?,
+                }),
+                None => None,
+            };
             Ok((
                 User::find(conn, user_id)?,
                 email_changes::pending_for(conn, user_id, now)?,
+                two_step,
                 sessions::list_live_for_user(conn, user_id, now)?,
                 audit::latest_for_user(conn, user_id, MAX_EVENTS)?,
             ))
@@ -200,6 +217,7 @@ pub async fn download(
         exported_at: time(now()),
         account: AccountData::from(&account),
         pending_email_change: pending.map(PendingChangeData::from),
+        two_step_sign_in: two_step,
         sessions: session_rows.into_iter().map(|row| session_entry(row, current.as_deref())).collect(),
         events: event_rows.into_iter().map(event_data).collect(),
     };

@@ -133,6 +133,12 @@ async fn enrolment_needs_a_right_first_code_and_shows_recovery_codes_once(backen
     for code in &codes {
         assert!(!stored.contains(code.as_str()) && !stored.contains(&code.replace('-', "")), "{code} in clear");
     }
+    let page = ann.get("/account/export").await;
+    let export: serde_json::Value =
+        serde_json::from_str(&ann.submit_form(&page, "/account/export", &[]).await.body).unwrap();
+    assert_eq!(export["two_step_sign_in"]["recovery_codes_left"], 10);
+    assert!(!export.to_string().contains(&key) && !export.to_string().contains(&codes[0]));
+
     // The codes page's own forms work (its session moved to a new id).
     ann.submit_form(&shown, "/logout", &[]).await.assert_redirects_to("/");
 }
