@@ -86,9 +86,11 @@ pub fn state_of(conn: &mut DbConnection, user_id: i64, keys: &KeyRing) -> QueryR
 /// Why a code was not taken; nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeRefusal {
-    /// Not a current code, a code used already, or no recovery code of the
-    /// account.
+    /// Not a current code, nor an unused recovery code of the account.
     WrongCode,
+    /// A current code, but its time step was accepted already: a code is
+    /// good once, so the next one must be awaited.
+    AlreadyUsed,
     /// No enrolment waits (finished in another tab, or started again), no
     /// second factor is on, or the set of codes named is not the current one.
     NothingToDo,
@@ -178,7 +180,8 @@ fn use_code(
             };
             match secret.matching_step(&code, now) {
                 Some(step) if two_factor::accept_step(conn, user_id, step)? => Some(Proof::Authenticator),
-                _ => None,
+                Some(_) => return Ok(Err(CodeRefusal::AlreadyUsed)),
+                None => None,
             }
         }
         Some(SecondFactorCode::Recovery(normal)) => {

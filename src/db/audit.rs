@@ -99,8 +99,8 @@ impl EventKind {
             Self::EmailChangeCancelled => "address change cancelled",
             Self::EmailChangeReverted => "address change undone",
             Self::AccountDeleted => "account deleted",
-            Self::TwoFactorEnabled => "second factor turned on",
-            Self::TwoFactorDisabled => "second factor turned off",
+            Self::TwoFactorEnabled => "two-step sign-in turned on",
+            Self::TwoFactorDisabled => "two-step sign-in turned off",
             Self::RecoveryCodesRenewed => "new recovery codes",
             Self::RecoveryCodeUsed => "recovery code used",
         }

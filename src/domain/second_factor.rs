@@ -114,11 +114,13 @@ impl fmt::Debug for SecondFactorCode {
 }
 
 impl SecondFactorCode {
-    /// Reads a typed code: spaces and hyphens are ignored, letters may be
-    /// in either case, and the letters o, i and l read as 0, 1 and 1.
+    /// Reads a typed code: NFKC first (full-width digits from an East Asian
+    /// keyboard become ASCII), spaces and hyphens are ignored, letters may
+    /// be in either case, and the letters o, i and l read as 0, 1 and 1.
     /// `None` when it is neither six digits nor a recovery code.
     pub fn parse(typed: &str) -> Option<Self> {
-        let compact: String = typed.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        use unicode_normalization::UnicodeNormalization;
+        let compact: String = typed.nfkc().filter(|c| !c.is_whitespace() && *c != '-').collect();
         if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
             return Some(Self::Totp(compact));
         }
@@ -225,6 +227,11 @@ mod tests {
             assert_eq!(SecondFactorCode::parse(&typed), Some(SecondFactorCode::Recovery(normal)));
         }
         assert_eq!(SecondFactorCode::parse("123 456"), Some(SecondFactorCode::Totp("123456".into())));
+        assert_eq!(
+            SecondFactorCode::parse("１２３ ４５６"),
+            Some(SecondFactorCode::Totp("123456".into())),
+            "full width"
+        );
         assert_eq!(SecondFactorCode::parse("12345"), None);
         assert_eq!(SecondFactorCode::parse("abcde-fghiu"), None, "u is not in the alphabet");
     }

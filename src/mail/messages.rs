@@ -110,8 +110,8 @@ impl MailKind {
             Self::EmailChanged => "Notice of a change of address, with an undo link",
             Self::NewSignIn => "Notice of a sign-in from a new browser",
             Self::AccountDeleted => "Goodbye notice of a deleted account",
-            Self::TwoFactorEnabled => "Notice of a second factor turned on",
-            Self::TwoFactorDisabled => "Notice of a second factor turned off",
+            Self::TwoFactorEnabled => "Notice of two-step sign-in turned on",
+            Self::TwoFactorDisabled => "Notice of two-step sign-in turned off",
             Self::RecoveryCodesRenewed => "Notice of new recovery codes",
             Self::RecoveryCodeUsed => "Notice of a recovery code used",
         }
@@ -652,6 +652,20 @@ impl Composer {
                   browser, and check your account page."
                 .to_owned(),
         };
+        if kind == MailKind::TwoFactorDisabled && row.event.is_none() {
+            // An administrator's reset: nothing the person did, so no "if this was you".
+            return EmailContent {
+                subject,
+                intro: vec![what, format!("If you did not ask for this, {ask} at once.")],
+                button: Some(Button {
+                    label: "Set up two-step sign-in again",
+                    link: self.config.link("/account/two-factor"),
+                    note: "It takes a minute, with your authenticator app.".into(),
+                }),
+                code: None,
+                outro: vec![],
+            };
+        }
         EmailContent {
             subject,
             intro: vec![what, "If this was you, there is nothing to do.".into()],

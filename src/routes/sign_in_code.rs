@@ -23,20 +23,41 @@ use crate::mail::messages::codes_left_in_words;
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::cookies::{ClearSecondFactor, RequestCookies};
+use crate::web::forms::SignInForm;
 use crate::web::return_to::DEFAULT_RETURN;
-use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 #[derive(Deserialize)]
 pub struct CodeForm {
     /// Six digits from the authenticator app, or a recovery code.
     code: String,
+    /// The account the page asked for: a later password step in this
+    /// browser (another tab, another account) replaces the challenge.
+    account: i64,
 }
 
 #[derive(Template)]
 #[template(path = "pages/sign_in_code.html")]
 struct CodePage {
     ctx: PageContext,
+    /// Whose code is asked for: the address typed with the password.
+    email: String,
+    account: i64,
     errors: FormErrors,
+}
+
+impl CodePage {
+    async fn render(
+        state: &AppState,
+        ctx: PageContext,
+        account: i64,
+        status: StatusCode,
+        errors: FormErrors,
+    ) -> Result<HttpResponse, AppError> {
+        let email = state.db.run_idempotent(move |conn| User::find(conn, account)).await?.map(|user| user.email);
+        let Some(email) = email else { return Ok(start_again()) };
+        Ok(render(status, &CodePage { ctx, email, account, errors }))
+    }
 }
 
 /// The hash of this browser's challenge id, if it holds one.
@@ -59,16 +80,22 @@ fn start_again() -> HttpResponse {
     response
 }
 
+/// A browser that never typed a password here: to the sign-in page.
+fn no_challenge(req: &HttpRequest) -> Option<HttpResponse> {
+    challenge_hash(req).is_none().then(|| redirect("/login"))
+}
+
 /// `GET /login/two-factor`: asks for the code.
 pub async fn show(req: HttpRequest, ctx: PageContext, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     if ctx.signed_in {
         // Back from the page a completed sign-in led to.
         return Ok(redirect(DEFAULT_RETURN));
     }
-    if live_challenge(&req, &state).await?.is_none() {
-        return Ok(start_again());
+    if let Some(response) = no_challenge(&req) {
+        return Ok(response);
     }
-    Ok(render(StatusCode::OK, &CodePage { ctx, errors: FormErrors::default() }))
+    let Some(challenge) = live_challenge(&req, &state).await? else { return Ok(start_again()) };
+    CodePage::render(&state, ctx, challenge.user_id, StatusCode::OK, FormErrors::default()).await
 }
 
 /// What the code step found, under the account's lock.
@@ -88,17 +115,29 @@ pub async fn submit(
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
-    Form(form): Form<CodeForm>,
+    // Like the password form: a second press of the button, after the first
+    // signed in, carries the browser's token and lands on the account page.
+    SignInForm(form): SignInForm<CodeForm>,
 ) -> Result<HttpResponse, AppError> {
     if ctx.signed_in {
         return Ok(redirect(DEFAULT_RETURN));
     }
+    if let Some(response) = no_challenge(&req) {
+        return Ok(response);
+    }
     let Some(challenge) = live_challenge(&req, &state).await? else { return Ok(start_again()) };
     let user_id = challenge.user_id;
+    if form.account != user_id {
+        let flash = Flash::warning(
+            "This browser started signing in to another account since, in another tab. Sign in again to the one you want.",
+        );
+        return Ok(redirect_with_flash("/login", flash));
+    }
     let hits = match state.rate_limit(vec![Bucket::SecondFactorAccount(user_id)]).await {
         Ok(hits) => hits,
         Err(refused) => return out_of_attempts(&state, ctx, challenge.id_hash, refused).await,
     };
+    let blank = form.code.trim().is_empty();
     let (config, keys, throttle) = (state.config.clone(), state.keys.clone(), state.throttle);
     let (id_hash, for_context) = (challenge.id_hash, client.clone());
     let step = state
@@ -127,7 +166,7 @@ pub async fn submit(
                     }
                     Err(CodeRefusal::KeyUnavailable) => throttle.release(conn, &hits)?,
                     Err(_) => {
-                        let detail = "wrong second-factor code";
+                        let detail = "wrong two-step code";
                         let event = Event {
                             kind: EventKind::SignInFailed,
                             user_id: Some(user_id),
@@ -152,13 +191,17 @@ pub async fn submit(
         Step::Checked(Err(CodeRefusal::KeyUnavailable), _) => {
             return Err(AppError::Internal(anyhow::anyhow!("the stored authenticator key cannot be decrypted")));
         }
-        Step::Checked(Err(_), _) => {
-            let errors = FormErrors::one(
-                "code",
-                "That code is not right. Type the code your app shows now (it changes every 30 seconds), or a \
-                 recovery code you have not used.",
-            );
-            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &CodePage { ctx, errors }));
+        Step::Checked(Err(refusal), _) => {
+            let message = match refusal {
+                CodeRefusal::AlreadyUsed => super::two_factor::ALREADY_USED,
+                _ if blank => "Type the code from your app, or a recovery code.",
+                _ => {
+                    "That code is not right. Type the code your app shows now (it changes every 30 seconds), or a \
+                     recovery code you have not used."
+                }
+            };
+            let (status, errors) = (StatusCode::UNPROCESSABLE_ENTITY, FormErrors::one("code", message));
+            return CodePage::render(&state, ctx, user_id, status, errors).await;
         }
         Step::Checked(Ok(proof), user) => (proof, *user),
     };

@@ -20,6 +20,10 @@ use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, red
 
 const PAGE: &str = "/account/two-factor";
 
+/// A code whose 30-second step was accepted already (RFC 6238 §5.2).
+pub(super) const ALREADY_USED: &str =
+    "That code was used already. Wait for your app to show the next one (a new code every 30 seconds), then type it.";
+
 #[derive(Deserialize)]
 pub struct RenewForm {
     /// The set of recovery codes the page was shown with
@@ -138,7 +142,7 @@ pub async fn enrol(
 pub async fn confirm(
     req: HttpRequest,
     user: Reauthenticated,
-    mut ctx: PageContext,
+    ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
     Form(form): Form<CodeForm>,
@@ -157,11 +161,9 @@ pub async fn confirm(
         .await?;
     match outcome {
         Ok(enabled) => {
+            // The session keeps its id (it was authenticated, not changed), so the
+            // page's forms work, and a reload finds it on and says so.
             state.mail.wake();
-            // A new privilege: the session moves to a new id.
-            SessionData::renew(&req).map_err(|e| AppError::Internal(e.into()))?;
-            // The page's forms (signing out) carry the renewed session's token.
-            ctx.csrf_token = SessionData::of(&req).csrf_token().unwrap_or_default();
             let lead = match enabled.sessions_ended {
                 0 => "From now on, signing in needs your password and a code from your app.".to_owned(),
                 1 => "From now on, signing in needs your password and a code from your app. Your other session was signed out.".to_owned(),
@@ -171,12 +173,16 @@ pub async fn confirm(
                 RecoveryCodesPage { ctx, heading: "Two-step sign-in is on", lead, codes: enabled.recovery_codes };
             Ok(render(StatusCode::OK, &page))
         }
-        Err(CodeRefusal::WrongCode) => {
-            let errors = FormErrors::one(
-                "code",
-                "That code is not right. Type the 6 digits your app shows now; if it keeps failing, check that the time on your device is right.",
-            );
-            page(&state, ctx, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await
+        Err(refusal @ (CodeRefusal::WrongCode | CodeRefusal::AlreadyUsed)) => {
+            let message = match refusal {
+                CodeRefusal::AlreadyUsed => ALREADY_USED,
+                _ => {
+                    "That code is not right. Type the 6 digits your app shows now for the key on this page (if you \
+                     started again in another tab, the key changed: scan it again). If it keeps failing, check that \
+                     the time on your device is right."
+                }
+            };
+            page(&state, ctx, user_id, StatusCode::UNPROCESSABLE_ENTITY, FormErrors::one("code", message)).await
         }
         Err(CodeRefusal::NothingToDo) => Ok(redirect_with_flash(
             PAGE,
@@ -255,7 +261,7 @@ pub async fn disable(
             conn.write(|conn| {
                 let ctx = transition_context(&config, &client);
                 let outcome = accounts::turn_off(conn, user_id, &keep, &form.code, &keys, ctx)?;
-                if !matches!(outcome, Err(CodeRefusal::WrongCode)) {
+                if !matches!(outcome, Err(CodeRefusal::WrongCode | CodeRefusal::AlreadyUsed)) {
                     throttle.release(conn, &hits)?;
                 }
                 Ok(outcome)
@@ -272,12 +278,12 @@ pub async fn disable(
             };
             Ok(redirect_with_flash("/account", Flash::info(format!("Two-step sign-in is off.{others}"))))
         }
-        Err(CodeRefusal::WrongCode) => {
-            let errors = FormErrors::one(
-                "code",
-                "That code is not right. Type the code your app shows now, or a recovery code you have not used.",
-            );
-            page(&state, ctx, user_id, StatusCode::UNPROCESSABLE_ENTITY, errors).await
+        Err(refusal @ (CodeRefusal::WrongCode | CodeRefusal::AlreadyUsed)) => {
+            let message = match refusal {
+                CodeRefusal::AlreadyUsed => ALREADY_USED,
+                _ => "That code is not right. Type the code your app shows now, or a recovery code you have not used.",
+            };
+            page(&state, ctx, user_id, StatusCode::UNPROCESSABLE_ENTITY, FormErrors::one("code", message)).await
         }
         Err(CodeRefusal::NothingToDo) => Ok(redirect_with_flash(PAGE, Flash::info("Two-step sign-in is already off."))),
         Err(CodeRefusal::KeyUnavailable) => Err(key_unavailable()),

@@ -23,6 +23,7 @@ on_both_backends!(
     rotating_the_encryption_key_keeps_codes_working,
     administrators_required_to_use_it_set_it_up_first_and_keep_it,
     a_new_password_or_a_disabled_account_ends_the_code_step,
+    a_code_page_left_open_for_another_account_does_not_count_against_it,
 );
 
 /// The authenticator app: codes from the key the page showed.
@@ -111,7 +112,7 @@ async fn enrolment_needs_a_right_first_code_and_shows_recovery_codes_once(backen
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.texts("#code-error")[0].contains("That code is not right"));
     assert_eq!(refused.texts("#totp-secret").pop().unwrap().replace(' ', ""), key, "the same key waits");
-    assert_eq!(events_of(&app, "second factor turned on").len(), 0);
+    assert_eq!(events_of(&app, "two-step sign-in turned on").len(), 0);
 
     let shown = ann.submit_form(&refused, "/account/two-factor/confirm", &[("code", &right)]).await;
     assert_eq!(shown.status, StatusCode::OK);
@@ -125,7 +126,7 @@ async fn enrolment_needs_a_right_first_code_and_shows_recovery_codes_once(backen
     let on = ann.get("/account/two-factor").await;
     assert!(on.texts("#two-factor-state")[0].contains("10 of 10 recovery codes left"), "{}", on.body);
     assert!(on.texts("#recovery-codes li").is_empty(), "codes are shown once");
-    assert_eq!(events_of(&app, "second factor turned on").len(), 1);
+    assert_eq!(events_of(&app, "two-step sign-in turned on").len(), 1);
     app.mail.wait_for_subject("ann@example.com", "Two-step sign-in is on").await;
 
     let stored = app.dump_all_tables();
@@ -159,11 +160,14 @@ async fn signing_in_needs_the_code_and_the_password_step_opens_nothing(backend: 
 
     let wrong = type_code(&laptop, "000000").await;
     assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(events_of(&app, "sign-in failed"), ["wrong second-factor code"]);
+    assert_eq!(events_of(&app, "sign-in failed"), ["wrong two-step code"]);
     let signed_in = type_code(&laptop, &authenticator.code(&app, 0)).await;
     signed_in.assert_redirects_to("/account");
     assert_eq!(laptop.get("/account").await.status, StatusCode::OK);
     laptop.get("/login/two-factor").await.assert_redirects_to("/account");
+    // The button pressed twice: the second lands on the account page too.
+    let again = laptop.submit_form(&asked, "/login/two-factor", &[("code", "000000")]).await;
+    again.assert_redirects_to("/account");
     let challenges: i64 = second_factor_challenges::table.count().get_result(&mut app.db()).unwrap();
     assert_eq!(challenges, 0, "the challenge ended with the sign-in");
     // Another browser's password step does not carry over to a browser without its cookie.
@@ -187,7 +191,9 @@ async fn a_code_is_good_once_within_one_step_of_drift(backend: Backend) {
 
     let again = app.browser();
     password_step(&app, &again, "ann@example.com").await;
-    assert_eq!(type_code(&again, &code).await.status, StatusCode::UNPROCESSABLE_ENTITY, "replayed");
+    let replayed = type_code(&again, &code).await;
+    assert_eq!(replayed.status, StatusCode::UNPROCESSABLE_ENTITY, "replayed");
+    assert!(replayed.texts("#code-error")[0].contains("That code was used already"));
     next_step(&app);
     for (offset, accepted) in [(-60, false), (60, false), (30, true)] {
         let page = type_code(&again, &authenticator.code(&app, offset)).await;
@@ -330,7 +336,7 @@ async fn turning_it_off_needs_a_code_and_ends_other_sessions(backend: Backend) {
     assert!(ann.follow(&off).await.body.contains("Two-step sign-in is off. Your other session was signed out."));
     phone.get("/account").await.assert_redirects_to("/login?next=%2Faccount");
     app.mail.wait_for_subject("ann@example.com", "Two-step sign-in is off").await;
-    assert_eq!(events_of(&app, "second factor turned off"), [""]);
+    assert_eq!(events_of(&app, "two-step sign-in turned off"), [""]);
     app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
 }
 
@@ -356,10 +362,11 @@ async fn an_administrator_or_the_command_line_resets_a_lost_device(backend: Back
     assert_eq!(admin.follow(&done).await.texts("#two-factor"), ["off"]);
     let notice = app.mail.wait_for_subject("ann@example.com", "Two-step sign-in was reset").await;
     assert!(notice.text.contains("An administrator"), "{}", notice.text);
+    assert!(notice.text.contains("/account/two-factor") && !notice.text.contains("If this was you"), "{}", notice.text);
     app.sign_in(&app.browser(), "ann@example.com", PASSWORD).await.assert_redirects_to("/account");
     let admin_id = app.user_id("boss@example.com");
     let reset_events: Vec<Option<i64>> = audit_events::table
-        .filter(audit_events::kind.eq("second factor turned off"))
+        .filter(audit_events::kind.eq("two-step sign-in turned off"))
         .select(audit_events::actor_id)
         .load(&mut app.db())
         .unwrap();
@@ -419,4 +426,25 @@ async fn administrators_required_to_use_it_set_it_up_first_and_keep_it(backend: 
     let again = app.browser();
     app.sign_in(&again, "boss@example.com", PASSWORD).await.assert_redirects_to("/account");
     again.get("/account").await.assert_redirects_to("/account/two-factor");
+}
+
+async fn a_code_page_left_open_for_another_account_does_not_count_against_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.signed_in_user("ann@example.com").await;
+    let bob = app.signed_in_user("bob@example.com").await;
+    let (ann_app, _) = enrol(&app, &ann).await;
+    enrol(&app, &bob).await;
+
+    let shared = app.browser();
+    password_step(&app, &shared, "ann@example.com").await;
+    let anns_tab = shared.get("/login/two-factor").await;
+    assert!(anns_tab.body.contains("<strong>ann@example.com</strong>"), "the page names whose code it asks for");
+    password_step(&app, &shared, "bob@example.com").await;
+
+    let fields = [("code", ann_app.code(&app, 0))];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let stale = shared.submit_form(&anns_tab, "/login/two-factor", &fields).await;
+    stale.assert_redirects_to("/login");
+    assert!(shared.follow(&stale).await.body.contains("started signing in to another account"));
+    assert!(events_of(&app, "sign-in failed").is_empty(), "counted against nobody");
 }
