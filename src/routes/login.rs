@@ -180,7 +180,7 @@ pub async fn submit(
 }
 
 /// How long a right password waits for its second factor.
-pub const SECOND_FACTOR_WAIT: Duration = Duration::from_secs(5 * 60);
+const SECOND_FACTOR_WAIT: Duration = Duration::from_secs(5 * 60);
 
 /// A right password for an account with a second factor: no session yet,
 /// only a challenge this browser holds (`SECOND_FACTOR_WAIT`), and the
@@ -311,7 +311,7 @@ fn wrong_credentials(ctx: PageContext, state: &AppState, email: String, remember
 }
 
 /// What becomes of the attempt counted before the password was checked.
-pub(super) enum Settle {
+enum Settle {
     /// A wrong password: it stays counted.
     KeepCounted,
     /// The right password, but the account may not sign in (yet): no guess.
@@ -327,7 +327,7 @@ pub(super) enum Settle {
 /// sign-in first locks the account: false, with nothing recorded, when it
 /// was deleted while its password was being checked, or turned a second
 /// factor on then while none was proven.
-pub(super) async fn record(
+async fn record(
     state: &AppState,
     kind: EventKind,
     user_id: Option<i64>,
