@@ -31,9 +31,9 @@ pub use email_change::{
 pub use password::{PasswordSet, set_password};
 pub use sessions::{EndSessions, end_sessions};
 pub use two_factor::{
-    CodeRefusal, Enabled, Proof, ResealReport, ResetBy, SecondFactorState, confirm_enrolment, prove_for_sign_in,
-    renew_recovery_codes, reseal_secrets, reset as reset_two_factor, start_enrolment, state_of as second_factor_state,
-    turn_off,
+    CodeRefusal, Enabled, Proof, ResealReport, ResetBy, SecondFactorState, confirm_enrolment,
+    end_code_step_out_of_attempts, prove_for_sign_in, renew_recovery_codes, reseal_secrets, reset as reset_two_factor,
+    start_enrolment, state_of as second_factor_state, turn_off,
 };
 pub use verification::verify_email;
 

@@ -232,6 +232,24 @@ pub fn prove_for_sign_in(
     Ok(proof)
 }
 
+/// Ends the code step `challenge` (the hash of its id) of `user_id`, out
+/// of attempts: wrong codes after a right password. The owner is mailed
+/// once per code step, since whoever typed the password knows it.
+pub fn end_code_step_out_of_attempts(
+    conn: &mut DbConnection,
+    challenge: &[u8],
+    user_id: i64,
+    ctx: Context,
+) -> QueryResult<()> {
+    if !two_factor::close_challenge(conn, challenge)? {
+        return Ok(());
+    }
+    if let Some(user) = User::find(conn, user_id)? {
+        queue_notice(conn, MailKind::TwoFactorLockout, &user.email, user_id, &ctx.facts(), ctx.config)?;
+    }
+    Ok(())
+}
+
 /// A new set of recovery codes for an account whose second factor is on,
 /// in place of the set named `generation` (`two_factor::codes_generation`,
 /// as the page showed it); the old set stops working. `None` when it is

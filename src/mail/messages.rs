@@ -55,9 +55,12 @@ pub enum MailKind {
     RecoveryCodesRenewed,
     /// A recovery code was used to sign in.
     RecoveryCodeUsed,
+    /// A right password, then wrong two-step codes until the limit: someone
+    /// else may know the password.
+    TwoFactorLockout,
 }
 
-const ALL_KINDS: [MailKind; 15] = [
+const ALL_KINDS: [MailKind; 16] = [
     MailKind::VerifyEmail,
     MailKind::SignupAttempt,
     MailKind::PasswordReset,
@@ -73,6 +76,7 @@ const ALL_KINDS: [MailKind; 15] = [
     MailKind::TwoFactorDisabled,
     MailKind::RecoveryCodesRenewed,
     MailKind::RecoveryCodeUsed,
+    MailKind::TwoFactorLockout,
 ];
 
 impl MailKind {
@@ -93,6 +97,7 @@ impl MailKind {
             Self::TwoFactorDisabled => "two_factor_disabled",
             Self::RecoveryCodesRenewed => "recovery_codes_renewed",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::TwoFactorLockout => "two_factor_lockout",
         }
     }
 
@@ -114,6 +119,7 @@ impl MailKind {
             Self::TwoFactorDisabled => "Notice of two-step sign-in turned off",
             Self::RecoveryCodesRenewed => "Notice of new recovery codes",
             Self::RecoveryCodeUsed => "Notice of a recovery code used",
+            Self::TwoFactorLockout => "Notice of wrong two-step codes after a right password",
         }
     }
 
@@ -135,7 +141,8 @@ impl MailKind {
             | Self::TwoFactorEnabled
             | Self::TwoFactorDisabled
             | Self::RecoveryCodesRenewed
-            | Self::RecoveryCodeUsed => &[],
+            | Self::RecoveryCodeUsed
+            | Self::TwoFactorLockout => &[],
             // Their links end with the state of their `email_changes` row instead.
             Self::EmailChangeConfirm | Self::EmailChangeRequested | Self::EmailChanged => &[],
         }
@@ -157,7 +164,8 @@ impl MailKind {
             | Self::TwoFactorEnabled
             | Self::TwoFactorDisabled
             | Self::RecoveryCodesRenewed
-            | Self::RecoveryCodeUsed => DAY,
+            | Self::RecoveryCodeUsed
+            | Self::TwoFactorLockout => DAY,
         }
     }
 }
@@ -435,7 +443,8 @@ impl Composer {
             MailKind::TwoFactorEnabled
             | MailKind::TwoFactorDisabled
             | MailKind::RecoveryCodesRenewed
-            | MailKind::RecoveryCodeUsed => {
+            | MailKind::RecoveryCodeUsed
+            | MailKind::TwoFactorLockout => {
                 let left = match row.user_id {
                     Some(id) => crate::db::two_factor::codes_left(conn, id)?,
                     None => 0,
@@ -626,6 +635,13 @@ impl Composer {
                     "Two-step sign-in was turned off for your {site} account{when}. Your password alone signs in now."
                 ),
             ),
+            MailKind::TwoFactorLockout => (
+                format!("Someone has your {site} password"),
+                format!(
+                    "Someone signed in to your {site} account with the right password{when}, then typed wrong two-step \
+                     codes until no more were allowed. Two-step sign-in kept them out."
+                ),
+            ),
             MailKind::RecoveryCodesRenewed => (
                 format!("New recovery codes for your {site} account"),
                 format!("New recovery codes were made for your {site} account{when}. The earlier ones no longer work."),
@@ -643,6 +659,9 @@ impl Composer {
             None => format!("ask the administrators of {site}"),
         };
         let note = match kind {
+            MailKind::TwoFactorLockout => "If it was not you, choose a new password now: whoever typed it knows \
+                                            it, and only two-step sign-in stands in their way."
+                .to_owned(),
             // Someone else now holds the key or the codes: a new password alone does not get the owner back in.
             MailKind::TwoFactorEnabled | MailKind::RecoveryCodesRenewed => format!(
                 "If it was not you, someone signed in with your password and now holds the codes: choose a new \
@@ -668,7 +687,13 @@ impl Composer {
         }
         EmailContent {
             subject,
-            intro: vec![what, "If this was you, there is nothing to do.".into()],
+            intro: vec![
+                what,
+                match kind {
+                    MailKind::TwoFactorLockout => "If this was you, sign in again once the wait is over.".into(),
+                    _ => "If this was you, there is nothing to do.".into(),
+                },
+            ],
             button: Some(Button { label: "Choose a new password", link: self.config.link("/password/forgot"), note }),
             code: None,
             outro: vec![],

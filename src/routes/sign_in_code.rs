@@ -135,7 +135,7 @@ pub async fn submit(
     }
     let hits = match state.rate_limit(vec![Bucket::SecondFactorAccount(user_id)]).await {
         Ok(hits) => hits,
-        Err(refused) => return out_of_attempts(&state, ctx, challenge.id_hash, refused).await,
+        Err(refused) => return out_of_attempts(&state, ctx, &client, challenge, refused).await,
     };
     let blank = form.code.trim().is_empty();
     let (config, keys, throttle) = (state.config.clone(), state.keys.clone(), state.throttle);
@@ -221,14 +221,26 @@ pub async fn submit(
 }
 
 /// Out of attempts for this account: this challenge ends (its cookie
-/// goes), and the next password step waits out the same limit.
+/// goes), the owner is mailed, and the next password step waits out the
+/// same limit.
 async fn out_of_attempts(
     state: &AppState,
     ctx: PageContext,
-    id_hash: Vec<u8>,
+    client: &ClientInfo,
+    challenge: Challenge,
     refused: AppError,
 ) -> Result<HttpResponse, AppError> {
-    state.db.run(move |conn| conn.write(|conn| two_factor::close_challenge(conn, &id_hash))).await?;
+    let (config, client) = (state.config.clone(), client.clone());
+    state
+        .db
+        .run(move |conn| {
+            conn.write(|conn| {
+                let ctx = transition_context(&config, &client);
+                accounts::end_code_step_out_of_attempts(conn, &challenge.id_hash, challenge.user_id, ctx)
+            })
+        })
+        .await?;
+    state.mail.wake();
     let mut response = refused.page(&ctx);
     response.extensions_mut().insert(ClearSecondFactor);
     Ok(response)

@@ -276,6 +276,8 @@ async fn wrong_codes_are_limited_per_account_across_new_sign_ins(backend: Backen
     }
     assert_eq!(type_code(&thief, "000001").await.status, StatusCode::TOO_MANY_REQUESTS);
     thief.get("/login/two-factor").await.assert_redirects_to("/login");
+    let warning = app.mail.wait_for_subject("ann@example.com", "Someone has your Usher password").await;
+    assert!(warning.text.contains("then typed wrong two-step codes"), "{}", warning.text);
 
     // A new password step does not give new attempts, even with the right code.
     password_step(&app, &thief, "ann@example.com").await;
