@@ -35,10 +35,15 @@ const ENROLMENT_PATHS: [&str; 2] = ["/account/two-factor", "/account/reauth"];
 /// Whether `USHER_REQUIRE_TWO_FACTOR` holds the signed-in account of
 /// `req` to set up two-step sign-in before reaching this page.
 fn enrolment_due(req: &HttpRequest) -> bool {
+    use crate::config::RequireTwoFactor;
+    let Some(state) = req.app_data::<actix_web::web::Data<crate::state::AppState>>() else { return false };
+    let policy = state.config.settings.require_two_factor;
+    // Checked first: with the default (off), no signed-in request parses the loaded account here.
+    if policy == RequireTwoFactor::Off {
+        return false;
+    }
     let Some(account) = SessionData::of(req).account() else { return false };
-    let required = req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
-        .is_some_and(|state| state.config.settings.require_two_factor.applies_to(account.is_admin));
+    let required = policy.applies_to(account.is_admin);
     let path = req.path();
     let exempt = ENROLMENT_PATHS
         .iter()
