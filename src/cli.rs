@@ -1,5 +1,6 @@
 //! The `usher` command line: `serve` (the default), `migrate`,
-//! `create-admin`, `cleanup`, `reset-two-factor`, `rotate-encryption-key`.
+//! `create-admin`, `cleanup`, `reset-two-factor`, `rotate-encryption-key`,
+//! `check-rules`.
 
 use clap::{Parser, Subcommand};
 
@@ -67,6 +68,15 @@ enum Command {
         #[command(flatten)]
         settings: Box<Settings>,
     },
+    /// Check the forward-authentication rules file and say which rule
+    /// decides a request for URL, and why the rules before it do not.
+    CheckRules {
+        /// The address of a page of a guarded app, e.g. https://wiki.example.com/admin/x.
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "USHER_ACCESS_RULES")]
+        access_rules: std::path::PathBuf,
+    },
 }
 
 /// Parses the command line; a bad value prints one line naming the
@@ -95,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Cleanup { database_url, unverified_ttl }) => cleanup(&database_url, unverified_ttl),
         Some(Command::ResetTwoFactor { email, settings }) => reset_two_factor(&email, *settings),
         Some(Command::RotateEncryptionKey { settings }) => rotate_encryption_key(*settings),
+        Some(Command::CheckRules { url, access_rules }) => check_rules(&url, &access_rules),
     }
 }
 
@@ -198,5 +209,37 @@ fn rotate_encryption_key(settings: Settings) -> anyhow::Result<()> {
         "{} secret(s) could not be opened with any key given: add the key they were sealed with to USHER_ENCRYPTION_OLD_KEYS and run this again",
         report.unreadable
     );
+    Ok(())
+}
+
+fn check_rules(url: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    use crate::forward_auth::{AccessRules, OriginalRequest, Policy, RuleVerdict};
+    let rules = AccessRules::load(path)?;
+    println!("{}: {} rule(s), all valid", path.display(), rules.rules.len());
+    let header = |name: &str| (name == "x-original-url").then_some(url);
+    let request = OriginalRequest::from_original_url(header).map_err(|problem| anyhow::anyhow!("--url: {problem}"))?;
+    println!("host {}, path {}", request.host, request.path);
+    let tried = rules.explain(&request.host, &request.path);
+    for (rule, verdict) in &tried {
+        let path = rule.path.as_deref().unwrap_or("any path");
+        let why = match verdict {
+            RuleVerdict::OtherHost => format!("passed over: the host is not {}", rule.host),
+            RuleVerdict::OutsidePath => format!("passed over: the path is not {path} or below it"),
+            RuleVerdict::Matches => "matches".to_owned(),
+        };
+        println!("  line {}: host {}, {path}: {why}", rule.line, rule.host);
+    }
+    let decision = match tried.last() {
+        Some((rule, RuleVerdict::Matches)) => match &rule.policy {
+            Policy::Bypass => "allowed to anyone, signed in or not (bypass)".to_owned(),
+            Policy::SignedIn => "allowed to anyone signed in (signed_in)".to_owned(),
+            Policy::Groups(groups) => {
+                let names: Vec<&str> = groups.iter().map(|group| group.as_str()).collect();
+                format!("allowed to members of {} (groups)", names.join(" or "))
+            }
+        },
+        _ => "denied to everyone: no rule matches".to_owned(),
+    };
+    println!("=> {decision}");
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::builder::BoolishValueParser;
+use ipnet::IpNet;
 use url::Url;
 
 use crate::db::DatabaseUrl;
@@ -108,9 +109,20 @@ pub struct Settings {
     /// Sign-ups per client IP.
     #[arg(long, env = "USHER_LIMIT_SIGN_UPS_PER_IP", default_value = "20/1h")]
     pub limit_sign_ups_per_ip: Limit,
-    /// Proxies (comma-separated IPs) whose X-Forwarded-For is believed.
-    #[arg(long, env = "USHER_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Proxies whose X-Forwarded-For (and, for forward authentication,
+    /// X-Forwarded-*/X-Original-*) is believed: comma-separated addresses or
+    /// CIDR ranges, e.g. `127.0.0.1,172.18.0.0/16`.
+    #[arg(long, env = "USHER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy_range)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Parent domain (e.g. `example.com`) of the apps Usher guards: a
+    /// separate forward-auth cookie is set for it at sign-in. Unset: only
+    /// apps on Usher's own host can be guarded.
+    #[arg(long, env = "USHER_COOKIE_DOMAIN", value_parser = parse_cookie_domain)]
+    pub cookie_domain: Option<String>,
+    /// TOML file of forward-authentication rules; unset: /auth/forward and
+    /// /auth/request answer 404.
+    #[arg(long, env = "USHER_ACCESS_RULES")]
+    pub access_rules: Option<PathBuf>,
     /// `off`: no mail when an account signs in from a browser it has not used.
     #[arg(long, env = "USHER_SIGN_IN_ALERTS", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub sign_in_alerts: bool,
@@ -258,6 +270,8 @@ pub struct Config {
     pub encryption_key: Secret,
     /// Where the time comes from: the system's, unless a test moves it.
     pub clock: crate::clock::Clock,
+    /// The forward-authentication rules; `None`: forward authentication is off.
+    pub access_rules: Option<std::sync::Arc<crate::forward_auth::AccessRules>>,
 }
 
 impl Config {
@@ -279,7 +293,13 @@ impl Config {
             None => load_or_create_key_file(Path::new(SESSION_KEY_FILE), "USHER_SESSION_KEY")?,
         };
         let encryption_key = resolve_encryption_key(&settings, &database)?;
-        Ok(Self { settings, database, public_url, session_key, encryption_key, clock: crate::clock::Clock::default() })
+        check_cookie_domain(&settings, &public_url)?;
+        let access_rules = match &settings.access_rules {
+            Some(path) => Some(std::sync::Arc::new(crate::forward_auth::AccessRules::load(path)?)),
+            None => None,
+        };
+        let clock = crate::clock::Clock::default();
+        Ok(Self { settings, database, public_url, session_key, encryption_key, clock, access_rules })
     }
 
     pub fn limits(&self) -> Limits {
@@ -300,6 +320,18 @@ impl Config {
         crate::auth::KeyRing::new(self.encryption_key.expose(), &old)
     }
 
+    /// Timeouts and the account states a session needs to stay valid.
+    pub fn session_policy(&self) -> crate::auth::SessionPolicy {
+        let settings = &self.settings;
+        crate::auth::SessionPolicy {
+            idle_ttl: settings.session_idle_ttl,
+            absolute_ttl: settings.session_absolute_ttl,
+            remember_ttl: settings.session_remember_ttl,
+            require_verification: settings.require_email_verification,
+            require_approval: settings.require_admin_approval,
+        }
+    }
+
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
@@ -307,6 +339,40 @@ impl Config {
     /// An absolute link to a path of this site.
     pub fn link(&self, path_and_query: &str) -> String {
         format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path_and_query)
+    }
+}
+
+/// Browsers take a cookie for a domain only from a host within it, so
+/// Usher's public host must be the cookie domain or below it.
+fn check_cookie_domain(settings: &Settings, public_url: &Url) -> anyhow::Result<()> {
+    let Some(domain) = &settings.cookie_domain else { return Ok(()) };
+    let host = public_url.host_str().and_then(crate::forward_auth::normalise_host).unwrap_or_default();
+    let within = host == *domain || host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.ends_with('.'));
+    if !within {
+        anyhow::bail!("USHER_COOKIE_DOMAIN: {domain} does not contain Usher's own host {host} (USHER_PUBLIC_URL)");
+    }
+    Ok(())
+}
+
+/// A trusted proxy: an address (one host) or a CIDR range.
+fn parse_proxy_range(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    if let Ok(range) = value.parse::<IpNet>() {
+        return Ok(range.trunc());
+    }
+    value
+        .parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{value:?} is neither an IP address nor a CIDR range like 172.18.0.0/16"))
+}
+
+/// A cookie domain: a host name with at least one dot, in lower case,
+/// without a leading dot.
+fn parse_cookie_domain(value: &str) -> Result<String, String> {
+    let name = value.trim().trim_start_matches('.');
+    match crate::forward_auth::normalise_host(name) {
+        Some(domain) if domain.contains('.') && !value.contains(':') && !domain.starts_with('[') => Ok(domain),
+        _ => Err(format!("{value:?} is not a domain name like example.com")),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod forward_auth;
 pub mod mail;
 pub mod routes;
 pub mod startup;

@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer, web};
 use sha2::{Digest, Sha256};
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::{DbSessionStore, PasswordHasher, SessionPolicy};
+use crate::auth::{DbSessionStore, PasswordHasher};
 use crate::cleanup::{self, CleanupHandle};
 use crate::config::Config;
 use crate::db::{Db, run_migrations};
@@ -23,7 +23,8 @@ use crate::state::AppState;
 use crate::telemetry::PathOnlySpan;
 use crate::throttle::Throttle;
 use crate::web::AppError;
-use crate::web::cookies::{CookieNames, CookieSettings, cookie_layer};
+use crate::web::cookies::{CookieNames, CookieSettings, ForwardCookie, cookie_layer};
+use crate::web::return_to::GuardedApps;
 use crate::web::errors::{error_pages_in_context, render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
 use crate::web::head::head_as_get;
@@ -135,11 +136,16 @@ impl Application {
                 .settings
                 .sign_in_alerts
                 .then(|| Sha256::digest(format!("usher known browsers\0{}", config.session_key.expose())).into()),
+            guarded_apps: GuardedApps::new(config.settings.cookie_domain.as_deref(), &config.public_url),
+            forward: config
+                .access_rules
+                .is_some()
+                .then(|| ForwardCookie::new(config.settings.cookie_domain.clone(), secure)),
         });
         let session_key = derive_key(config.session_key.expose(), "usher sessions");
         let cleanup =
             cleanup::spawn_periodic(db.clone(), config.settings.unverified_ttl, config.settings.cleanup_interval);
-        let store = DbSessionStore::new(db, session_policy(&config));
+        let store = DbSessionStore::new(db, config.session_policy());
         let secure = config.is_https();
 
         let clock = config.clock.clone();
@@ -202,17 +208,6 @@ impl Application {
         let result = self.server.await;
         self.background.stop();
         result
-    }
-}
-
-fn session_policy(config: &Config) -> SessionPolicy {
-    let settings = &config.settings;
-    SessionPolicy {
-        idle_ttl: settings.session_idle_ttl,
-        absolute_ttl: settings.session_absolute_ttl,
-        remember_ttl: settings.session_remember_ttl,
-        require_verification: settings.require_email_verification,
-        require_approval: settings.require_admin_approval,
     }
 }
 

@@ -10,4 +10,4 @@ pub use encryption::{KeyRing, OpenError};
 pub use guards::{AdminUser, ReauthRequired, Reauthenticated, SignedInUser};
 pub use hasher::{HashError, PasswordHasher, hash_now, verify_now};
 pub use session::{SessionData, SessionStart};
-pub use session_store::{DbSessionStore, SessionPolicy};
+pub use session_store::{DbSessionStore, SessionPolicy, forward_auth_account};

@@ -17,6 +17,9 @@ pub(crate) const CSRF: &str = "csrf";
 pub(crate) const USER_AGENT: &str = "user_agent";
 pub(crate) const IP: &str = "ip";
 pub(crate) const PUBLIC_ID: &str = "public_id";
+/// SHA-256 of the forward-auth cookie's id (base64url), once issued; the
+/// store keeps it in its own indexed column too.
+pub(crate) const FORWARD_ID_HASH: &str = "forward_id_hash";
 /// The account as the session store loaded it for this request; never stored.
 pub(crate) const ACCOUNT: &str = "account";
 
@@ -103,8 +106,23 @@ impl SessionData {
         session.insert(CSRF, URL_SAFE_NO_PAD.encode(random_secret::<32>()))
     }
 
+    /// Gives the session a new forward-auth id and returns it, for the
+    /// cookie guarded apps' proxies present (`routes::forward_auth`). Only
+    /// its SHA-256 is stored; an older id stops working.
+    pub fn issue_forward_id(req: &HttpRequest) -> Result<String, actix_session::SessionInsertError> {
+        let id = URL_SAFE_NO_PAD.encode(random_secret::<32>());
+        req.get_session().insert(FORWARD_ID_HASH, forward_id_hash(&id))?;
+        Ok(id)
+    }
+
     /// Ends the session: its row is deleted and the cookie removed.
     pub fn end(req: &HttpRequest) {
         req.get_session().purge();
     }
+}
+
+/// How a forward-auth id is stored and looked up: its SHA-256, base64url.
+pub fn forward_id_hash(id: &str) -> String {
+    use sha2::Digest;
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(id.as_bytes()))
 }

@@ -15,8 +15,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::session::{ACCOUNT, IP, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID};
-use crate::db::sessions::{self, NewSession};
+use super::session::{
+    ACCOUNT, FORWARD_ID_HASH, IP, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID, forward_id_hash,
+};
+use crate::db::sessions::{self, NewSession, SessionRow};
+use crate::db::users::User;
 use crate::db::{Db, DbConnection, now};
 use crate::domain::random_secret;
 
@@ -77,14 +80,8 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
     let Some((session, user, two_factor_since)) = sessions::find_live(conn, id_hash, now)? else {
         return Ok(None);
     };
-    let blocked = user.state().sign_in_block(policy.require_verification, policy.require_approval).is_some();
-    if blocked || user.deleted_at.is_some() {
-        sessions::delete(conn, id_hash)?;
+    if !keep_alive(conn, &session, &user, policy, now)? {
         return Ok(None);
-    }
-    if now - session.last_seen_at >= policy.touch_after_secs(session.remember) {
-        let idle_expires_at = (now + policy.idle_secs(session.remember)).min(session.absolute_expires_at);
-        sessions::touch(conn, id_hash, now, idle_expires_at)?;
     }
     let Ok(mut state) = serde_json::from_str::<State>(&session.state) else { return Ok(None) };
     let account = LoadedAccount {
@@ -97,6 +94,52 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
     Ok(Some(state))
 }
 
+/// Whether a live session still counts: false, with the session deleted,
+/// when its account may no longer sign in (disabled, rejected, deleted, or
+/// short of a state the operator requires). Slides the idle timeout when due.
+fn keep_alive(
+    conn: &mut DbConnection,
+    session: &SessionRow,
+    user: &User,
+    policy: SessionPolicy,
+    now: i64,
+) -> diesel::QueryResult<bool> {
+    let blocked = user.state().sign_in_block(policy.require_verification, policy.require_approval).is_some();
+    if blocked || user.deleted_at.is_some() {
+        sessions::delete(conn, &session.id_hash)?;
+        return Ok(false);
+    }
+    if now - session.last_seen_at >= policy.touch_after_secs(session.remember) {
+        let idle_expires_at = (now + policy.idle_secs(session.remember)).min(session.absolute_expires_at);
+        sessions::touch(conn, &session.id_hash, now, idle_expires_at)?;
+    }
+    Ok(true)
+}
+
+/// The account signed in by the session that issued forward-auth id
+/// `forward_id` (the cookie guarded apps' proxies present), with whether it
+/// has two-step sign-in on; `None` when there is no such live session or
+/// its account may no longer sign in. Counts as use of the session, as a
+/// page would: the idle timeout slides.
+pub fn forward_auth_account(
+    conn: &mut DbConnection,
+    forward_id: &str,
+    policy: SessionPolicy,
+) -> diesel::QueryResult<Option<(User, bool)>> {
+    let Ok(hash) = URL_SAFE_NO_PAD.decode(forward_id_hash(forward_id)) else { return Ok(None) };
+    let now = now();
+    let Some((session, user, two_factor_since)) = sessions::find_live_by_forward_id(conn, &hash, now)? else {
+        return Ok(None);
+    };
+    Ok(keep_alive(conn, &session, &user, policy, now)?.then_some((user, two_factor_since.is_some())))
+}
+
+/// The forward-auth id hash a session's state carries, as bytes.
+fn forward_id_hash_of(state: &State) -> Option<Vec<u8>> {
+    let encoded: String = field(state, FORWARD_ID_HASH)?;
+    URL_SAFE_NO_PAD.decode(encoded).ok()
+}
+
 fn save_state(conn: &mut DbConnection, id_hash: &[u8], state: &State, policy: SessionPolicy) -> anyhow::Result<()> {
     let user_id: i64 = field(state, USER_ID).ok_or_else(|| anyhow::anyhow!("session state without a user"))?;
     let now = now();
@@ -107,6 +150,7 @@ fn save_state(conn: &mut DbConnection, id_hash: &[u8], state: &State, policy: Se
     let public_id: String = field(state, PUBLIC_ID).unwrap_or_default();
     let absolute_expires_at = signed_in_at + policy.absolute_secs(remember);
     let json = serde_json::to_string(state)?;
+    let forward_id_hash = forward_id_hash_of(state);
     sessions::insert(
         conn,
         &NewSession {
@@ -121,6 +165,7 @@ fn save_state(conn: &mut DbConnection, id_hash: &[u8], state: &State, policy: Se
             absolute_expires_at,
             user_agent: &user_agent,
             ip: &ip,
+            forward_id_hash: forward_id_hash.as_deref(),
         },
     )?;
     sessions::evict_oldest(conn, user_id, MAX_SESSIONS_PER_USER)?;
@@ -165,9 +210,10 @@ impl SessionStore for DbSessionStore {
         state.remove(ACCOUNT);
         let id_hash = hash_key(key.as_ref());
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let forward_id_hash = forward_id_hash_of(&state);
         let updated = self
             .db
-            .run_idempotent(move |conn| sessions::update_state(conn, &id_hash, &json))
+            .run_idempotent(move |conn| sessions::update_state(conn, &id_hash, &json, forward_id_hash.as_deref()))
             .await
             .map_err(|e| UpdateError::Other(e.into()))?;
         if updated == 0 {

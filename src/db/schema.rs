@@ -43,6 +43,7 @@ diesel::table! {
         absolute_expires_at -> BigInt,
         user_agent -> Text,
         ip -> Text,
+        forward_id_hash -> Nullable<Binary>,
     }
 }
 

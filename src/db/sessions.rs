@@ -20,6 +20,8 @@ pub struct SessionRow {
     pub absolute_expires_at: i64,
     pub user_agent: String,
     pub ip: String,
+    /// SHA-256 of the forward-auth cookie's id, once one was issued.
+    pub forward_id_hash: Option<Vec<u8>>,
 }
 
 #[derive(Insertable)]
@@ -36,6 +38,7 @@ pub struct NewSession<'a> {
     pub absolute_expires_at: i64,
     pub user_agent: &'a str,
     pub ip: &'a str,
+    pub forward_id_hash: Option<&'a [u8]>,
 }
 
 pub fn insert(conn: &mut DbConnection, session: &NewSession) -> QueryResult<()> {
@@ -59,6 +62,22 @@ pub fn find_live(
     on_backend!(conn, c => query.get_result(c).optional())
 }
 
+/// The live session whose forward-auth cookie id hashes to `forward_id_hash`,
+/// with its user and when two-step sign-in was turned on, as `find_live`.
+pub fn find_live_by_forward_id(
+    conn: &mut DbConnection,
+    forward_id_hash: &[u8],
+    now: i64,
+) -> QueryResult<Option<(SessionRow, User, Option<i64>)>> {
+    let query = sessions::table
+        .inner_join(users::table.left_join(two_factor::table))
+        .filter(sessions::forward_id_hash.eq(forward_id_hash))
+        .filter(sessions::idle_expires_at.gt(now))
+        .filter(sessions::absolute_expires_at.gt(now))
+        .select((sessions::all_columns, users::all_columns, two_factor::enabled_at.nullable()));
+    on_backend!(conn, c => query.get_result(c).optional())
+}
+
 /// Slides the idle timeout.
 pub fn touch(conn: &mut DbConnection, id_hash: &[u8], now: i64, idle_expires_at: i64) -> QueryResult<()> {
     let query = diesel::update(sessions::table.find(id_hash))
@@ -67,8 +86,16 @@ pub fn touch(conn: &mut DbConnection, id_hash: &[u8], now: i64, idle_expires_at:
     Ok(())
 }
 
-pub fn update_state(conn: &mut DbConnection, id_hash: &[u8], state: &str) -> QueryResult<usize> {
-    diesel::update(sessions::table.find(id_hash)).set(sessions::state.eq(state)).execute(conn)
+/// Stores the session's state and the forward-auth id hash it carries.
+pub fn update_state(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    state: &str,
+    forward_id_hash: Option<&[u8]>,
+) -> QueryResult<usize> {
+    diesel::update(sessions::table.find(id_hash))
+        .set((sessions::state.eq(state), sessions::forward_id_hash.eq(forward_id_hash)))
+        .execute(conn)
 }
 
 pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {

@@ -19,9 +19,13 @@ use crate::mail::MailKind;
 use crate::mail::messages::{EventFacts, lifetime, queue_notice};
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::cookies::{KnownBrowser, SecondFactorPending, known_browser};
+use crate::web::cookies::{
+    ClearForwardCookie, CookieSettings, IssueForwardCookie, KnownBrowser, SecondFactorPending, known_browser,
+};
 use crate::web::forms::SignInForm;
-use crate::web::return_to::{ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, safe_path, stored_return_target};
+use crate::web::return_to::{
+    ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, lead_on, safe_path, stored_return_target,
+};
 use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, PageContext, redirect, redirect_with_flash, render};
 
 const INVALID_CREDENTIALS: &str = "Invalid email or password.";
@@ -29,6 +33,8 @@ const INVALID_CREDENTIALS: &str = "Invalid email or password.";
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// The guarded app's URL a proxy sent the browser from (`routes::forward_auth`).
+    rd: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,19 +70,30 @@ fn remember_for(state: &AppState) -> String {
     lifetime(state.config.settings.session_remember_ttl)
 }
 
-/// The sign-in form. `next` (a same-site path) names where to return; it is
-/// kept in a signed cookie until sign-in completes, and a visit without it
-/// forgets an older one.
+/// The sign-in form. `next` (a same-site path) or `rd` (a guarded app's
+/// URL) names where to return; it is kept in a signed cookie until sign-in
+/// completes, and a visit without it forgets an older one. Someone signed
+/// in already goes straight on, with a new forward-auth cookie when bound
+/// for a guarded app (the one they had may be gone).
 pub async fn show(
     req: HttpRequest,
     ctx: PageContext,
     state: web::Data<AppState>,
     query: web::Query<NextQuery>,
-) -> HttpResponse {
-    let requested = query.next.as_deref().and_then(safe_path).map(str::to_owned);
+) -> Result<HttpResponse, AppError> {
+    let apps = &cookie_settings(&req).guarded_apps;
+    let requested = match (&query.next, &query.rd) {
+        (Some(next), _) => safe_path(next).map(str::to_owned),
+        (None, Some(rd)) => apps.allows(rd),
+        (None, None) => None,
+    };
     if ctx.signed_in {
         let target = requested.or_else(|| stored_return_target(&req)).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
-        return redirect(&target);
+        let mut response = redirect(&target);
+        if safe_path(&target).is_none() {
+            issue_forward_cookie(&req, &mut response)?;
+        }
+        return Ok(response);
     }
     let email = ctx.flash_email();
     let mut response = render(
@@ -94,7 +111,44 @@ pub async fn show(
         None if stored_return_target(&req).is_some() => drop(response.extensions_mut().insert(ClearReturnTarget)),
         None => {}
     }
-    response
+    Ok(response)
+}
+
+fn cookie_settings(req: &HttpRequest) -> web::Data<CookieSettings> {
+    req.app_data::<web::Data<CookieSettings>>().cloned().expect("cookie settings")
+}
+
+/// Gives this browser's session a new forward-auth cookie, when forward
+/// authentication is on.
+fn issue_forward_cookie(req: &HttpRequest, response: &mut HttpResponse) -> Result<(), AppError> {
+    if cookie_settings(req).forward.is_some() {
+        let id = SessionData::issue_forward_id(req).map_err(|e| AppError::Internal(e.into()))?;
+        response.extensions_mut().insert(IssueForwardCookie(id));
+    }
+    Ok(())
+}
+
+#[derive(Template)]
+#[template(path = "pages/continue.html")]
+struct ContinuePage {
+    ctx: PageContext,
+    target: String,
+    host: String,
+}
+
+/// `GET /login/continue?rd=URL`: the same-origin page between a sign-in's
+/// POST and a guarded app, which a redirect from the POST could not reach
+/// under the CSP's `form-action 'self'`. It leads on by a link and a
+/// `<meta http-equiv="refresh">`, only to a guarded app's URL.
+pub async fn continue_to_app(
+    req: HttpRequest,
+    ctx: PageContext,
+    query: web::Query<NextQuery>,
+) -> HttpResponse {
+    let target = query.rd.as_deref().and_then(|rd| cookie_settings(&req).guarded_apps.allows(rd));
+    let Some(target) = target.filter(|_| ctx.signed_in) else { return redirect(DEFAULT_RETURN) };
+    let host = url::Url::parse(&target).ok().and_then(|url| url.host_str().map(str::to_owned)).unwrap_or_default();
+    render(StatusCode::OK, &ContinuePage { ctx, target, host })
 }
 
 /// A wrong password and an unknown address get the same answer after the
@@ -260,8 +314,9 @@ pub(super) async fn complete_sign_in(
     SessionData::start(req, SessionStart { user_id: user.id, remember, user_agent: client.user_agent, ip: client.ip })
         .map_err(|e| AppError::Internal(e.into()))?;
     let target = stored_return_target(req).or(posted).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
-    let mut response = redirect(&target);
+    let mut response = lead_on(&target);
     response.extensions_mut().insert(ClearReturnTarget);
+    issue_forward_cookie(req, &mut response)?;
     if remember {
         response.extensions_mut().insert(crate::web::cookies::RememberMe);
     }
@@ -299,7 +354,9 @@ pub async fn logout(
     Form::<NoFields>::from_request(&req, &mut payload.into_inner()).await?;
     record(&state, EventKind::SignedOut, Some(user_id), &client.ip, String::new(), Settle::KeepCounted).await?;
     SessionData::end(&req);
-    Ok(redirect_with_flash("/", Flash::info("You are signed out.")))
+    let mut response = redirect_with_flash("/", Flash::info("You are signed out."));
+    response.extensions_mut().insert(ClearForwardCookie);
+    Ok(response)
 }
 
 /// The answer to a wrong address or password: the form again, with what

@@ -5,6 +5,7 @@ mod admin;
 mod delete_account;
 mod email_change;
 mod export;
+mod forward_auth;
 mod health;
 mod home;
 mod login;
@@ -26,6 +27,7 @@ use crate::domain::EmailAddress;
 use crate::state::AppState;
 use crate::throttle::Bucket;
 use crate::web::ClientInfo;
+use crate::web::return_to::CONTINUE_PAGE;
 use crate::web::{AppError, Flash, answer_no_sooner, redirect_with_flash};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -34,6 +36,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/verify").get(verify::show).post(verify::submit))
         .service(web::resource("/verify/resend").get(verify::show_resend).post(verify::resend))
         .service(web::resource("/login").get(login::show).post(login::submit))
+        .service(web::resource(CONTINUE_PAGE).get(login::continue_to_app))
+        // Any method: nginx's sub-request keeps the original request's.
+        .service(web::resource("/auth/forward").to(forward_auth::forward))
+        .service(web::resource("/auth/request").to(forward_auth::request))
         .service(web::resource("/login/two-factor").get(sign_in_code::show).post(sign_in_code::submit))
         .service(web::resource("/logout").route(go_to("/")).post(login::logout))
         .service(web::resource("/account").get(account::show))

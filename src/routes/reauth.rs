@@ -15,7 +15,9 @@ use crate::db::users::User;
 use crate::domain::normalize_password;
 use crate::state::AppState;
 use crate::throttle::Bucket;
-use crate::web::return_to::{ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, safe_path, stored_return_target};
+use crate::web::return_to::{
+    ClearReturnTarget, DEFAULT_RETURN, SetReturnTarget, lead_on, safe_path, stored_return_target,
+};
 use crate::web::{AppError, ClientInfo, Form, FormErrors, PageContext, redirect, render};
 
 #[derive(Deserialize)]
@@ -100,7 +102,7 @@ pub async fn submit(
     }
     SessionData::mark_reauthenticated(&req).map_err(|e| AppError::Internal(e.into()))?;
     let target = stored_return_target(&req).unwrap_or_else(|| DEFAULT_RETURN.to_owned());
-    let mut response = redirect(&target);
+    let mut response = lead_on(&target);
     response.extensions_mut().insert(ClearReturnTarget);
     Ok(response)
 }

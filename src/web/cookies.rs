@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::Flash;
-use super::return_to::{ClearReturnTarget, SetReturnTarget};
+use super::return_to::{ClearReturnTarget, GuardedApps, SetReturnTarget};
 use crate::db::now;
 use crate::domain::random_secret;
 
@@ -62,7 +62,42 @@ pub struct CookieSettings {
     /// Keys the tags of `KnownBrowser`; `None` with `USHER_SIGN_IN_ALERTS=off`,
     /// when no browser is remembered (a cookie with no use is not set).
     pub known_browser_key: Option<[u8; 32]>,
+    /// Where a sign-in may lead back to besides Usher's own pages.
+    pub guarded_apps: GuardedApps,
+    /// The forward-auth cookie; `None` when forward authentication is off.
+    pub forward: Option<ForwardCookie>,
 }
+
+/// The cookie guarded apps' proxies present to `/auth/forward` and
+/// `/auth/request`: its own random id, tied to a session
+/// (`SessionData::issue_forward_id`), worth nothing on Usher's own pages.
+#[derive(Clone, Debug)]
+pub struct ForwardCookie {
+    /// `__Secure-usher_forward` with a domain, `__Host-usher_forward`
+    /// without one (over https; no prefix over http).
+    pub name: String,
+    /// `USHER_COOKIE_DOMAIN`: the cookie goes to every host within it.
+    pub domain: Option<String>,
+}
+
+impl ForwardCookie {
+    pub fn new(domain: Option<String>, secure: bool) -> Self {
+        let prefix = match (secure, domain.is_some()) {
+            (false, _) => "",
+            (true, true) => "__Secure-",
+            (true, false) => "__Host-",
+        };
+        Self { name: format!("{prefix}usher_forward"), domain }
+    }
+}
+
+/// Put in a response's extensions with a new forward-auth id: the cookie
+/// layer sets the forward-auth cookie, lasting as long as a session cookie
+/// would (`RememberMe` too).
+pub struct IssueForwardCookie(pub String);
+
+/// Put in a response's extensions at sign-out: the forward-auth cookie goes.
+pub struct ClearForwardCookie;
 
 /// How many accounts a browser remembers having signed in to.
 const KNOWN_ACCOUNTS_KEPT: usize = 10;
@@ -149,6 +184,11 @@ pub async fn cookie_layer(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let settings = req.app_data::<web::Data<CookieSettings>>().cloned().expect("cookie settings");
+    if req.path().starts_with("/auth/") {
+        // Proxies ask here on behalf of guarded apps, whose browsers get
+        // these answers: none of Usher's cookies belong on them.
+        return next.call(req).await;
+    }
     let known_token = req.cookie(&settings.names.csrf).and_then(|cookie| valid_csrf_token(&settings, cookie));
     let csrf_from_browser = known_token.is_some();
     let csrf_token = known_token.unwrap_or_else(|| URL_SAFE_NO_PAD.encode(random_secret::<32>()));
@@ -207,9 +247,11 @@ pub async fn cookie_layer(
         cookie.set_max_age(CookieDuration::days(KNOWN_BROWSER_DAYS));
         res.response_mut().add_cookie(&cookie)?;
     }
-    if res.response().extensions().get::<RememberMe>().is_some() {
+    let remember = res.response().extensions().get::<RememberMe>().is_some();
+    if remember {
         persist_session_cookie(&mut res, &settings)?;
     }
+    set_forward_cookie(&mut res, &settings, remember)?;
     let outgoing_flash = res.response().extensions().get::<Flash>().cloned();
     if let Some(flash) = outgoing_flash {
         res.response_mut().add_cookie(&flash_cookie(&settings, &flash))?;
@@ -220,6 +262,26 @@ pub async fn cookie_layer(
         res.response_mut().add_cookie(&csrf_cookie(&settings, &csrf_token))?;
     }
     Ok(res)
+}
+
+/// Sets or removes the forward-auth cookie as the handler asked.
+fn set_forward_cookie<B>(res: &mut ServiceResponse<B>, settings: &CookieSettings, remember: bool) -> Result<(), actix_web::Error> {
+    let Some(forward) = &settings.forward else { return Ok(()) };
+    let issued = res.response().extensions().get::<IssueForwardCookie>().map(|IssueForwardCookie(id)| id.clone());
+    let cleared = res.response().extensions().get::<ClearForwardCookie>().is_some();
+    let mut cookie = match (issued, cleared) {
+        (Some(id), _) => base_cookie(settings, forward.name.clone(), id),
+        (None, true) => removal(settings, forward.name.clone()),
+        (None, false) => return Ok(()),
+    };
+    if let Some(domain) = &forward.domain {
+        cookie.set_domain(domain.clone());
+    }
+    if remember {
+        cookie.set_max_age(CookieDuration::seconds(settings.remember_for.as_secs() as i64));
+    }
+    res.response_mut().add_cookie(&cookie)?;
+    Ok(())
 }
 
 fn persist_session_cookie<B>(res: &mut ServiceResponse<B>, settings: &CookieSettings) -> Result<(), actix_web::Error> {
@@ -300,7 +362,7 @@ fn return_to_cookie(settings: &CookieSettings, target: &str) -> Cookie<'static> 
 fn read_return_to(settings: &CookieSettings, cookie: Cookie<'static>) -> Option<String> {
     let encoded = verified_value(settings, cookie)?;
     let target = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()?;
-    super::return_to::safe_path(&target).map(|_| target.clone())
+    settings.guarded_apps.target(&target)
 }
 
 fn removal(settings: &CookieSettings, name: String) -> Cookie<'static> {

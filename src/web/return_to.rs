@@ -2,10 +2,12 @@
 //! in names where to return (`/login?next=…`); the sign-in page keeps that
 //! target in a signed cookie until the step that completes signing in reads
 //! it, so later steps (a second factor, "confirm it's you") return the same
-//! way. A target is always a same-site path of a page that answers `GET`.
+//! way. A target is a same-site path of a page that answers `GET`, or,
+//! for a person sent by a guarded app's proxy (`/login?rd=…`), that app's
+//! URL within the cookie domain (`GuardedApps`).
 
 use actix_web::http::Method;
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use super::cookies::RequestCookies;
 
@@ -22,6 +24,69 @@ pub fn safe_path(candidate: &str) -> Option<&str> {
         && !candidate.chars().any(char::is_control);
     safe.then_some(candidate)
 }
+
+/// The guarded apps a sign-in may lead back to: hosts within
+/// `USHER_COOKIE_DOMAIN` (or, without one, Usher's own host), over https
+/// or the scheme of Usher's public URL.
+#[derive(Clone, Debug)]
+pub struct GuardedApps {
+    domain: Option<String>,
+    own_host: String,
+    scheme: String,
+}
+
+impl GuardedApps {
+    pub fn new(cookie_domain: Option<&str>, public_url: &url::Url) -> Self {
+        Self {
+            domain: cookie_domain.map(str::to_owned),
+            own_host: public_url.host_str().unwrap_or_default().to_ascii_lowercase(),
+            scheme: public_url.scheme().to_owned(),
+        }
+    }
+
+    /// `candidate` as a URL to send a browser to, if it names a guarded
+    /// app: an absolute `https` (or Usher's own scheme) URL, with no user
+    /// name or password, whose host is the cookie domain or lies below it
+    /// at a dot. Parsed with a URL parser, after refusing what parsers
+    /// forgive (leading whitespace, backslashes, control characters), so no
+    /// `//evil`, `/\evil`, `https://a.example.com.evil.test` or
+    /// `javascript:` gets through (ASVS 5.1.5).
+    pub fn allows(&self, candidate: &str) -> Option<String> {
+        let forgiven = |c: char| c.is_whitespace() || c.is_control() || c == '\\';
+        if candidate.chars().any(forgiven) {
+            return None;
+        }
+        let url = url::Url::parse(candidate).ok()?;
+        let scheme_ok = url.scheme() == "https" || url.scheme() == self.scheme;
+        let no_credentials = url.username().is_empty() && url.password().is_none();
+        let Some(url::Host::Domain(host)) = url.host() else { return None };
+        let host = host.trim_end_matches('.');
+        let within = match &self.domain {
+            Some(domain) => host == domain || host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.ends_with('.')),
+            None => host == self.own_host,
+        };
+        (scheme_ok && no_credentials && within).then(|| url.to_string())
+    }
+
+    /// `candidate` if it is a target at all: a same-site path, or a guarded app's URL.
+    pub fn target(&self, candidate: &str) -> Option<String> {
+        safe_path(candidate).map(str::to_owned).or_else(|| self.allows(candidate))
+    }
+}
+
+/// The way on to `target` from a form's POST: a same-site path directly;
+/// a guarded app's URL through the same-origin continue page, since the
+/// CSP's `form-action 'self'` also covers where a form's answer redirects.
+pub fn lead_on(target: &str) -> HttpResponse {
+    if safe_path(target).is_some() {
+        return super::redirect(target);
+    }
+    let query = serde_urlencoded::to_string([("rd", target)]).unwrap_or_default();
+    super::redirect(&format!("{CONTINUE_PAGE}?{query}"))
+}
+
+/// The page that leads on from a sign-in to a guarded app (`lead_on`).
+pub const CONTINUE_PAGE: &str = "/login/continue";
 
 /// Where a request that needs a signed-in person should return after
 /// signing in. A `GET` returns to itself. Anything else (a form posted
@@ -88,6 +153,40 @@ mod tests {
         for bad in ["//evil.example", "/\\evil.example", "https://evil.example/", "account", "/a\nb", ""] {
             assert_eq!(safe_path(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_guarded_apps_within_the_cookie_domain_are_targets() {
+        let public = url::Url::parse("https://auth.example.com").unwrap();
+        let apps = GuardedApps::new(Some("example.com"), &public);
+        for good in ["https://wiki.example.com/page?a=1", "https://example.com/", "https://a.b.example.com:8443/x"] {
+            assert!(apps.allows(good).is_some(), "{good:?}");
+        }
+        for bad in [
+            "//evil.test",
+            "/\\evil.test",
+            "https://wiki.example.com.evil.test/",
+            "https://evil.test@wiki.example.com/",
+            "https://wiki.example.com\\@evil.test/",
+            "https:/\\evil.test",
+            " https://wiki.example.com/",
+            "\thttps://wiki.example.com/",
+            "https://wiki.example.com/\n",
+            "javascript:alert(1)//example.com",
+            "http://wiki.example.com/",
+            "https://badexample.com/",
+            "https://10.0.0.1/",
+            "%2F%2Fevil.test",
+            "https:%2F%2Fevil.test",
+            "wiki.example.com",
+            "",
+        ] {
+            assert_eq!(apps.allows(bad), None, "{bad:?}");
+        }
+        let own_host_only = GuardedApps::new(None, &url::Url::parse("http://usher.test:8080").unwrap());
+        assert!(own_host_only.allows("http://usher.test:8080/wiki").is_some());
+        assert_eq!(own_host_only.allows("http://wiki.usher.test/"), None);
+        assert_eq!(apps.target("/account").as_deref(), Some("/account"));
     }
 
     #[test]

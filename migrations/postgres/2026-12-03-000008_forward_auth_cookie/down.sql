@@ -1,0 +1,2 @@
+DROP INDEX sessions_by_forward_id;
+ALTER TABLE sessions DROP COLUMN forward_id_hash;
