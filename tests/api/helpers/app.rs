@@ -32,6 +32,31 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[]).await
 }
 
+/// Starts Usher as a forward-authentication server for apps within
+/// `GUARD_DOMAIN`, on `http://auth.usher.localhost:<port>` (its
+/// `address`), with `rules` as its access rules file, 127.0.0.1 as the
+/// trusted proxy, and `overrides` on top.
+pub async fn spawn_guarding_app(backend: Backend, rules: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let public_url = format!("http://auth.{}:{port}", super::GUARD_DOMAIN);
+    let rules_file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(rules_file.path(), rules).unwrap();
+    let (rules_path, _) = rules_file.keep().unwrap();
+    let bind = format!("127.0.0.1:{port}");
+    let rules_path = rules_path.to_string_lossy().into_owned();
+    let mut flags = vec![
+        ("--bind", bind.as_str()),
+        ("--public-url", public_url.as_str()),
+        ("--cookie-domain", super::GUARD_DOMAIN),
+        ("--access-rules", rules_path.as_str()),
+        ("--trusted-proxies", "127.0.0.1"),
+    ];
+    flags.extend_from_slice(overrides);
+    let mut app = spawn_app_with(backend, &flags).await;
+    app.address = public_url;
+    app
+}
+
 /// Starts Usher with these flags on top of the test defaults, e.g.
 /// `[("--session-idle-ttl", "2s")]`; an empty value drops a default flag.
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {

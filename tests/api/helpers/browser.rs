@@ -104,15 +104,33 @@ pub fn html_unescape(text: &str) -> String {
 }
 
 impl Browser {
+    /// A browser at `base` that finds the `GUARD_HOSTS` on 127.0.0.1.
     pub fn new(base: &str) -> Self {
+        Self::resolving(base, super::GUARD_HOSTS)
+    }
+
+    /// A browser that finds each of `hosts` (e.g. `wiki.usher.localhost`)
+    /// on 127.0.0.1, whatever the system resolver says: for guarded apps
+    /// and cookies for a parent domain. The port comes from each URL.
+    pub fn resolving(base: &str, hosts: &[&str]) -> Self {
         let jar = Arc::new(Jar::default());
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent("usher-tests/1.0")
-            .build()
-            .expect("http client");
-        Self { base: base.to_owned(), client, jar }
+            .user_agent("usher-tests/1.0");
+        for host in hosts {
+            builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        Self { base: base.to_owned(), client: builder.build().expect("http client"), jar }
+    }
+
+    /// GETs an absolute URL (another host, say) with extra headers.
+    pub async fn get_url(&self, url: &str, headers: &[(&str, &str)]) -> Page {
+        let mut request = self.client.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send().await.expect("GET")).await
     }
 
     pub fn url(&self, path: &str) -> String {

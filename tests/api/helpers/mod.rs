@@ -6,11 +6,19 @@ mod database;
 mod form;
 mod smtp_sink;
 
-pub use app::{ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with};
+pub use app::{
+    ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with, spawn_guarding_app,
+};
 pub use browser::{Browser, Page, html_unescape};
 pub use database::{Backend, TestDatabase};
 pub use form::HtmlForm;
 pub use smtp_sink::{MailSink, ReceivedMail};
+
+/// The parent domain of guarded apps in tests: every name below it is
+/// found on 127.0.0.1 by test browsers (and Chromium, for `.localhost`).
+pub const GUARD_DOMAIN: &str = "usher.localhost";
+/// The hosts below `GUARD_DOMAIN` that tests use.
+pub const GUARD_HOSTS: &[&str] = &["auth.usher.localhost", "wiki.usher.localhost", "other.usher.localhost"];
 
 /// A password that passes the policy.
 pub const PASSWORD: &str = "violet tractor umbrella 42";
