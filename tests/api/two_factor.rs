@@ -27,7 +27,7 @@ on_both_backends!(
 );
 
 /// The authenticator app: codes from the key the page showed.
-struct Authenticator(totp_rs::Totp);
+pub(crate) struct Authenticator(totp_rs::Totp);
 
 impl Authenticator {
     fn from_page(page: &Page) -> Self {
@@ -37,21 +37,21 @@ impl Authenticator {
     }
 
     /// The code for `offset` seconds from the server's now.
-    fn code(&self, app: &TestApp, offset: i64) -> String {
+    pub(crate) fn code(&self, app: &TestApp, offset: i64) -> String {
         self.0.generate((app.clock.now() + offset) as u64).to_string()
     }
 }
 
 /// Moves the server's clock to the next time step and a second into it,
 /// so that no step boundary passes while a test computes and sends a code.
-fn next_step(app: &TestApp) {
+pub(crate) fn next_step(app: &TestApp) {
     let into = app.clock.now().rem_euclid(30);
     app.clock.advance(Duration::from_secs((30 - into + 1) as u64));
 }
 
 /// Turns two-step sign-in on for the account signed in in `browser`;
 /// returns its authenticator and recovery codes.
-async fn enrol(app: &TestApp, browser: &Browser) -> (Authenticator, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, browser: &Browser) -> (Authenticator, Vec<String>) {
     let off = browser.get("/account/two-factor").await;
     browser.submit_form(&off, "/account/two-factor/enrol", &[]).await.assert_redirects_to("/account/two-factor");
     let pending = browser.get("/account/two-factor").await;
@@ -75,7 +75,7 @@ async fn password_step_with(app: &TestApp, browser: &Browser, email: &str, passw
     app.sign_in(browser, email, password).await.assert_redirects_to("/login/two-factor");
 }
 
-async fn type_code(browser: &Browser, code: &str) -> Page {
+pub(crate) async fn type_code(browser: &Browser, code: &str) -> Page {
     browser.submit("/login/two-factor", "/login/two-factor", &[("code", code)]).await
 }
 

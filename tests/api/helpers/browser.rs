@@ -73,6 +73,13 @@ impl Page {
             .collect()
     }
 
+    /// The value of attribute `name` of each element matched by `css`.
+    pub fn attrs(&self, css: &str, name: &str) -> Vec<String> {
+        let document = scraper::Html::parse_document(&self.body);
+        let selector = scraper::Selector::parse(css).unwrap();
+        document.select(&selector).filter_map(|element| element.value().attr(name)).map(str::to_owned).collect()
+    }
+
     /// The text of each cell of each row matched by `rows` (a CSS
     /// selector such as `#users tbody tr`), whitespace collapsed.
     pub fn table(&self, rows: &str) -> Vec<Vec<String>> {
@@ -209,6 +216,12 @@ impl Browser {
         let url = self.base.parse().unwrap();
         let header = self.jar.cookies(&url)?;
         header.to_str().ok()?.split("; ").find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    }
+
+    /// Drops the cookie `name` set for `domain`, as a browser clearing it would.
+    pub fn forget_cookie(&self, name: &str, domain: &str) {
+        let url = format!("http://auth.{domain}/").parse().unwrap();
+        self.jar.add_cookie_str(&format!("{name}=; Domain={domain}; Path=/; Max-Age=0"), &url);
     }
 
     /// Puts a cookie in the jar, as an attacker could in a victim's browser.

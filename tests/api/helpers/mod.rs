@@ -7,7 +7,8 @@ mod form;
 mod smtp_sink;
 
 pub use app::{
-    ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with, spawn_guarding_app,
+    ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with,
+    spawn_guarding_app,
 };
 pub use browser::{Browser, Page, html_unescape};
 pub use database::{Backend, TestDatabase};
