@@ -164,7 +164,7 @@ async fn a_visitor_not_signed_in_is_sent_to_sign_in_and_comes_back_signed_in(bac
     assert!(forward_cookie.contains("Domain=usher.localhost"), "{forward_cookie}");
     let onward = browser.get(&continue_at).await;
     assert_eq!(onward.status, StatusCode::OK);
-    assert_eq!(onward.attrs("main a", "href"), [page_url.clone()]);
+    assert_eq!(onward.attrs("main a", "href"), std::slice::from_ref(&page_url));
     assert_eq!(onward.attrs("meta[http-equiv=refresh]", "content"), [format!("0; url={page_url}")]);
 
     let allowed = ask_forward(&app, &browser, "GET", &page_url, &[]).await;
