@@ -11,7 +11,7 @@ mod target;
 pub use rules::{AccessRules, HostPattern, Policy, Rule, RuleVerdict};
 pub use target::{OriginalRequest, PathProblem, TargetProblem, normalise_host, normalise_path};
 
-use crate::domain::ADMINS;
+use crate::domain::{ADMINS, SignInBlock};
 
 /// Who a request to a guarded app comes from, as the identity headers say.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub enum Denial {
     NotInGroups(Vec<String>),
     /// The operator requires two-step sign-in and this account has not set it up.
     TwoFactorFirst,
+    /// Signed in, but the account is not verified and approved (which
+    /// Usher's own pages may not require): a guarded app gets only
+    /// accounts whose address is proven and that an administrator let in.
+    NotReady(SignInBlock),
     /// The proxy's description of the request cannot be judged (an
     /// ambiguous path, a missing header): refused rather than guessed.
     Unjudgeable(String),
@@ -62,12 +66,24 @@ impl Identity {
     }
 }
 
+/// Whether a signed-in account may use guarded apps yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Ready,
+    /// It owes the two-step sign-in the operator requires.
+    TwoFactorDue,
+    /// Not verified, not approved, or disabled.
+    Blocked(SignInBlock),
+}
+
 /// The verdict for a request that `policy` governs, given who is signed in
-/// (`None`: no one) and whether they still owe two-step sign-in.
-pub fn judge(policy: &Policy, identity: Option<Identity>, two_factor_due: bool) -> Verdict {
-    let Some(identity) = identity else { return Verdict::SignIn };
-    if two_factor_due {
-        return Verdict::Deny(Denial::TwoFactorFirst);
+/// (`None`: no one) and how their account stands.
+pub fn judge(policy: &Policy, signed_in: Option<(Identity, Standing)>) -> Verdict {
+    let Some((identity, standing)) = signed_in else { return Verdict::SignIn };
+    match standing {
+        Standing::Ready => {}
+        Standing::TwoFactorDue => return Verdict::Deny(Denial::TwoFactorFirst),
+        Standing::Blocked(block) => return Verdict::Deny(Denial::NotReady(block)),
     }
     match policy {
         Policy::Bypass | Policy::SignedIn => Verdict::Allow(Some(identity)),
@@ -93,11 +109,15 @@ mod tests {
         let ann = Identity::new(7, "ann@example.com".into(), false, vec!["staff".into()]);
         let bob = Identity::new(8, "bob@example.com".into(), true, vec!["zeta".into(), "ops".into()]);
         assert_eq!(bob.groups, ["admins", "ops", "zeta"]);
-        assert_eq!(judge(&staff, Some(ann.clone()), false), Verdict::Allow(Some(ann.clone())));
-        assert_eq!(judge(&staff, Some(bob.clone()), false), Verdict::Deny(Denial::NotInGroups(vec!["staff".into()])));
-        assert_eq!(judge(&admins, Some(bob.clone()), false), Verdict::Allow(Some(bob)));
-        assert_eq!(judge(&admins, Some(ann.clone()), false), Verdict::Deny(Denial::NotInGroups(vec!["admins".into()])));
-        assert_eq!(judge(&Policy::SignedIn, None, false), Verdict::SignIn);
-        assert_eq!(judge(&Policy::SignedIn, Some(ann), true), Verdict::Deny(Denial::TwoFactorFirst));
+        let ready = |identity: &Identity| Some((identity.clone(), Standing::Ready));
+        assert_eq!(judge(&staff, ready(&ann)), Verdict::Allow(Some(ann.clone())));
+        assert_eq!(judge(&staff, ready(&bob)), Verdict::Deny(Denial::NotInGroups(vec!["staff".into()])));
+        assert_eq!(judge(&admins, ready(&bob)), Verdict::Allow(Some(bob)));
+        assert_eq!(judge(&admins, ready(&ann)), Verdict::Deny(Denial::NotInGroups(vec!["admins".into()])));
+        assert_eq!(judge(&Policy::SignedIn, None), Verdict::SignIn);
+        let due = Some((ann.clone(), Standing::TwoFactorDue));
+        assert_eq!(judge(&Policy::SignedIn, due), Verdict::Deny(Denial::TwoFactorFirst));
+        let unverified = Some((ann, Standing::Blocked(SignInBlock::EmailUnverified)));
+        assert_eq!(judge(&Policy::SignedIn, unverified), Verdict::Deny(Denial::NotReady(SignInBlock::EmailUnverified)));
     }
 }

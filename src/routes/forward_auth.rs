@@ -13,7 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use crate::auth::forward_auth_account;
-use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Verdict, judge};
+use crate::domain::SignInBlock;
+use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Standing, Verdict, judge};
 use crate::state::AppState;
 use crate::web::AppError;
 use crate::web::client::is_trusted_proxy;
@@ -65,10 +66,7 @@ async fn answer(req: &HttpRequest, state: &AppState, proxy: Proxy) -> Result<Htt
     let verdict = match rules.find(&original.host, &original.path).map(|rule| &rule.policy) {
         None => Verdict::Deny(Denial::NoRule),
         Some(Policy::Bypass) => Verdict::Allow(None),
-        Some(policy) => {
-            let (identity, two_factor_due) = signed_in(req, state).await?;
-            judge(policy, identity, two_factor_due)
-        }
+        Some(policy) => judge(policy, signed_in(req, state).await?),
     };
     Ok(match verdict {
         Verdict::Allow(identity) => allowed(identity),
@@ -77,11 +75,10 @@ async fn answer(req: &HttpRequest, state: &AppState, proxy: Proxy) -> Result<Htt
     })
 }
 
-/// Who the forward-auth cookie says is signed in, and whether they still
-/// owe the two-step sign-in the operator requires.
-async fn signed_in(req: &HttpRequest, state: &AppState) -> Result<(Option<Identity>, bool), AppError> {
+/// Who the forward-auth cookie says is signed in, and how their account stands.
+async fn signed_in(req: &HttpRequest, state: &AppState) -> Result<Option<(Identity, Standing)>, AppError> {
     let settings = req.app_data::<web::Data<CookieSettings>>().and_then(|settings| settings.forward.clone());
-    let Some(cookie) = settings.and_then(|forward| req.cookie(&forward.name)) else { return Ok((None, false)) };
+    let Some(cookie) = settings.and_then(|forward| req.cookie(&forward.name)) else { return Ok(None) };
     let forward_id = cookie.value().to_owned();
     let policy = state.config.session_policy();
     let found = state
@@ -92,9 +89,16 @@ async fn signed_in(req: &HttpRequest, state: &AppState) -> Result<(Option<Identi
             Ok(Some((user, two_factor, groups)))
         })
         .await?;
-    let Some((user, two_factor, groups)) = found else { return Ok((None, false)) };
-    let due = state.config.settings.require_two_factor.applies_to(user.is_admin) && !two_factor;
-    Ok((Some(Identity::new(user.id, user.email, user.is_admin, groups)), due))
+    let Some((user, two_factor, groups)) = found else { return Ok(None) };
+    // Stricter than Usher's own pages, whatever the operator requires there.
+    let standing = match user.state().sign_in_block(true, true) {
+        Some(block) => Standing::Blocked(block),
+        None if state.config.settings.require_two_factor.applies_to(user.is_admin) && !two_factor => {
+            Standing::TwoFactorDue
+        }
+        None => Standing::Ready,
+    };
+    Ok(Some((Identity::new(user.id, user.email, user.is_admin, groups), standing)))
 }
 
 /// 200: let it pass, with who asks when known. Proxies copy these headers
@@ -158,6 +162,13 @@ fn denied(state: &AppState, req: &HttpRequest, denial: &Denial) -> HttpResponse 
             groups.join(" or ")
         ),
         Denial::TwoFactorFirst => "Set up two-step sign-in on your account before opening this page.".to_owned(),
+        Denial::NotReady(SignInBlock::EmailUnverified) => {
+            "Confirm your email address first: open the link we emailed you.".to_owned()
+        }
+        Denial::NotReady(SignInBlock::AwaitingApproval) => {
+            "An administrator has not approved your account yet; we will email you when they do.".to_owned()
+        }
+        Denial::NotReady(_) => "Your account may not open this page.".to_owned(),
         Denial::Unjudgeable(problem) => format!("This address cannot be checked: {problem}."),
     };
     if wants_json(req) {

@@ -24,6 +24,7 @@ on_both_backends!(
     a_pending_second_factor_is_not_signed_in,
     a_session_signed_in_before_gets_a_forward_cookie_on_the_way_back,
     check_rules_explains_which_rule_decides,
+    an_unverified_account_signed_in_where_usher_allows_it_is_refused_not_looped,
 );
 
 const RULES: &str = r#"
@@ -403,4 +404,16 @@ async fn check_rules_explains_which_rule_decides(backend: Backend) {
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("USHER_ACCESS_RULES") && said.contains("line 1"), "{said}");
+}
+
+async fn an_unverified_account_signed_in_where_usher_allows_it_is_refused_not_looped(backend: Backend) {
+    let app = spawn_guarding_app(backend, RULES, &[("--require-email-verification", "false")]).await;
+    let browser = app.browser();
+    app.register(&browser, "ann@example.com").await;
+    let signed = app.sign_in(&browser, "ann@example.com", PASSWORD).await;
+    signed.assert_redirects_to("/account");
+    let refused = ask_forward(&app, &browser, "GET", &format!("{WIKI}/page"), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "a guarded app gets proven addresses only");
+    assert!(refused.body.contains("Confirm your email address first"), "{}", refused.body);
+    assert_eq!(header(&refused, "remote-email"), None);
 }
