@@ -41,7 +41,7 @@ pub async fn spawn_guarding_app(backend: Backend, rules: &str, overrides: &[(&st
     let public_url = format!("http://auth.{}:{port}", super::GUARD_DOMAIN);
     let rules_file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(rules_file.path(), rules).unwrap();
-    let (rules_path, _) = rules_file.keep().unwrap();
+    let (_, rules_path) = rules_file.keep().unwrap();
     let bind = format!("127.0.0.1:{port}");
     let rules_path = rules_path.to_string_lossy().into_owned();
     let mut flags = vec![
