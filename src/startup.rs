@@ -24,11 +24,11 @@ use crate::telemetry::PathOnlySpan;
 use crate::throttle::Throttle;
 use crate::web::AppError;
 use crate::web::cookies::{CookieNames, CookieSettings, ForwardCookie, cookie_layer};
-use crate::web::return_to::GuardedApps;
 use crate::web::errors::{error_pages_in_context, render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
 use crate::web::head::head_as_get;
 use crate::web::limits::{header_limit, request_timeout};
+use crate::web::return_to::GuardedApps;
 
 /// Database work from requests runs on actix's blocking threads, fewer of
 /// them than the pool's connections, so a request never waits inside r2d2,

@@ -16,7 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::session::{
-    ACCOUNT, FORWARD_ID_HASH, IP, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID, forward_id_hash,
+    ACCOUNT, FORWARD_ID_HASH, IP, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID,
+    forward_id_hash,
 };
 use crate::db::sessions::{self, NewSession, SessionRow};
 use crate::db::users::User;

@@ -43,7 +43,9 @@ impl HostPattern {
     fn matches(&self, host: &str) -> bool {
         match self {
             Self::Exact(name) => host == name,
-            Self::Below(domain) => host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            Self::Below(domain) => {
+                host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'))
+            }
         }
     }
 }
@@ -74,7 +76,9 @@ impl Rule {
         match &self.path {
             None => true,
             Some(prefix) if prefix == "/" => true,
-            Some(prefix) => path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            Some(prefix) => {
+                path.strip_prefix(prefix.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
         }
     }
 }
@@ -187,7 +191,9 @@ fn check_rule(raw: RawRule, line: usize) -> Result<Rule, String> {
                 .map(|name| GroupName::parse(name).map_err(|problem| format!("group {name:?}: {problem}")))
                 .collect::<Result<_, _>>()?,
         ),
-        (RawPolicy::Groups, _) => return Err("policy \"groups\" needs a list of groups, e.g. groups = [\"staff\"]".into()),
+        (RawPolicy::Groups, _) => {
+            return Err("policy \"groups\" needs a list of groups, e.g. groups = [\"staff\"]".into());
+        }
         (_, Some(_)) => return Err("groups = [...] goes only with policy = \"groups\"".into()),
         (RawPolicy::Bypass, None) => Policy::Bypass,
         (RawPolicy::SignedIn, None) => Policy::SignedIn,
@@ -201,9 +207,9 @@ fn check_host(host: &str) -> Result<HostPattern, String> {
         None => (false, host),
     };
     let valid = !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     if !valid || name.contains(':') {
         return Err(format!(
             "host {host:?} is not a host name; write one like \"wiki.example.com\" or \"*.example.com\", without a port"
@@ -287,7 +293,8 @@ policy = "signed_in"
     #[test]
     fn explain_names_why_each_rule_was_passed_over() {
         let rules = AccessRules::parse(EXAMPLE).unwrap();
-        let tried: Vec<RuleVerdict> = rules.explain("wiki.example.com", "/admin2").into_iter().map(|(_, v)| v).collect();
+        let tried: Vec<RuleVerdict> =
+            rules.explain("wiki.example.com", "/admin2").into_iter().map(|(_, v)| v).collect();
         assert_eq!(tried, [RuleVerdict::OutsidePath, RuleVerdict::OutsidePath, RuleVerdict::Matches]);
         let tried: Vec<RuleVerdict> = rules.explain("other.test", "/").into_iter().map(|(_, v)| v).collect();
         assert_eq!(tried, [RuleVerdict::OtherHost; 3]);
@@ -314,7 +321,9 @@ policy = "signed_in"
 
     #[test]
     fn hosts_in_rules_are_compared_in_lower_case_and_trailing_slashes_are_dropped() {
-        let rules = AccessRules::parse("[[rule]]\nhost = \"Wiki.Example.COM\"\npath = \"/docs/\"\npolicy = \"bypass\"\n").unwrap();
+        let rules =
+            AccessRules::parse("[[rule]]\nhost = \"Wiki.Example.COM\"\npath = \"/docs/\"\npolicy = \"bypass\"\n")
+                .unwrap();
         assert_eq!(rules.rules[0].host, HostPattern::Exact("wiki.example.com".into()));
         assert_eq!(rules.rules[0].path.as_deref(), Some("/docs"));
     }

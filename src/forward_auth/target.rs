@@ -68,7 +68,9 @@ pub fn normalise_path(raw: &str) -> Result<String, PathProblem> {
 fn valid_escapes(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     bytes.iter().enumerate().all(|(i, &byte)| {
-        byte != b'%' || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        byte != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
     })
 }
 
@@ -85,7 +87,9 @@ pub fn normalise_host(raw: &str) -> Option<String> {
     };
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     let valid = !name.is_empty()
-        && name.split('.').all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     valid.then_some(name)
 }
 
@@ -202,7 +206,15 @@ impl OriginalRequest {
             Some(_) => return Err(invalid),
             None => (rest, "/"),
         };
-        Self::from_parts(method, scheme, authority, path_and_query, "X-Original-Method", "X-Original-URL", "X-Original-URL")
+        Self::from_parts(
+            method,
+            scheme,
+            authority,
+            path_and_query,
+            "X-Original-Method",
+            "X-Original-URL",
+            "X-Original-URL",
+        )
     }
 
     fn from_parts(

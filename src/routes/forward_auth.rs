@@ -41,10 +41,14 @@ pub async fn request(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
 
 async fn answer(req: &HttpRequest, state: &AppState, proxy: Proxy) -> Result<HttpResponse, AppError> {
     let Some(rules) = &state.config.access_rules else { return Err(AppError::NotFound) };
-    let trusted = req.peer_addr().is_some_and(|peer| is_trusted_proxy(&state.config.settings.trusted_proxies, peer.ip()));
+    let trusted =
+        req.peer_addr().is_some_and(|peer| is_trusted_proxy(&state.config.settings.trusted_proxies, peer.ip()));
     if !trusted {
         tracing::warn!(peer = ?req.peer_addr(), "forward authentication asked by a peer outside USHER_TRUSTED_PROXIES");
-        return Ok(plain(StatusCode::FORBIDDEN, "Usher answers forward-authentication requests only from USHER_TRUSTED_PROXIES."));
+        return Ok(plain(
+            StatusCode::FORBIDDEN,
+            "Usher answers forward-authentication requests only from USHER_TRUSTED_PROXIES.",
+        ));
     }
     let header = |name: &str| req.headers().get(name).and_then(|value| value.to_str().ok());
     let original = match proxy {
@@ -168,7 +172,9 @@ fn denied(state: &AppState, req: &HttpRequest, denial: &Denial) -> HttpResponse 
     };
     let mut response = crate::web::render(StatusCode::FORBIDDEN, &page);
     // Usher's stylesheet comes from Usher's origin, not the app's.
-    let policy = format!("default-src 'none'; style-src {usher}; img-src {usher}; frame-ancestors 'none'; form-action 'none'; base-uri 'none'");
+    let policy = format!(
+        "default-src 'none'; style-src {usher}; img-src {usher}; frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
+    );
     if let Ok(policy) = header::HeaderValue::from_str(&policy) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
     }

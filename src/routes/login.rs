@@ -140,11 +140,7 @@ struct ContinuePage {
 /// POST and a guarded app, which a redirect from the POST could not reach
 /// under the CSP's `form-action 'self'`. It leads on by a link and a
 /// `<meta http-equiv="refresh">`, only to a guarded app's URL.
-pub async fn continue_to_app(
-    req: HttpRequest,
-    ctx: PageContext,
-    query: web::Query<NextQuery>,
-) -> HttpResponse {
+pub async fn continue_to_app(req: HttpRequest, ctx: PageContext, query: web::Query<NextQuery>) -> HttpResponse {
     let target = query.rd.as_deref().and_then(|rd| cookie_settings(&req).guarded_apps.allows(rd));
     let Some(target) = target.filter(|_| ctx.signed_in) else { return redirect(DEFAULT_RETURN) };
     let host = url::Url::parse(&target).ok().and_then(|url| url.host_str().map(str::to_owned)).unwrap_or_default();

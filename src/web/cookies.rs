@@ -265,7 +265,11 @@ pub async fn cookie_layer(
 }
 
 /// Sets or removes the forward-auth cookie as the handler asked.
-fn set_forward_cookie<B>(res: &mut ServiceResponse<B>, settings: &CookieSettings, remember: bool) -> Result<(), actix_web::Error> {
+fn set_forward_cookie<B>(
+    res: &mut ServiceResponse<B>,
+    settings: &CookieSettings,
+    remember: bool,
+) -> Result<(), actix_web::Error> {
     let Some(forward) = &settings.forward else { return Ok(()) };
     let issued = res.response().extensions().get::<IssueForwardCookie>().map(|IssueForwardCookie(id)| id.clone());
     let cleared = res.response().extensions().get::<ClearForwardCookie>().is_some();

@@ -62,7 +62,9 @@ impl GuardedApps {
         let Some(url::Host::Domain(host)) = url.host() else { return None };
         let host = host.trim_end_matches('.');
         let within = match &self.domain {
-            Some(domain) => host == domain || host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.ends_with('.')),
+            Some(domain) => {
+                host == domain || host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.ends_with('.'))
+            }
             None => host == self.own_host,
         };
         (scheme_ok && no_credentials && within).then(|| url.to_string())
