@@ -4,14 +4,17 @@ mod app;
 mod browser;
 mod database;
 mod form;
+mod proxy;
 mod smtp_sink;
 
 pub use app::{
-    ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with, spawn_guarding_app,
+    ENCRYPTION_KEY, SESSION_KEY, TestApp, session_id, sha256, spawn_app, spawn_app_on, spawn_app_with,
+    spawn_guarding_app,
 };
 pub use browser::{Browser, Page, html_unescape};
 pub use database::{Backend, TestDatabase};
 pub use form::HtmlForm;
+pub use proxy::{Proxy, ProxyKind, Seen, Upstream};
 pub use smtp_sink::{MailSink, ReceivedMail};
 
 /// The parent domain of guarded apps in tests: every name below it is
