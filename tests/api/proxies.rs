@@ -325,3 +325,85 @@ for_each_proxy!(
     signing_out_ends_access,
     posts_keep_their_body,
 );
+
+/// The README's proxy configurations ("Protect another app") ask Usher's
+/// endpoints and copy exactly the identity headers Usher sends, and
+/// nginx's and Caddy's hold every line of the ones tested above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_configurations_match_what_usher_sends() {
+    let app = spawn_guarding_app(Backend::Sqlite, RULES, &[]).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    let cookie = format!("usher_forward={}", admin.cookie("usher_forward").unwrap());
+    let asked = [
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "wiki.usher.localhost"),
+        ("X-Forwarded-Uri", "/admin"),
+        ("Cookie", cookie.as_str()),
+    ];
+    let answer = Browser::new(&app.address).get_url(&format!("{}/auth/forward", app.address), &asked).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let mut sent: Vec<String> =
+        answer.headers.keys().map(|name| name.as_str().to_owned()).filter(|name| name.starts_with("remote-")).collect();
+    sent.sort();
+    assert_eq!(sent, ["remote-email", "remote-groups", "remote-user"]);
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let traefik = fenced_block(&readme, "yaml", "forwardAuth:");
+    let setting = |key: &str| {
+        traefik
+            .iter()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the README's Traefik block"))
+            .trim()
+    };
+    assert_eq!(setting("address:"), "http://usher:8080/auth/forward");
+    assert_eq!(setting("trustForwardHeader:"), "true");
+    let copied = setting("authResponseHeaders:").trim_start_matches('[').trim_end_matches(']');
+    assert_eq!(lowered(copied.split(',')), sent, "Traefik's authResponseHeaders");
+
+    let caddy = fenced_block(&readme, "caddyfile", "forward_auth");
+    assert!(caddy.contains(&"uri /auth/forward"), "{caddy:?}");
+    let copied = caddy.iter().find_map(|line| line.strip_prefix("copy_headers ")).expect("copy_headers");
+    assert_eq!(lowered(copied.split_whitespace()), sent, "Caddy's copy_headers");
+    assert_holds_every_line(&caddy, &crate::helpers::caddy_site("usher:8080", "wiki:3000"), "Caddy");
+
+    let nginx = fenced_block(&readme, "nginx", "auth_request");
+    let from_usher = nginx.iter().filter_map(|line| line.split("$upstream_http_").nth(1));
+    let from_usher = from_usher.map(|name| name.trim_end_matches(';')).filter(|name| name.starts_with("remote_"));
+    assert_eq!(lowered(from_usher), sent, "nginx's auth_request_set");
+    let to_app = nginx.iter().filter_map(|line| line.strip_prefix("proxy_set_header "));
+    let to_app = to_app.filter_map(|rest| rest.split_whitespace().next()).filter(|name| name.starts_with("Remote-"));
+    assert_eq!(lowered(to_app), sent, "nginx's proxy_set_header");
+    assert_holds_every_line(&nginx, &crate::helpers::nginx_locations("usher:8080", "wiki:3000"), "nginx");
+}
+
+/// Header names in lower case, `_` read as `-`, sorted.
+fn lowered<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> =
+        names.into_iter().map(|name| name.trim().to_ascii_lowercase().replace('_', "-")).collect();
+    names.sort();
+    names
+}
+
+/// The trimmed lines of the README's first ```` ```lang ```` block that holds `marker`.
+fn fenced_block<'a>(readme: &'a str, lang: &str, marker: &str) -> Vec<&'a str> {
+    let opening = format!("```{lang}\n");
+    readme
+        .split(opening.as_str())
+        .skip(1)
+        .map(|rest| rest.split("\n```").next().unwrap_or_default())
+        .find(|block| block.contains(marker))
+        .unwrap_or_else(|| panic!("no ```{lang} block with {marker:?} in the README"))
+        .lines()
+        .map(str::trim)
+        .collect()
+}
+
+/// Every directive line of `tested` (comments and blank lines aside)
+/// appears in `block`, so the README shows what the tests run.
+#[track_caller]
+fn assert_holds_every_line(block: &[&str], tested: &str, proxy: &str) {
+    for line in tested.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')) {
+        assert!(block.contains(&line), "the README's {proxy} configuration lacks the tested line {line:?}");
+    }
+}
