@@ -24,6 +24,7 @@ mod logs;
 mod mail;
 mod mail_lease;
 mod outage;
+mod proxies;
 mod recovery;
 mod register;
 mod sessions;

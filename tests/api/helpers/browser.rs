@@ -140,6 +140,12 @@ impl Browser {
         read(request.send().await.expect("GET")).await
     }
 
+    /// POSTs `body` to an absolute URL (another host, say).
+    pub async fn post_url(&self, url: &str, content_type: &str, body: Vec<u8>) -> Page {
+        let request = self.client.post(url).header("content-type", content_type).body(body);
+        read(request.send().await.expect("POST")).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -4,6 +4,7 @@ mod app;
 mod browser;
 mod database;
 mod form;
+mod proxy;
 mod smtp_sink;
 
 pub use app::{
@@ -13,6 +14,7 @@ pub use app::{
 pub use browser::{Browser, Page, html_unescape};
 pub use database::{Backend, TestDatabase};
 pub use form::HtmlForm;
+pub use proxy::{Proxy, ProxyKind, Seen, Upstream, caddy_site, nginx_locations};
 pub use smtp_sink::{MailSink, ReceivedMail};
 
 /// The parent domain of guarded apps in tests: every name below it is
