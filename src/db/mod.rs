@@ -5,6 +5,7 @@ mod connection;
 pub mod email_changes;
 pub mod email_tokens;
 pub mod faults;
+pub mod groups;
 pub mod leases;
 mod migrations;
 pub mod outbox;
