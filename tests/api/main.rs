@@ -16,6 +16,7 @@ mod deletion;
 mod email_change;
 mod export;
 mod faults;
+mod groups;
 mod headers;
 mod idn;
 mod login;
