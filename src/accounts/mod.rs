@@ -14,10 +14,12 @@
 //! | a person changes their address (or undoes it) | `email_change.rs` |
 //! | an account is deleted (by its owner or admin) | `deletion.rs`     |
 //! | a second factor is turned on, used or off    | `two_factor.rs`   |
+//! | an administrator creates or fills a group    | `groups.rs`       |
 
 mod admin;
 mod deletion;
 mod email_change;
+mod groups;
 mod password;
 mod sessions;
 mod two_factor;
@@ -28,6 +30,7 @@ pub use deletion::{DeletedBy, delete_account};
 pub use email_change::{
     EmailChangeRefusal, cancel_email_change, confirm_email_change, request_email_change, revert_email_change,
 };
+pub use groups::{GroupRefusal, add_to_group, create_group, remove_from_group};
 pub use password::{PasswordSet, set_password};
 pub use sessions::{EndSessions, end_sessions};
 pub use two_factor::{

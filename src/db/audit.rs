@@ -41,11 +41,17 @@ pub enum EventKind {
     RecoveryCodesRenewed,
     /// A recovery code was used to sign in.
     RecoveryCodeUsed,
+    /// An administrator created a group; its name is the detail.
+    GroupCreated,
+    /// An administrator put the account in a group (the detail).
+    AddedToGroup,
+    /// An administrator took the account out of a group (the detail).
+    RemovedFromGroup,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 27] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -70,6 +76,9 @@ impl EventKind {
         Self::TwoFactorDisabled,
         Self::RecoveryCodesRenewed,
         Self::RecoveryCodeUsed,
+        Self::GroupCreated,
+        Self::AddedToGroup,
+        Self::RemovedFromGroup,
     ];
 
     /// The kind stored as `name`, if there is one.
@@ -103,6 +112,9 @@ impl EventKind {
             Self::TwoFactorDisabled => "two-step sign-in turned off",
             Self::RecoveryCodesRenewed => "new recovery codes",
             Self::RecoveryCodeUsed => "recovery code used",
+            Self::GroupCreated => "group created",
+            Self::AddedToGroup => "added to group",
+            Self::RemovedFromGroup => "removed from group",
         }
     }
 }

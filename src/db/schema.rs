@@ -152,11 +152,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    groups (id) {
+        id -> BigInt,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> BigInt,
+        user_id -> BigInt,
+        added_at -> BigInt,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(email_changes -> users (user_id));
 diesel::joinable!(two_factor -> users (user_id));
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     email_tokens,
@@ -168,5 +186,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     throttle_hits,
     two_factor,
     recovery_codes,
-    second_factor_challenges
+    second_factor_challenges,
+    groups,
+    group_members
 );

@@ -13,13 +13,13 @@ use crate::db::DbConnection;
 use crate::db::audit::{self, EventFilter, EventKind, EventRow};
 use crate::db::outbox::{self, OutboxRow};
 use crate::db::users::{ListFilter, PageFrom, User, tombstone_name};
-use crate::db::{now, two_factor};
+use crate::db::{groups, now, two_factor};
 use crate::domain::{Approval, EmailAddress};
 use crate::mail::messages::{MailKind, plain_error};
 use crate::mail::requeue_dead;
 use crate::state::AppState;
 use crate::web::return_to::{DEFAULT_RETURN, safe_path};
-use crate::web::{AppError, ClientInfo, Flash, Form, Moment, PageContext, redirect_with_flash, render};
+use crate::web::{AppError, ClientInfo, Flash, Form, FormErrors, Moment, PageContext, redirect_with_flash, render};
 
 const PAGE_SIZE: i64 = 50;
 /// The navigation counts people waiting up to this, then says "99+".
@@ -167,15 +167,16 @@ impl From<OutboxRow> for FailedMailView {
 
 /// The admin pages' navigation: which page this is, and how many people
 /// wait for approval.
-pub struct AdminNav {
-    current: &'static str,
+pub(super) struct AdminNav {
+    pub(super) current: &'static str,
     /// How many wait, in words: "" for none, "7", or "99+" from 100 on.
-    waiting: String,
+    pub(super) waiting: String,
 }
 
-/// The navigation for the admin page `current` ("waiting", "users" or
-/// "events"), read in the page's own database job (one trip, not two).
-fn admin_nav(conn: &mut DbConnection, current: &'static str) -> diesel::QueryResult<AdminNav> {
+/// The navigation for the admin page `current` ("waiting", "users",
+/// "groups" or "events"), read in the page's own database job (one trip,
+/// not two).
+pub(super) fn admin_nav(conn: &mut DbConnection, current: &'static str) -> diesel::QueryResult<AdminNav> {
     let waiting = match User::count_waiting(conn, WAITING_COUNTED_UP_TO)? {
         0 => String::new(),
         n if n >= WAITING_COUNTED_UP_TO => format!("{}+", WAITING_COUNTED_UP_TO - 1),
@@ -221,6 +222,13 @@ struct UserPage {
     events: Vec<EventView>,
     /// Recovery codes left when two-step sign-in is on; `None` when off.
     two_factor: Option<i64>,
+    /// The stored groups the account is in, each with a button that takes
+    /// it out (`admins`, the administrator flag, is shown apart).
+    groups: Vec<String>,
+    /// The groups it could be put in: every other one.
+    joinable: Vec<String>,
+    /// The mistakes of the group forms, after one was sent.
+    errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -347,13 +355,30 @@ fn list_query(filter: ListFilter, q: &str, place: Option<(&str, &str)>) -> Strin
     serde_urlencoded::to_string(fields.chain(place).collect::<Vec<_>>()).unwrap_or_default()
 }
 
+/// `GET /admin/users/{id}`: the account, its groups and its recent events.
 pub async fn user(
     admin: AdminUser,
     ctx: PageContext,
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
+    user_page(&state, ctx, admin.user_id, id.into_inner(), StatusCode::OK, FormErrors::default()).await
+}
+
+/// The page of the account `id` as the administrator `admin_id` sees it,
+/// with `status` and the group forms' `errors` (none on a plain visit).
+///
+/// # Errors
+/// `AppError::NotFound` for an account that never existed; a deleted
+/// one shows its tombstone.
+pub(super) async fn user_page(
+    state: &AppState,
+    ctx: PageContext,
+    admin_id: i64,
+    id: i64,
+    status: StatusCode,
+    errors: FormErrors,
+) -> Result<HttpResponse, AppError> {
     let found = state
         .db
         .run(move |conn| {
@@ -363,16 +388,19 @@ pub async fn user(
                 true => Some(two_factor::codes_left(conn, id)?),
                 false => None,
             };
-            Ok(Some((user, event_views(conn, rows)?, admin_nav(conn, "users")?, two_factor)))
+            let in_groups = groups::member_names(conn, id)?;
+            let all_groups = groups::names(conn)?;
+            Ok(Some((user, event_views(conn, rows)?, admin_nav(conn, "users")?, two_factor, in_groups, all_groups)))
         })
         .await?;
-    let Some((user, events, nav, two_factor)) = found else {
+    let Some((user, events, nav, two_factor, groups, all_groups)) = found else {
         return Err(AppError::NotFound);
     };
     let back = format!("/admin/users/{}", user.id);
-    let user = UserView::new(user, admin.user_id, &AdminAction::ALL);
-    let page = UserPage { ctx, nav, user, back, events, two_factor };
-    Ok(render(StatusCode::OK, &page))
+    let user = UserView::new(user, admin_id, &AdminAction::ALL);
+    let joinable = all_groups.into_iter().filter(|name| !groups.contains(name)).collect();
+    let page = UserPage { ctx, nav, user, back, events, two_factor, groups, joinable, errors };
+    Ok(render(status, &page))
 }
 
 /// `GET /admin/events`: the event log, newest first, by kind and by account.

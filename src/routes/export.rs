@@ -15,6 +15,7 @@
 //!                "disabled_at": null, "created_at": "…", "last_sign_in_at": "…" | null },
 //!   "pending_email_change": { "new_email": "…", "requested_at": "…", "expires_at": "…" } | null,
 //!   "two_step_sign_in": { "turned_on_at": "…", "recovery_codes_left": 9 } | null,
+//!   "groups": [ "staff", "wiki-editors" ] (an administrator is in `admins` too: see "administrator"),
 //!   "sessions": [ { "started_at": "…", "last_seen_at": "…", "browser": "Firefox on Linux",
 //!                   "user_agent": "…", "ip": "…", "keep_signed_in": false, "this_browser": true } ],
 //!   "events": [ { "at": "…", "event": "signed in", "ip": "…" (empty for an administrator's action),
@@ -34,7 +35,7 @@ use crate::db::audit::{self, EventKind, EventRow};
 use crate::db::email_changes::{self, EmailChange};
 use crate::db::sessions::{self, SessionRow};
 use crate::db::users::User;
-use crate::db::{now, two_factor};
+use crate::db::{groups, now, two_factor};
 use crate::domain::{Approval, describe_browser};
 use crate::state::AppState;
 use crate::web::{AppError, Form, PageContext, render};
@@ -52,6 +53,8 @@ struct Export {
     pending_email_change: Option<PendingChangeData>,
     /// Whether two-step sign-in is on; never its key or codes.
     two_step_sign_in: Option<TwoStepData>,
+    /// The groups an administrator put the account in, sorted.
+    groups: Vec<String>,
     sessions: Vec<SessionEntry>,
     events: Vec<EventData>,
 }
@@ -189,7 +192,7 @@ pub async fn download(
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = user.user_id;
-    let (account, pending, two_step, session_rows, event_rows) = state
+    let (account, pending, two_step, groups, session_rows, event_rows) = state
         .db
         .run_idempotent(move |conn| {
             let now = now();
@@ -204,6 +207,7 @@ pub async fn download(
                 User::find(conn, user_id)?,
                 email_changes::pending_for(conn, user_id, now)?,
                 two_step,
+                groups::member_names(conn, user_id)?,
                 sessions::list_live_for_user(conn, user_id, now)?,
                 audit::latest_for_user(conn, user_id, MAX_EVENTS)?,
             ))
@@ -218,6 +222,7 @@ pub async fn download(
         account: AccountData::from(&account),
         pending_email_change: pending.map(PendingChangeData::from),
         two_step_sign_in: two_step,
+        groups,
         sessions: session_rows.into_iter().map(|row| session_entry(row, current.as_deref())).collect(),
         events: event_rows.into_iter().map(event_data).collect(),
     };

@@ -6,6 +6,7 @@ mod delete_account;
 mod email_change;
 mod export;
 mod forward_auth;
+mod groups;
 mod health;
 mod home;
 mod login;
@@ -75,13 +76,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin").get(admin::dashboard))
         .service(web::resource("/admin/users").get(admin::users))
         .service(web::resource("/admin/users/{id}").get(admin::user))
-        // Before the generic action route, which would take it for an action's name.
+        // Before the generic action route, which would take them for an action's name.
         .service(
             web::resource("/admin/users/{id}/reset-two-factor")
                 .get(admin::confirm_reset_two_factor)
                 .post(admin::reset_two_factor),
         )
+        .service(web::resource("/admin/users/{id}/groups").get(groups::to_user_page).post(groups::add_member))
+        .service(
+            web::resource("/admin/users/{id}/groups/{name}/remove")
+                .get(groups::to_user_page)
+                .post(groups::remove_member),
+        )
         .service(web::resource("/admin/users/{id}/{action}").get(admin::confirm).post(admin::act))
+        .service(web::resource("/admin/groups").get(groups::list).post(groups::create))
         .service(web::resource("/admin/events").get(admin::events))
         .service(web::resource("/admin/mail/{id}/retry").route(go_to("/admin")).post(admin::retry_mail))
         .service(web::resource("/healthz").get(health::live))

@@ -17,6 +17,7 @@ mod email_change;
 mod export;
 mod faults;
 mod forward_auth;
+mod groups;
 mod headers;
 mod idn;
 mod login;

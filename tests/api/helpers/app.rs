@@ -222,6 +222,13 @@ impl TestApp {
             .select((second_factor_challenges::id_hash, second_factor_challenges::user_id))
             .load(&mut conn)
             .unwrap();
+        use usher::db::schema::{group_members, groups};
+        let group_rows: Vec<(i64, String, i64)> =
+            groups::table.select((groups::id, groups::name, groups::created_at)).load(&mut conn).unwrap();
+        let members: Vec<(i64, i64, i64)> = group_members::table
+            .select((group_members::group_id, group_members::user_id, group_members::added_at))
+            .load(&mut conn)
+            .unwrap();
         let binary = tokens
             .iter()
             .map(|t| t.secret_hash.clone())
@@ -232,7 +239,8 @@ impl TestApp {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect::<Vec<_>>();
         format!(
-            "{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{second_factors:?}\n{recovery:?}\n{challenges:?}\n{binary:?}"
+            "{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{second_factors:?}\n{recovery:?}\n{challenges:?}\n\
+             {group_rows:?}\n{members:?}\n{binary:?}"
         )
     }
 }
