@@ -40,6 +40,12 @@ policy = "groups"
 groups = ["admins"]
 
 [[rule]]
+host = "wiki.usher.localhost"
+path = "/staff"
+policy = "groups"
+groups = ["staff", "ops"]
+
+[[rule]]
 host = "*.usher.localhost"
 policy = "signed_in"
 
@@ -273,6 +279,24 @@ async fn a_groups_rule_lets_only_its_members_in_and_says_why_not(backend: Backen
     let allowed = ask_forward(&app, &root, "GET", &admin_page, &[]).await;
     assert_eq!(allowed.status, StatusCode::OK);
     assert_eq!(header(&allowed, "remote-groups").as_deref(), Some("admins"));
+
+    // Groups an administrator manages: in on the next request, out on the one after.
+    let staff_page = format!("{WIKI}/staff/rota");
+    assert_eq!(ask_forward(&app, &ann, "GET", &staff_page, &[]).await.status, StatusCode::FORBIDDEN);
+    for name in ["staff", "wiki-editors"] {
+        root.submit("/admin/groups", "/admin/groups", &[("name", name)]).await.assert_redirects_to("/admin/groups");
+    }
+    let id = app.user_id("ann@example.com");
+    let user_page = format!("/admin/users/{id}");
+    for name in ["wiki-editors", "staff"] {
+        let added = root.submit(&user_page, &format!("/admin/users/{id}/groups"), &[("group", name)]).await;
+        added.assert_redirects_to(&user_page);
+    }
+    let allowed = ask_forward(&app, &ann, "GET", &staff_page, &[]).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(header(&allowed, "remote-groups").as_deref(), Some("staff,wiki-editors"));
+    root.submit(&user_page, &format!("/admin/users/{id}/groups/staff/remove"), &[]).await;
+    assert_eq!(ask_forward(&app, &ann, "GET", &staff_page, &[]).await.status, StatusCode::FORBIDDEN);
 }
 
 async fn path_tricks_cannot_walk_around_a_prefix_rule(backend: Backend) {

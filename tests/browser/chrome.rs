@@ -291,6 +291,11 @@ impl Chrome {
         self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
+    /// The address the browser shows.
+    pub async fn current_url(&self) -> url::Url {
+        self.client.current_url().await.expect("current url")
+    }
+
     /// The computed `font-family` of the first element matching `css`.
     pub async fn font_family(&self, css: &str) -> String {
         let script = "return getComputedStyle(document.querySelector(arguments[0])).fontFamily";

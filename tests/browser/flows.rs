@@ -2,7 +2,9 @@
 //! browser; every page it passes gets the checks of `Chrome::check_page`.
 
 use crate::chrome::{Chrome, link_in, tools};
-use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, PASSWORD, Proxy, ProxyKind, TestApp, Upstream, spawn_app, spawn_app_with, spawn_guarding_app,
+};
 
 const NEW_PASSWORD: &str = "copper lantern meadow 77";
 
@@ -591,5 +593,63 @@ async fn set_up_two_step_sign_in_then_sign_in_with_a_code() {
     chrome.wait_for_path("/account").await;
     assert_eq!(chrome.flash().await, "You signed in with a recovery code. 9 recovery codes are left.");
 
+    chrome.finish().await;
+}
+
+/// A wiki behind real nginx, then real Caddy, guarded by Usher: Chromium
+/// opens a page of it, lands on Usher's sign-in page, signs in, and
+/// arrives back at the page it asked for (through the continue page, which
+/// the CSP's `form-action 'self'` makes necessary), served with its
+/// identity. A page for administrators only shows Usher's 403 page, styled
+/// by Usher's stylesheet from Usher's host. Signing out ends access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_app_sends_people_to_sign_in_and_back() {
+    const RULES: &str = r#"
+[[rule]]
+host = "wiki.usher.localhost"
+path = "/admin"
+policy = "groups"
+groups = ["admins"]
+
+[[rule]]
+host = "wiki.usher.localhost"
+policy = "signed_in"
+"#;
+    let Some(tools) = tools() else { return };
+    let app = spawn_guarding_app(Backend::Sqlite, RULES, &[]).await;
+    let usher_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let email = "barbara@example.com";
+    app.register_verified(email).await;
+    let upstream = Upstream::start().await;
+    let chrome = Chrome::start(tools, &app.address).await;
+    for kind in [ProxyKind::Nginx, ProxyKind::Caddy] {
+        let Some(proxy) = Proxy::start(kind, usher_port, upstream.port) else { return };
+        chrome.open_url(&proxy.url("/docs/page?x=1")).await;
+        chrome.wait_for_path("/login").await;
+        assert_eq!(chrome.current_url().await.host_str(), Some("auth.usher.localhost"), "{kind:?}");
+        chrome.check_page("sign-in-for-a-guarded-app").await;
+        chrome.fill("email", email).await;
+        chrome.fill("password", PASSWORD).await;
+        chrome.press("Sign in").await;
+        chrome.wait_for_path("/docs/page").await;
+        let arrived = chrome.current_url().await;
+        assert_eq!((arrived.host_str(), arrived.query()), (Some("wiki.usher.localhost"), Some("x=1")), "{kind:?}");
+        let served = chrome.text("body").await;
+        let id = app.user_id(email).to_string();
+        assert!(served.contains(&format!("[\"remote-user\",\"{id}\"]")), "{kind:?}: the app saw {served}");
+
+        chrome.open_url(&proxy.url("/admin/settings")).await;
+        chrome.wait_for_path("/admin/settings").await;
+        assert_eq!(chrome.text("h1").await, "No access");
+        let styled = chrome.font_family("body").await;
+        assert!(styled.contains("system-ui"), "{kind:?}: Usher's stylesheet applies on the app's host: {styled}");
+
+        chrome.follow("Go to your account").await;
+        chrome.wait_for_path("/account").await;
+        chrome.press("Sign out").await;
+        chrome.wait_for_path("/").await;
+        chrome.open_url(&proxy.url("/docs/page?x=1")).await;
+        chrome.wait_for_path("/login").await;
+    }
     chrome.finish().await;
 }

@@ -222,6 +222,8 @@ pub fn nginx_locations(usher: &str, app: &str) -> String {
             # Not signed in: Usher answers 401 with the sign-in page as Location.
             auth_request_set $usher_location $upstream_http_location;
             error_page 401 =302 $usher_location;
+            # Not allowed: Usher's page saying why, instead of nginx's own.
+            error_page 403 /usher-denied;
 
             # Always replaces what the client sent; an empty value sends none.
             proxy_set_header Remote-User $usher_user;
@@ -237,6 +239,17 @@ pub fn nginx_locations(usher: &str, app: &str) -> String {
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
             proxy_set_header X-Original-Method $request_method;
+        }}
+
+        location = /usher-denied {{
+            internal;
+            proxy_pass http://{usher}/auth/forward;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header X-Forwarded-Uri $request_uri;
         }}"#
     )
 }
