@@ -76,6 +76,11 @@ impl SessionData {
         self.0.get(CSRF).ok().flatten()
     }
 
+    /// Whether the person asked to be kept signed in ("remember me").
+    pub fn remembered(&self) -> bool {
+        self.0.get(REMEMBER).ok().flatten().unwrap_or(false)
+    }
+
     /// Names this session on the account page (not a secret).
     pub fn public_id(&self) -> Option<String> {
         self.0.get(PUBLIC_ID).ok().flatten()

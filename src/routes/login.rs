@@ -92,6 +92,10 @@ pub async fn show(
         let mut response = redirect(&target);
         if safe_path(&target).is_none() {
             issue_forward_cookie(&req, &mut response)?;
+            if SessionData::of(&req).remembered() {
+                // The new cookie lasts as the session does.
+                response.extensions_mut().insert(crate::web::cookies::RememberMe);
+            }
         }
         return Ok(response);
     }

@@ -389,7 +389,11 @@ async fn a_pending_second_factor_is_not_signed_in(backend: Backend) {
 
 async fn a_session_signed_in_before_gets_a_forward_cookie_on_the_way_back(backend: Backend) {
     let app = spawn_guarding_app(backend, RULES, &[]).await;
-    let ann = signed_in(&app, "ann@example.com").await;
+    app.register_verified("ann@example.com").await;
+    let ann = app.browser();
+    let fields = [("email", "ann@example.com"), ("password", PASSWORD), ("remember_me", "on")];
+    let signed = ann.submit("/login", "/login", &fields).await;
+    assert!(signed.set_cookie("usher_forward").unwrap().contains("Max-Age="), "kept as long as the session");
     // The forward-auth cookie is gone (cleared by the browser, say), the session is not.
     ann.forget_cookie("usher_forward", "usher.localhost");
     let page_url = format!("{WIKI}/page");
@@ -398,7 +402,8 @@ async fn a_session_signed_in_before_gets_a_forward_cookie_on_the_way_back(backen
     let back = ann.get_url(asked.location().unwrap(), &[]).await;
     assert_eq!(back.status, StatusCode::SEE_OTHER, "straight on, no sign-in form");
     assert_eq!(back.location(), Some(page_url.as_str()));
-    assert!(back.set_cookie("usher_forward").is_some());
+    let reissued = back.set_cookie("usher_forward").expect("a new forward-auth cookie");
+    assert!(reissued.contains("Max-Age="), "still kept as long as the remembered session: {reissued}");
     assert_eq!(ask_forward(&app, &ann, "GET", &page_url, &[]).await.status, StatusCode::OK);
 }
 
