@@ -213,13 +213,21 @@ fn rotate_encryption_key(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn check_rules(url: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    use crate::forward_auth::{AccessRules, OriginalRequest, Policy, RuleVerdict};
+    use crate::forward_auth::{AccessRules, OriginalRequest, Policy, RuleVerdict, TargetProblem};
     let rules = AccessRules::load(path)?;
     println!("{}: {} rule(s), all valid", path.display(), rules.rules.len());
     let header = |name: &str| (name == "x-original-url").then_some(url);
-    let request = OriginalRequest::from_original_url(header).map_err(|problem| anyhow::anyhow!("--url: {problem}"))?;
-    println!("host {}, path {}", request.host, request.path);
-    let tried = rules.explain(&request.host, &request.path);
+    let request = OriginalRequest::from_original_url(header).map_err(|problem| match problem {
+        TargetProblem::Path(problem) => anyhow::anyhow!("--url: its path {problem}: refused"),
+        _ => anyhow::anyhow!("--url: give an absolute URL such as https://wiki.example.com/page"),
+    })?;
+    let path = match &request.path {
+        Ok(path) => path.clone(),
+        Err(problem) if rules.path_matters(&request.host) => anyhow::bail!("--url: its path {problem}: refused"),
+        Err(_) => "/".to_owned(),
+    };
+    println!("host {}, path {path}", request.host);
+    let tried = rules.explain(&request.host, &path);
     for (rule, verdict) in &tried {
         let path = rule.path.as_deref().unwrap_or("any path");
         let why = match verdict {

@@ -347,8 +347,7 @@ impl Config {
 fn check_cookie_domain(settings: &Settings, public_url: &Url) -> anyhow::Result<()> {
     let Some(domain) = &settings.cookie_domain else { return Ok(()) };
     let host = public_url.host_str().and_then(crate::forward_auth::normalise_host).unwrap_or_default();
-    let within = host == *domain || host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.ends_with('.'));
-    if !within {
+    if !crate::forward_auth::within_domain(&host, domain) {
         anyhow::bail!("USHER_COOKIE_DOMAIN: {domain} does not contain Usher's own host {host} (USHER_PUBLIC_URL)");
     }
     Ok(())

@@ -101,6 +101,16 @@ impl Application {
         if config.settings.public_url.is_none() {
             config.public_url = url::Url::parse(&format!("http://{address}"))?;
         }
+        if let Some(rules) = &config.access_rules {
+            if config.settings.trusted_proxies.is_empty() {
+                tracing::warn!(
+                    "USHER_ACCESS_RULES is set but USHER_TRUSTED_PROXIES is not: forward authentication refuses every proxy"
+                );
+            }
+            if rules.rules.is_empty() {
+                tracing::warn!("USHER_ACCESS_RULES holds no [[rule]]: forward authentication denies every request");
+            }
+        }
         if !config.settings.throttle {
             tracing::warn!("USHER_THROTTLE=off: rate limits are disabled; use this for tests and benchmarks only");
         }

@@ -17,9 +17,12 @@ pub(crate) const CSRF: &str = "csrf";
 pub(crate) const USER_AGENT: &str = "user_agent";
 pub(crate) const IP: &str = "ip";
 pub(crate) const PUBLIC_ID: &str = "public_id";
-/// SHA-256 of the forward-auth cookie's id (base64url), once issued; the
-/// store keeps it in its own indexed column too.
+/// SHA-256 of the forward-auth cookie's id (base64url), once issued. The
+/// store keeps it in its own indexed column, which is the truth: each load
+/// reads it from there (a flow that ends other ways in may have cleared it).
 pub(crate) const FORWARD_ID_HASH: &str = "forward_id_hash";
+/// The forward-auth id hash as this request loaded it; never stored.
+pub(crate) const LOADED_FORWARD_ID_HASH: &str = "loaded_forward_id_hash";
 /// The account as the session store loaded it for this request; never stored.
 pub(crate) const ACCOUNT: &str = "account";
 
@@ -104,10 +107,13 @@ impl SessionData {
     }
 
     /// Moves the session to a new id (and CSRF token), keeping everything
-    /// else, including when it started: after a password change.
+    /// else, including when it started: after a password change. Its
+    /// forward-auth id goes (its next way to a guarded app issues another),
+    /// so a copy of the old cookie opens nothing.
     pub fn renew(req: &HttpRequest) -> Result<(), actix_session::SessionInsertError> {
         let session = req.get_session();
         session.renew();
+        session.remove(FORWARD_ID_HASH);
         session.insert(CSRF, URL_SAFE_NO_PAD.encode(random_secret::<32>()))
     }
 
@@ -116,7 +122,7 @@ impl SessionData {
     /// its SHA-256 is stored; an older id stops working.
     pub fn issue_forward_id(req: &HttpRequest) -> Result<String, actix_session::SessionInsertError> {
         let id = URL_SAFE_NO_PAD.encode(random_secret::<32>());
-        req.get_session().insert(FORWARD_ID_HASH, forward_id_hash(&id))?;
+        req.get_session().insert(FORWARD_ID_HASH, URL_SAFE_NO_PAD.encode(forward_id_hash(&id)))?;
         Ok(id)
     }
 
@@ -126,8 +132,8 @@ impl SessionData {
     }
 }
 
-/// How a forward-auth id is stored and looked up: its SHA-256, base64url.
-pub fn forward_id_hash(id: &str) -> String {
+/// How a forward-auth id is stored and looked up: its SHA-256.
+pub fn forward_id_hash(id: &str) -> Vec<u8> {
     use sha2::Digest;
-    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(id.as_bytes()))
+    sha2::Sha256::digest(id.as_bytes()).to_vec()
 }

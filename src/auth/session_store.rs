@@ -16,8 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::session::{
-    ACCOUNT, FORWARD_ID_HASH, IP, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT, USER_ID,
-    forward_id_hash,
+    ACCOUNT, FORWARD_ID_HASH, IP, LOADED_FORWARD_ID_HASH, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT,
+    USER_ID, forward_id_hash,
 };
 use crate::db::sessions::{self, NewSession, SessionRow};
 use crate::db::users::User;
@@ -85,6 +85,13 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
         return Ok(None);
     }
     let Ok(mut state) = serde_json::from_str::<State>(&session.state) else { return Ok(None) };
+    // The column decides: a flow that ended other ways in may have cleared it.
+    state.remove(FORWARD_ID_HASH);
+    if let Some(hash) = &session.forward_id_hash {
+        let encoded = serde_json::to_string(&URL_SAFE_NO_PAD.encode(hash)).unwrap_or_default();
+        state.insert(FORWARD_ID_HASH.to_owned(), encoded.clone());
+        state.insert(LOADED_FORWARD_ID_HASH.to_owned(), encoded);
+    }
     let account = LoadedAccount {
         is_admin: user.is_admin,
         status: user.state().describe().to_owned(),
@@ -127,7 +134,7 @@ pub fn forward_auth_account(
     forward_id: &str,
     policy: SessionPolicy,
 ) -> diesel::QueryResult<Option<(User, bool)>> {
-    let Ok(hash) = URL_SAFE_NO_PAD.decode(forward_id_hash(forward_id)) else { return Ok(None) };
+    let hash = forward_id_hash(forward_id);
     let now = now();
     let Some((session, user, two_factor_since)) = sessions::find_live_by_forward_id(conn, &hash, now)? else {
         return Ok(None);
@@ -191,6 +198,7 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, mut state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
         state.remove(ACCOUNT);
+        state.remove(LOADED_FORWARD_ID_HASH);
         let key = new_session_key();
         let id_hash = hash_key(key.as_ref());
         let policy = self.policy;
@@ -209,12 +217,19 @@ impl SessionStore for DbSessionStore {
         _ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
         state.remove(ACCOUNT);
+        let loaded = state.remove(LOADED_FORWARD_ID_HASH);
         let id_hash = hash_key(key.as_ref());
+        // Written only when this request changed it: a request that loaded
+        // the session earlier must not bring back an id issued since.
+        let changed = state.get(FORWARD_ID_HASH) != loaded.as_ref();
+        let forward_id_hash = changed.then(|| forward_id_hash_of(&state));
         let json = serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let forward_id_hash = forward_id_hash_of(&state);
         let updated = self
             .db
-            .run_idempotent(move |conn| sessions::update_state(conn, &id_hash, &json, forward_id_hash.as_deref()))
+            .run_idempotent(move |conn| {
+                let forward = forward_id_hash.as_ref().map(Option::as_deref);
+                sessions::update_state(conn, &id_hash, &json, forward)
+            })
             .await
             .map_err(|e| UpdateError::Other(e.into()))?;
         if updated == 0 {

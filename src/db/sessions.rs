@@ -86,16 +86,21 @@ pub fn touch(conn: &mut DbConnection, id_hash: &[u8], now: i64, idle_expires_at:
     Ok(())
 }
 
-/// Stores the session's state and the forward-auth id hash it carries.
+/// Stores the session's state, and with `Some`, a new forward-auth id hash
+/// (`Some(None)`: none).
 pub fn update_state(
     conn: &mut DbConnection,
     id_hash: &[u8],
     state: &str,
-    forward_id_hash: Option<&[u8]>,
+    forward_id_hash: Option<Option<&[u8]>>,
 ) -> QueryResult<usize> {
-    diesel::update(sessions::table.find(id_hash))
-        .set((sessions::state.eq(state), sessions::forward_id_hash.eq(forward_id_hash)))
-        .execute(conn)
+    let row = sessions::table.find(id_hash);
+    match forward_id_hash {
+        Some(forward) => {
+            diesel::update(row).set((sessions::state.eq(state), sessions::forward_id_hash.eq(forward))).execute(conn)
+        }
+        None => diesel::update(row).set(sessions::state.eq(state)).execute(conn),
+    }
 }
 
 pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
@@ -123,10 +128,16 @@ pub fn delete_by_public_id(conn: &mut DbConnection, user_id: i64, public_id: &st
         .execute(conn)
 }
 
-/// Ends every session of the user but the one named `keep`.
+/// Ends every session of the user but the one named `keep`, and every way
+/// into guarded apps: `keep` loses its forward-auth id too (a copy of that
+/// cookie may be what someone else holds), and gets a new one on its next
+/// way to a guarded app.
 pub fn delete_others(conn: &mut DbConnection, user_id: i64, keep: &str) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::public_id.ne(keep)))
-        .execute(conn)
+    let mine = sessions::table.filter(sessions::user_id.eq(user_id));
+    diesel::update(mine.filter(sessions::public_id.eq(keep)))
+        .set(sessions::forward_id_hash.eq(None::<Vec<u8>>))
+        .execute(conn)?;
+    diesel::delete(mine.filter(sessions::public_id.ne(keep))).execute(conn)
 }
 
 /// Keeps the user's `keep` newest sessions and deletes the rest.

@@ -9,7 +9,7 @@ mod rules;
 mod target;
 
 pub use rules::{AccessRules, HostPattern, Policy, Rule, RuleVerdict};
-pub use target::{OriginalRequest, PathProblem, TargetProblem, normalise_host, normalise_path};
+pub use target::{OriginalRequest, PathProblem, TargetProblem, normalise_host, normalise_path, within_domain};
 
 use crate::domain::{ADMINS, SignInBlock};
 
@@ -56,7 +56,8 @@ impl Identity {
     /// The identity of an account with `member_of` (its groups' names) and
     /// the administrator flag, which stands for the read-only `admins` group.
     pub fn new(user_id: i64, email: String, is_admin: bool, member_of: Vec<String>) -> Self {
-        let mut groups = member_of;
+        // `admins` is the flag's alone, whatever a stored group is called.
+        let mut groups: Vec<String> = member_of.into_iter().filter(|group| group != ADMINS).collect();
         if is_admin {
             groups.push(ADMINS.to_owned());
         }
@@ -109,6 +110,8 @@ mod tests {
         let ann = Identity::new(7, "ann@example.com".into(), false, vec!["staff".into()]);
         let bob = Identity::new(8, "bob@example.com".into(), true, vec!["zeta".into(), "ops".into()]);
         assert_eq!(bob.groups, ["admins", "ops", "zeta"]);
+        let stored_admins = Identity::new(9, "cy@example.com".into(), false, vec!["admins".into()]);
+        assert!(stored_admins.groups.is_empty(), "only the flag makes an administrator");
         let ready = |identity: &Identity| Some((identity.clone(), Standing::Ready));
         assert_eq!(judge(&staff, ready(&ann)), Verdict::Allow(Some(ann.clone())));
         assert_eq!(judge(&staff, ready(&bob)), Verdict::Deny(Denial::NotInGroups(vec!["staff".into()])));

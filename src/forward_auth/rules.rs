@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::target::{normalise_host, normalise_path};
+use super::target::{normalise_host, normalise_path, within_domain};
 use crate::domain::GroupName;
 
 /// What a matching rule asks of the request.
@@ -43,9 +43,19 @@ impl HostPattern {
     fn matches(&self, host: &str) -> bool {
         match self {
             Self::Exact(name) => host == name,
-            Self::Below(domain) => {
-                host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.'))
-            }
+            Self::Below(domain) => host != domain && within_domain(host, domain),
+        }
+    }
+}
+
+impl HostPattern {
+    /// Whether every host `other` matches, this matches too.
+    fn covers(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (Self::Exact(name), Self::Exact(other)) => name == other,
+            (Self::Below(domain), Self::Exact(name)) => self.matches(name) && name != domain,
+            (Self::Below(domain), Self::Below(other)) => within_domain(other, domain),
+            (Self::Exact(_), Self::Below(_)) => false,
         }
     }
 }
@@ -70,6 +80,21 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether this rule, tried first, decides every request `later` covers.
+    fn shadows(&self, later: &Rule) -> bool {
+        let paths = match (&self.path, &later.path) {
+            _ if self.covers_path_of_any() => true,
+            (Some(prefix), Some(other)) => self.covers_path(other) && other.starts_with(prefix.as_str()),
+            _ => false,
+        };
+        self.host.covers(&later.host) && paths
+    }
+
+    /// Whether this rule covers every path.
+    fn covers_path_of_any(&self) -> bool {
+        matches!(self.path.as_deref(), None | Some("/"))
+    }
+
     /// Whether `path` (normalised) is `prefix` or lies below it: `/admin`
     /// covers `/admin` and `/admin/x`, never `/administrator`.
     fn covers_path(&self, path: &str) -> bool {
@@ -112,11 +137,12 @@ impl AccessRules {
     /// Parses the rules from TOML text.
     ///
     /// # Errors
-    /// A message naming the line: TOML syntax, an unknown key, or a rule
-    /// whose host, path, policy or groups is not valid.
+    /// A message naming the line: TOML syntax, an unknown key, a rule whose
+    /// host, path, policy or groups is not valid, or a rule never used
+    /// because an earlier one decides every request it covers.
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: RulesFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let rules = file
+        let rules: Vec<Rule> = file
             .rule
             .into_iter()
             .map(|spanned| {
@@ -124,12 +150,27 @@ impl AccessRules {
                 check_rule(spanned.into_inner(), line).map_err(|problem| format!("line {line}: {problem}"))
             })
             .collect::<Result<_, _>>()?;
+        for (index, rule) in rules.iter().enumerate() {
+            if let Some(earlier) = rules[..index].iter().find(|earlier| earlier.shadows(rule)) {
+                return Err(format!(
+                    "line {}: this rule is never used: the rule on line {} comes first and covers every request it would",
+                    rule.line, earlier.line
+                ));
+            }
+        }
         Ok(Self { rules })
     }
 
     /// The first rule covering `host` (normalised) and `path` (normalised).
     pub fn find(&self, host: &str, path: &str) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.host.matches(host) && rule.covers_path(path))
+    }
+
+    /// Whether the path can change which rule decides for `host`: false
+    /// when the first rule for the host covers every path (or none does).
+    pub fn path_matters(&self, host: &str) -> bool {
+        let first = self.rules.iter().find(|rule| rule.host.matches(host));
+        first.is_some_and(|rule| !rule.covers_path_of_any())
     }
 
     /// Each rule tried for `host` and `path` up to the one that decides,
@@ -220,6 +261,9 @@ fn check_host(host: &str) -> Result<HostPattern, String> {
 }
 
 fn check_path(path: &str) -> Result<String, String> {
+    if path.contains(['?', '#']) {
+        return Err(format!("path {path:?}: a rule's path is a path alone, without ? or #"));
+    }
     let normalised = normalise_path(path).map_err(|problem| format!("path {path:?}: {problem}"))?;
     let prefix = match normalised.trim_end_matches('/') {
         "" => "/",
@@ -312,10 +356,39 @@ policy = "signed_in"
             ("[[rule]]\nhost = \"a.test\"\npolicy = \"groups\"\ngroups = [\"Staff\"]\n", "group \"Staff\""),
             ("[[rule]]\nhost = \"a.test\"\npolicy = \"bypass\"\ngroups = [\"staff\"]\n", "only with policy"),
             ("[[rule]\n", "line 1:"),
+            ("[[rule]]\nhost = \"a.test\"\npath = \"/a?b\"\npolicy = \"bypass\"\n", "without ? or #"),
         ];
         for (text, expected) in cases {
             let error = AccessRules::parse(text).unwrap_err();
             assert!(error.contains(expected), "{text:?} gave {error:?}");
+        }
+    }
+
+    #[test]
+    fn a_rule_an_earlier_one_covers_is_refused_as_never_used() {
+        let rule = |host: &str, path: Option<&str>| {
+            let path = path.map(|path| format!("path = \"{path}\"\n")).unwrap_or_default();
+            format!("[[rule]]\nhost = \"{host}\"\n{path}policy = \"signed_in\"\n\n")
+        };
+        let shadowed = [
+            (rule("*.example.com", None), rule("wiki.example.com", Some("/admin"))),
+            (rule("*.example.com", None), rule("*.a.example.com", None)),
+            (rule("wiki.example.com", Some("/")), rule("wiki.example.com", Some("/x"))),
+            (rule("wiki.example.com", Some("/admin")), rule("wiki.example.com", Some("/admin/x"))),
+            (rule("wiki.example.com", None), rule("wiki.example.com", None)),
+        ];
+        for (first, second) in shadowed {
+            let error = AccessRules::parse(&format!("{first}{second}")).unwrap_err();
+            assert!(error.contains(": this rule is never used: the rule on line 1 "), "{first}{second}: {error}");
+        }
+        let fine = [
+            (rule("wiki.example.com", Some("/admin")), rule("*.example.com", None)),
+            (rule("wiki.example.com", Some("/admin")), rule("wiki.example.com", Some("/administrator"))),
+            (rule("*.example.com", None), rule("example.com", None)),
+            (rule("wiki.example.com", Some("/admin")), rule("wiki.example.com", None)),
+        ];
+        for (first, second) in fine {
+            assert!(AccessRules::parse(&format!("{first}{second}")).is_ok(), "{first}{second}");
         }
     }
 

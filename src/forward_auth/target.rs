@@ -7,23 +7,27 @@ use percent_encoding::percent_decode_str;
 /// Why a forwarded path was refused rather than guessed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathProblem {
-    #[error("it does not start with /")]
+    #[error("does not start with /")]
     NotAbsolute,
-    #[error("it holds an encoded slash, backslash, dot or percent sign, which apps read in different ways")]
+    #[error(
+        "holds an encoded slash, backslash, dot or percent sign, or a dot segment with a ';', which apps read in different ways"
+    )]
     AmbiguousEncoding,
-    #[error("it holds a backslash, a control character or an invalid escape")]
+    #[error("holds a backslash, a control character or an invalid escape")]
     BadCharacter,
 }
 
 /// The plain form of a URL path: percent-decoded once, dot segments
-/// resolved (RFC 3986 §5.2.4; `..` never climbs above the root), runs of
+/// resolved as RFC 3986 §5.2.4 and browsers do (an empty segment counts:
+/// `/a//../b` is `/a/b`; `..` never climbs above the root), then runs of
 /// slashes collapsed. A trailing slash is kept.
 ///
 /// # Errors
 /// `%2F`, `%5C`, `%2E`, `%25` and `%00` are refused: an app behind the
 /// proxy may decode them again, or not, and so see another path than the
-/// rules did. So are a backslash, control characters, invalid escapes and
-/// bytes that are not UTF-8.
+/// rules did. So are a dot segment with a `;` parameter (`..;`, which some
+/// servers read as `..`), a backslash, control characters, invalid escapes
+/// and bytes that are not UTF-8.
 pub fn normalise_path(raw: &str) -> Result<String, PathProblem> {
     if !raw.starts_with('/') {
         return Err(PathProblem::NotAbsolute);
@@ -40,13 +44,16 @@ pub fn normalise_path(raw: &str) -> Result<String, PathProblem> {
     if decoded.contains('\\') || decoded.chars().any(char::is_control) {
         return Err(PathProblem::BadCharacter);
     }
-    let mut segments: Vec<&str> = Vec::new();
     let pieces: Vec<&str> = decoded.split('/').skip(1).collect();
+    if pieces.iter().any(|piece| matches!(piece.split(';').next(), Some("." | "..")) && piece.contains(';')) {
+        return Err(PathProblem::AmbiguousEncoding);
+    }
     let last = pieces.len().saturating_sub(1);
+    let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for (index, piece) in pieces.iter().enumerate() {
         match *piece {
-            "" | "." => trailing_slash = index == last,
+            "." => trailing_slash = index == last,
             ".." => {
                 segments.pop();
                 trailing_slash = index == last;
@@ -57,11 +64,26 @@ pub fn normalise_path(raw: &str) -> Result<String, PathProblem> {
             }
         }
     }
-    let mut path = format!("/{}", segments.join("/"));
-    if trailing_slash && !segments.is_empty() {
+    let kept: Vec<&str> = segments.into_iter().filter(|segment| !segment.is_empty()).collect();
+    let ends_in_slash = trailing_slash || decoded.ends_with('/');
+    let mut path = format!("/{}", kept.join("/"));
+    if ends_in_slash && !kept.is_empty() {
         path.push('/');
     }
     Ok(path)
+}
+
+/// The path as an app that resolves no dot segments reads it: decoded
+/// once, runs of slashes collapsed. `None` when it holds no dot segment
+/// (then it is `normalise_path`'s). A request whose two readings fall
+/// under different rules is refused (`routes::forward_auth`).
+pub fn literal_path(raw: &str) -> Option<String> {
+    let decoded = percent_decode_str(raw.split('?').next().unwrap_or(raw)).decode_utf8().ok()?;
+    let pieces: Vec<&str> = decoded.split('/').filter(|piece| !piece.is_empty()).collect();
+    if !pieces.iter().any(|piece| *piece == "." || *piece == "..") {
+        return None;
+    }
+    Some(format!("/{}", pieces.join("/")))
 }
 
 /// Whether every `%` starts a two-digit hexadecimal escape.
@@ -74,16 +96,30 @@ fn valid_escapes(raw: &str) -> bool {
     })
 }
 
+/// Whether `host` is `domain` or a name below it at a dot boundary
+/// (`a.example.com` is within `example.com`; `badexample.com` is not).
+/// Both in lower case, without a trailing dot.
+pub fn within_domain(host: &str, domain: &str) -> bool {
+    host.strip_suffix(domain).is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+}
+
 /// A host name as rules compare it: lower case, without a port or a
 /// trailing dot. `None` for an empty or malformed one.
 pub fn normalise_host(raw: &str) -> Option<String> {
     let raw = raw.trim();
+    let port_ok = |port: &str| !port.is_empty() && port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit());
     let name = if let Some(bracketed) = raw.strip_prefix('[') {
         // An IPv6 literal, maybe with a port after the bracket.
-        let (address, _) = bracketed.split_once(']')?;
-        return Some(format!("[{}]", address.to_ascii_lowercase()));
+        let (address, rest) = bracketed.split_once(']')?;
+        let valid = address.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        let port_valid = rest.is_empty() || rest.strip_prefix(':').is_some_and(port_ok);
+        return (valid && port_valid).then(|| format!("[{}]", address.to_ascii_lowercase()));
     } else {
-        raw.split_once(':').map_or(raw, |(name, _port)| name)
+        match raw.split_once(':') {
+            Some((name, port)) if port_ok(port) => name,
+            Some(_) => return None,
+            None => raw,
+        }
     };
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     let valid = !name.is_empty()
@@ -113,6 +149,9 @@ mod tests {
             ("/caf%C3%A9", "/café"),
             ("/admin/..", "/"),
             ("/admin/x/..", "/admin/"),
+            // An empty segment is one: `..` removes it, not `admin`.
+            ("/admin//../public/x", "/admin/public/x"),
+            ("/a/b//..", "/a/b/"),
         ];
         for (raw, plain) in cases {
             assert_eq!(normalise_path(raw).as_deref(), Ok(plain), "{raw:?}");
@@ -121,7 +160,17 @@ mod tests {
 
     #[test]
     fn ambiguous_or_broken_paths_are_refused() {
-        for raw in ["/x%2Fadmin", "/x%2fadmin", "/%5Cadmin", "/%2e%2e/admin", "/%2E/admin", "/a%252Fb", "/a%00"] {
+        for raw in [
+            "/x%2Fadmin",
+            "/x%2fadmin",
+            "/%5Cadmin",
+            "/%2e%2e/admin",
+            "/%2E/admin",
+            "/a%252Fb",
+            "/a%00",
+            "/public/..;/admin",
+            "/public/.;x/admin",
+        ] {
             assert_eq!(normalise_path(raw), Err(PathProblem::AmbiguousEncoding), "{raw:?}");
         }
         for raw in ["/a\\b", "/a%zz", "/a%4", "/%ff", "/a%0a"] {
@@ -132,11 +181,19 @@ mod tests {
     }
 
     #[test]
+    fn the_literal_reading_is_given_only_for_dot_segments() {
+        assert_eq!(literal_path("/public/../admin").as_deref(), Some("/public/../admin"));
+        assert_eq!(literal_path("//x/./y?q=/../").as_deref(), Some("/x/./y"));
+        assert_eq!(literal_path("/admin//x"), None);
+        assert_eq!(literal_path("/a..b/.c"), None);
+    }
+
+    #[test]
     fn hosts_lose_case_port_and_trailing_dot() {
         assert_eq!(normalise_host("Wiki.Example.COM").as_deref(), Some("wiki.example.com"));
         assert_eq!(normalise_host("wiki.example.com.:8443").as_deref(), Some("wiki.example.com"));
         assert_eq!(normalise_host("[::1]:8080").as_deref(), Some("[::1]"));
-        for bad in ["", ":80", "a..b", "a b", "a/b", "."] {
+        for bad in ["", ":80", "a..b", "a b", "a/b", ".", "a:b", "a:80:80", "[::1]x", "[::1]:x"] {
             assert_eq!(normalise_host(bad), None, "{bad:?}");
         }
     }
@@ -153,8 +210,12 @@ pub struct OriginalRequest {
     pub authority: String,
     /// The host rules compare (`normalise_host`).
     pub host: String,
-    /// The plain form of the path (`normalise_path`), which rules compare.
-    pub path: String,
+    /// The plain form of the path (`normalise_path`), which rules compare;
+    /// why it has none, when it may not be judged. Rules that ignore the
+    /// path (a host-wide rule) still decide such a request.
+    pub path: Result<String, PathProblem>,
+    /// The path read without resolving dot segments (`literal_path`), if it has any.
+    pub literal_path: Option<String>,
     /// The path and query as the browser sent them, for links back.
     pub path_and_query: String,
 }
@@ -166,7 +227,7 @@ pub enum TargetProblem {
     Missing(&'static str),
     #[error("the {0} header is not valid")]
     Invalid(&'static str),
-    #[error("the path cannot be judged: {0}")]
+    #[error("its path {0}")]
     Path(#[from] PathProblem),
 }
 
@@ -244,13 +305,14 @@ impl OriginalRequest {
             return Err(PathProblem::BadCharacter.into());
         }
         let raw_path = path_and_query.split_once('?').map_or(path_and_query, |(path, _query)| path);
-        let path = normalise_path(raw_path)?;
+        let path = normalise_path(raw_path);
         Ok(Self {
             method,
             scheme,
             authority: authority.to_owned(),
             host,
             path,
+            literal_path: literal_path(raw_path),
             path_and_query: path_and_query.to_owned(),
         })
     }
@@ -275,7 +337,7 @@ mod request_tests {
         let request = OriginalRequest::from_forwarded(headers(&sent)).unwrap();
         assert_eq!(request.method, "POST");
         assert_eq!(request.host, "wiki.example.com");
-        assert_eq!(request.path, "/admin");
+        assert_eq!(request.path.as_deref(), Ok("/admin"));
         assert_eq!(request.url(), "https://Wiki.Example.com:8443/x/../admin?a=1");
         let missing = OriginalRequest::from_forwarded(headers(&sent[..3]));
         assert_eq!(missing, Err(TargetProblem::Missing("X-Forwarded-Uri")));
@@ -285,16 +347,19 @@ mod request_tests {
     fn nginx_sends_one_url() {
         let sent = [("x-original-url", "http://wiki.example.com/%61dmin/?q=%2F"), ("x-original-method", "GET")];
         let request = OriginalRequest::from_original_url(headers(&sent)).unwrap();
-        assert_eq!((request.host.as_str(), request.path.as_str()), ("wiki.example.com", "/admin/"));
+        assert_eq!((request.host.as_str(), request.path.as_deref()), ("wiki.example.com", Ok("/admin/")));
         let bare = [("x-original-url", "https://wiki.example.com")];
-        assert_eq!(OriginalRequest::from_original_url(headers(&bare)).unwrap().path, "/");
+        assert_eq!(OriginalRequest::from_original_url(headers(&bare)).unwrap().path.as_deref(), Ok("/"));
+        let encoded = [("x-original-url", "https://wiki.example.com/a%2Fb")];
+        let encoded = OriginalRequest::from_original_url(headers(&encoded)).unwrap();
+        assert_eq!(encoded.path, Err(PathProblem::AmbiguousEncoding));
         for bad in [
             "wiki.example.com/admin",
             "ftp://wiki.example.com/",
             "https://evil.test@wiki.example.com/",
             "https://wiki.example.com?x",
-            "https://wiki.example.com/a%2Fb",
             "https://wiki.example.com/a#b",
+            "https://wiki.example.com/a b",
         ] {
             assert!(OriginalRequest::from_original_url(headers(&[("x-original-url", bad)])).is_err(), "{bad:?}");
         }

@@ -5,8 +5,9 @@
 //! Answers: 200 with the identity headers (`Remote-User`, `Remote-Email`,
 //! `Remote-Groups`) to let it pass; not signed in, a way to Usher's sign-in
 //! page that leads back (`/login?rd=<original URL>`); signed in but not
-//! allowed, 403. The check hashes no password and writes nothing but the
-//! session's sliding expiry.
+//! allowed, 403. The check hashes no password, and writes only what a page
+//! of Usher's would: the session's sliding expiry, or its end when the
+//! account may no longer sign in.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,7 +15,7 @@ use askama::Template;
 
 use crate::auth::forward_auth_account;
 use crate::domain::SignInBlock;
-use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Standing, Verdict, judge};
+use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Standing, TargetProblem, Verdict, judge};
 use crate::state::AppState;
 use crate::web::AppError;
 use crate::web::client::is_trusted_proxy;
@@ -45,7 +46,7 @@ async fn answer(req: &HttpRequest, state: &AppState, proxy: Proxy) -> Result<Htt
     let trusted =
         req.peer_addr().is_some_and(|peer| is_trusted_proxy(&state.config.settings.trusted_proxies, peer.ip()));
     if !trusted {
-        tracing::warn!(peer = ?req.peer_addr(), "forward authentication asked by a peer outside USHER_TRUSTED_PROXIES");
+        tracing::info!(peer = ?req.peer_addr(), "forward authentication asked by a peer outside USHER_TRUSTED_PROXIES");
         return Ok(plain(
             StatusCode::FORBIDDEN,
             "Usher answers forward-authentication requests only from USHER_TRUSTED_PROXIES.",
@@ -63,7 +64,24 @@ async fn answer(req: &HttpRequest, state: &AppState, proxy: Proxy) -> Result<Htt
             return Ok(denied(state, req, &Denial::Unjudgeable(problem.to_string())));
         }
     };
-    let verdict = match rules.find(&original.host, &original.path).map(|rule| &rule.policy) {
+    let rule = match &original.path {
+        Ok(path) => rules.find(&original.host, path),
+        // A path Usher cannot judge may still pass a rule that ignores paths.
+        Err(_) if !rules.path_matters(&original.host) => rules.find(&original.host, "/"),
+        Err(problem) => {
+            let problem = TargetProblem::Path(*problem).to_string();
+            return Ok(denied(state, req, &Denial::Unjudgeable(problem)));
+        }
+    };
+    if let Some(literal) = &original.literal_path {
+        // Apps differ on dot segments; both readings must fall under one rule.
+        let other = rules.find(&original.host, literal);
+        if rule.map(|rule| rule.line) != other.map(|rule| rule.line) {
+            let problem = "its dot segments lead under another rule than the path they resolve to";
+            return Ok(denied(state, req, &Denial::Unjudgeable(problem.to_owned())));
+        }
+    }
+    let verdict = match rule.map(|rule| &rule.policy) {
         None => Verdict::Deny(Denial::NoRule),
         Some(Policy::Bypass) => Verdict::Allow(None),
         Some(policy) => judge(policy, signed_in(req, state).await?),

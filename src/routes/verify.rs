@@ -6,7 +6,7 @@ use super::transition_context;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -20,6 +20,7 @@ use crate::domain::{CodeHasher, EmailAddress, PlainToken, VerificationCode};
 use crate::mail::{MailKind, queue};
 use crate::state::AppState;
 use crate::throttle::Bucket;
+use crate::web::return_to::sign_in_page;
 use crate::web::{
     AppError, ClientInfo, Flash, Form, FormErrors, PageContext, answer_no_sooner, redirect_with_flash, render,
 };
@@ -100,6 +101,7 @@ pub async fn show(
 }
 
 pub async fn submit(
+    req: HttpRequest,
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
@@ -146,7 +148,7 @@ pub async fn submit(
     } else {
         "Your address is confirmed. You can sign in now."
     };
-    Ok(redirect_with_flash("/login", Flash::success(message).with_email(address)))
+    Ok(redirect_with_flash(&sign_in_page(&req), Flash::success(message).with_email(address)))
 }
 
 /// Uses the link token (one claim wins) and marks the address verified;

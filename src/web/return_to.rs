@@ -62,9 +62,8 @@ impl GuardedApps {
         let Some(url::Host::Domain(host)) = url.host() else { return None };
         let host = host.trim_end_matches('.');
         let within = match &self.domain {
-            Some(domain) => {
-                host == domain || host.strip_suffix(domain.as_str()).is_some_and(|rest| rest.ends_with('.'))
-            }
+            // The url crate gives domains in lower case.
+            Some(domain) => crate::forward_auth::within_domain(host, domain),
             None => host == self.own_host,
         };
         (scheme_ok && no_credentials && within).then(|| url.to_string())
@@ -85,6 +84,16 @@ pub fn lead_on(target: &str) -> HttpResponse {
     }
     let query = serde_urlencoded::to_string([("rd", target)]).unwrap_or_default();
     super::redirect(&format!("{CONTINUE_PAGE}?{query}"))
+}
+
+/// The sign-in page's address, naming the target this browser stored
+/// (`?next=` or `?rd=`), so that a detour (confirming the address after
+/// signing up) still ends where the person set out for: the sign-in page
+/// forgets a stored target when visited without one.
+pub fn sign_in_page(req: &HttpRequest) -> String {
+    let Some(target) = stored_return_target(req) else { return "/login".to_owned() };
+    let key = if safe_path(&target).is_some() { "next" } else { "rd" };
+    format!("/login?{}", serde_urlencoded::to_string([(key, target)]).unwrap_or_default())
 }
 
 /// The page that leads on from a sign-in to a guarded app (`lead_on`).

@@ -25,6 +25,7 @@ on_both_backends!(
     a_session_signed_in_before_gets_a_forward_cookie_on_the_way_back,
     check_rules_explains_which_rule_decides,
     an_unverified_account_signed_in_where_usher_allows_it_is_refused_not_looped,
+    signing_up_from_a_guarded_app_leads_back_to_it_after_the_emailed_link,
 );
 
 const RULES: &str = r#"
@@ -238,7 +239,25 @@ async fn signing_out_a_new_password_elsewhere_disabling_or_timing_out_ends_acces
     let fields = [("current_password", PASSWORD), ("password", new), ("password_confirm", new)];
     bob_elsewhere.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
     assert_eq!(ask_forward(&app, &bob, "GET", &wiki, &[]).await.status, StatusCode::FOUND);
-    assert!(allowed(ask_forward(&app, &bob_elsewhere, "GET", &wiki, &[]).await), "the changing browser stays in");
+    // The changing browser keeps its session but not its forward-auth id:
+    // a copy of that cookie may be what someone else holds.
+    let copied = Browser::new(WIKI);
+    copied.set_cookie("usher_forward", &bob_elsewhere.cookie("usher_forward").unwrap());
+    let fields = [("current_password", new), ("password", PASSWORD), ("password_confirm", PASSWORD)];
+    bob_elsewhere.submit("/account", "/account/password", &fields).await.assert_redirects_to("/account");
+    assert_eq!(ask_forward(&app, &copied, "GET", &wiki, &[]).await.status, StatusCode::FOUND, "the copy is dead");
+    let asked = ask_forward(&app, &bob_elsewhere, "GET", &wiki, &[]).await;
+    let back = bob_elsewhere.get_url(asked.location().unwrap(), &[]).await;
+    assert_eq!(back.location(), Some(wiki.as_str()), "straight back, no sign-in form");
+    assert!(allowed(ask_forward(&app, &bob_elsewhere, "GET", &wiki, &[]).await), "with a new one");
+    // "Sign out other sessions" ends other copies the same way.
+    let copied = Browser::new(WIKI);
+    copied.set_cookie("usher_forward", &bob_elsewhere.cookie("usher_forward").unwrap());
+    assert!(allowed(ask_forward(&app, &copied, "GET", &wiki, &[]).await));
+    app.sign_in(&app.browser(), "bob@example.com", PASSWORD).await.assert_redirects_to("/account");
+    let ended = bob_elsewhere.submit("/account", "/account/sessions/revoke-others", &[]).await;
+    ended.assert_redirects_to("/account");
+    assert_eq!(ask_forward(&app, &copied, "GET", &wiki, &[]).await.status, StatusCode::FOUND);
 
     // An administrator disabling the account: refused on the very next request.
     let cy = signed_in(&app, "cy@example.com").await;
@@ -314,6 +333,21 @@ async fn path_tricks_cannot_walk_around_a_prefix_rule(backend: Backend) {
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{ambiguous}");
         assert!(page.body.contains("cannot be checked"), "{}", page.body);
     }
+    // Dot segments: both readings must fall under one rule, and an empty
+    // segment counts (`/admin//..` is `/admin`, as browsers resolve it).
+    let anonymous = Browser::new(WIKI);
+    let out_of_admin = ask_forward(&app, &anonymous, "GET", &format!("{WIKI}/admin//../public/x"), &[]).await;
+    assert_eq!(out_of_admin.status, StatusCode::FOUND, "not the bypass rule: sign in first");
+    for split in ["/staff/../public/x", "/public/..;/admin", "/public/.;x/../admin"] {
+        let page = ask_forward(&app, &ann, "GET", &format!("{WIKI}{split}"), &[]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{split}");
+        assert!(page.body.contains("cannot be checked"), "{split}: {}", page.body);
+    }
+    // Where the first rule for a host covers every path, the path cannot change the verdict.
+    for any in ["/wiki/AC%2FDC", "/wiki/100%25_natural", "/api/group%2Fproject"] {
+        let page = ask_forward(&app, &ann, "GET", &format!("http://other.usher.localhost{any}"), &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{any}: {}", page.body);
+    }
     // A prefix matches at segment boundaries only.
     assert_eq!(ask_forward(&app, &ann, "GET", &format!("{WIKI}/administrator"), &[]).await.status, StatusCode::OK);
     // Hosts compare without case, port or trailing dot.
@@ -362,7 +396,8 @@ async fn rd_leads_only_to_guarded_apps(backend: Backend) {
         let signed =
             browser.submit_form(&login, "/login", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
         signed.assert_redirects_to("/account");
-        assert_eq!(browser.get(&format!("/login/continue?rd={evil}")).await.location(), Some("/account"));
+        let onward = format!("/login/continue?{}", serde_urlencoded::to_string([("rd", evil)]).unwrap());
+        assert_eq!(browser.get(&onward).await.location(), Some("/account"), "{evil:?}");
     }
 }
 
@@ -445,4 +480,21 @@ async fn an_unverified_account_signed_in_where_usher_allows_it_is_refused_not_lo
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "a guarded app gets proven addresses only");
     assert!(refused.body.contains("Confirm your email address first"), "{}", refused.body);
     assert_eq!(header(&refused, "remote-email"), None);
+}
+
+async fn signing_up_from_a_guarded_app_leads_back_to_it_after_the_emailed_link(backend: Backend) {
+    let app = spawn_guarding_app(backend, RULES, &[]).await;
+    let browser = app.browser();
+    let page_url = format!("{WIKI}/docs/page?x=1");
+    let asked = ask_forward(&app, &browser, "GET", &page_url, &[]).await;
+    browser.get_url(asked.location().unwrap(), &[]).await;
+    app.register(&browser, "new@example.com").await.assert_redirects_to("/verify");
+    let token = app.mail.wait_for("new@example.com", 1).await.verify_token();
+    let confirmed = browser.submit(&format!("/verify?token={token}"), "/verify", &[("token", &token)]).await;
+    let sign_in = confirmed.location().unwrap().to_owned();
+    assert!(sign_in.starts_with("/login?rd="), "the sign-in page keeps where they set out for: {sign_in}");
+    let login = browser.get(&sign_in).await;
+    let signed = browser.submit_form(&login, "/login", &[("email", "new@example.com"), ("password", PASSWORD)]).await;
+    let onward = browser.get(signed.location().unwrap()).await;
+    assert_eq!(onward.attrs("main a", "href"), std::slice::from_ref(&page_url));
 }

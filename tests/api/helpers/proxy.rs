@@ -138,10 +138,17 @@ impl Proxy {
     /// resolve `/x/../admin` before sending it) with `headers`, and
     /// returns the status code. For paths no browser library sends as is.
     pub fn raw_get(&self, target: &str, headers: &[(&str, &str)]) -> u16 {
+        let status = self.raw_status(&format!("{APP_HOST}:{}", self.port), target, headers);
+        status.unwrap_or_else(|| panic!("no HTTP answer to GET {target}\n{}", self.logs()))
+    }
+
+    /// `raw_get` with another `Host`; `None` when the proxy closes the
+    /// connection without an answer.
+    pub fn raw_status(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Option<u16> {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut request = format!("GET {target} HTTP/1.1\r\nHost: {APP_HOST}:{}\r\nConnection: close\r\n", self.port);
+        let mut request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -150,8 +157,7 @@ impl Proxy {
         let mut response = Vec::new();
         let _ = stream.read_to_end(&mut response);
         let response = String::from_utf8_lossy(&response);
-        let status = response.split(' ').nth(1).and_then(|code| code.parse().ok());
-        status.unwrap_or_else(|| panic!("no HTTP answer to GET {target}: {response:?}\n{}", self.logs()))
+        response.split(' ').nth(1).and_then(|code| code.parse().ok())
     }
 }
 
@@ -185,6 +191,12 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+
+    # Any other Host gets no answer (the README's default_server).
+    server {{
+        listen 127.0.0.1:{port} default_server;
+        return 444;
+    }}
 
     server {{
         listen 127.0.0.1:{port};
