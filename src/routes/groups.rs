@@ -121,16 +121,7 @@ pub async fn add_member(
             return user_page(&state, ctx, admin.user_id, id, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
         }
     };
-    let config = state.config.clone();
-    let group = name.clone();
-    let outcome = state
-        .db
-        .run(move |conn| {
-            conn.write(|conn| {
-                accounts::add_to_group(conn, admin.user_id, id, &group, transition_context(&config, &client))
-            })
-        })
-        .await?;
+    let outcome = change_membership(&state, admin.user_id, client, id, name.clone(), accounts::add_to_group).await?;
     let done = |added: bool| match added {
         true => Flash::success(format!("Added to {name}.")),
         false => Flash::info(format!("Already in {name}; nothing changed.")),
@@ -153,21 +144,40 @@ pub async fn remove_member(
     let Ok(name) = GroupName::parse(&typed) else {
         return answer(&state, ctx, admin.user_id, id, Err(GroupRefusal::NoSuchGroup(typed))).await;
     };
-    let config = state.config.clone();
-    let group = name.clone();
-    let outcome = state
-        .db
-        .run(move |conn| {
-            conn.write(|conn| {
-                accounts::remove_from_group(conn, admin.user_id, id, &group, transition_context(&config, &client))
-            })
-        })
-        .await?;
+    let outcome =
+        change_membership(&state, admin.user_id, client, id, name.clone(), accounts::remove_from_group).await?;
     let done = |removed: bool| match removed {
         true => Flash::success(format!("Removed from {name}.")),
         false => Flash::info(format!("Not in {name}; nothing changed.")),
     };
     answer(&state, ctx, admin.user_id, id, outcome.map(done)).await
+}
+
+/// A rule of `accounts` that puts account `id` in or out of group `name`,
+/// for `actor`.
+type MembershipRule = fn(
+    &mut crate::db::DbConnection,
+    i64,
+    i64,
+    &GroupName,
+    crate::accounts::Context,
+) -> diesel::QueryResult<Result<bool, GroupRefusal>>;
+
+/// Runs `rule` in a write transaction: whether it changed anything, or why not.
+async fn change_membership(
+    state: &AppState,
+    actor: i64,
+    client: ClientInfo,
+    id: i64,
+    name: GroupName,
+    rule: MembershipRule,
+) -> Result<Result<bool, GroupRefusal>, AppError> {
+    let config = state.config.clone();
+    let outcome = state
+        .db
+        .run(move |conn| conn.write(|conn| rule(conn, actor, id, &name, transition_context(&config, &client))))
+        .await?;
+    Ok(outcome)
 }
 
 /// After a change of membership: back to the account's page with `flash`,
