@@ -129,6 +129,11 @@ pub struct Settings {
     /// Who must set up two-step sign-in before using the site: `off`, `admins` or `all`.
     #[arg(long, env = "USHER_REQUIRE_TWO_FACTOR", default_value = "off", value_enum)]
     pub require_two_factor: RequireTwoFactor,
+    /// Who may create an account: `open` (anyone, at /register), `invite`
+    /// (only through an administrator's invitation) or `closed` (nobody;
+    /// administrators come from `usher create-admin`).
+    #[arg(long, env = "USHER_REGISTRATION", default_value = "open", value_enum)]
+    pub registration: Registration,
     /// `off` turns every rate limit and lockout off (tests and benchmarks only).
     #[arg(long, env = "USHER_THROTTLE", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub throttle: bool,
@@ -179,6 +184,18 @@ impl Settings {
         let flags = program.chain(flags.into_iter().map(Into::into));
         <Flags as clap::Parser>::try_parse_from(flags).map(|parsed| parsed.settings)
     }
+}
+
+/// Who may create an account (`USHER_REGISTRATION`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone signs up at `/register`.
+    #[default]
+    Open,
+    /// Only through an administrator's invitation.
+    Invite,
+    /// Nobody signs up.
+    Closed,
 }
 
 /// Who must use two-step sign-in (`USHER_REQUIRE_TWO_FACTOR`).

@@ -2,11 +2,11 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
-use actix_web::{HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::config::{Config, Registration};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{NewUser, User};
 use crate::db::{DbConnection, now};
@@ -33,18 +33,48 @@ struct RegisterPage {
     errors: FormErrors,
 }
 
-pub async fn show(ctx: PageContext) -> HttpResponse {
-    render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), errors: FormErrors::default() })
+/// What `/register` says where sign-up is not open (`USHER_REGISTRATION`).
+#[derive(Template)]
+#[template(path = "pages/register_closed.html")]
+struct SignUpClosedPage {
+    ctx: PageContext,
+    invite_only: bool,
+}
+
+/// The page explaining how to get in, with `status`, when sign-up is not
+/// open; `None` when it is.
+fn sign_up_closed(state: &AppState, ctx: PageContext, status: StatusCode) -> Result<PageContext, HttpResponse> {
+    match state.config.settings.registration {
+        Registration::Open => Ok(ctx),
+        mode => Err(render(status, &SignUpClosedPage { ctx, invite_only: mode == Registration::Invite })),
+    }
+}
+
+/// The sign-up form; where sign-up is by invitation or closed, a page
+/// saying how to get in instead.
+pub async fn show(ctx: PageContext, state: web::Data<AppState>) -> HttpResponse {
+    match sign_up_closed(&state, ctx, StatusCode::OK) {
+        Ok(ctx) => render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), errors: FormErrors::default() }),
+        Err(closed) => closed,
+    }
 }
 
 /// Answers the same whether or not the address is taken: a taken address
-/// gets an email instead of an error on the page.
+/// gets an email instead of an error on the page. Where sign-up is not
+/// open: 403 with the page `show` gives, and nothing done.
 pub async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
     ctx: PageContext,
     client: ClientInfo,
     state: web::Data<AppState>,
-    Form(form): Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
+    // Refused before the form is read: whatever was sent, the same words.
+    let ctx = match sign_up_closed(&state, ctx, StatusCode::FORBIDDEN) {
+        Ok(ctx) => ctx,
+        Err(closed) => return Ok(closed),
+    };
+    let Form(form) = Form::<RegisterForm>::from_request(&req, &mut payload.into_inner()).await?;
     let started = Instant::now();
     let mut errors = FormErrors::default();
     let email = EmailAddress::parse(&form.email).map_err(|problem| errors.add("email", problem)).ok();

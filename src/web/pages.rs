@@ -123,6 +123,8 @@ pub struct PageContext {
     /// The browser's session ended since its last page (signed out
     /// elsewhere, timed out, or disabled): say so once.
     pub session_ended: bool,
+    /// Anyone may sign up (`USHER_REGISTRATION=open`): pages link to `/register`.
+    pub sign_up_open: bool,
 }
 
 impl PageContext {
@@ -137,6 +139,7 @@ impl PageContext {
             password_min_length: 12,
             support_email: None,
             session_ended: false,
+            sign_up_open: true,
         }
     }
 
@@ -164,6 +167,7 @@ impl FromRequest for PageContext {
             req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|state| &state.config.settings);
         let password_min_length = settings.map_or(12, |settings| settings.password_min_length);
         let support_email = settings.and_then(|settings| settings.support_email.clone());
+        let sign_up_open = settings.is_none_or(|settings| settings.registration == crate::config::Registration::Open);
         ready(Ok(Self {
             site_name: site_name(),
             csrf_token,
@@ -173,6 +177,7 @@ impl FromRequest for PageContext {
             password_min_length,
             support_email,
             session_ended,
+            sign_up_open,
         }))
     }
 }

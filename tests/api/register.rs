@@ -4,6 +4,7 @@ use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
+    sign_up_by_invitation_or_closed_shows_no_form_and_refuses_a_post,
     every_mistake_of_a_sign_up_is_shown_at_once_on_its_field,
     registration_sends_a_multipart_verification_mail_with_site_links,
     a_new_account_cannot_sign_in_before_verifying,
@@ -167,4 +168,42 @@ async fn every_mistake_of_a_sign_up_is_shown_at_once_on_its_field(backend: Backe
         assert!(under_field.split("</p>").next().unwrap().contains(message), "{field}: {message}");
     }
     assert_eq!(app.row_counts().users, 0);
+}
+
+async fn sign_up_by_invitation_or_closed_shows_no_form_and_refuses_a_post(backend: Backend) {
+    use diesel::prelude::*;
+    use usher::db::schema::users;
+    for (mode, words) in [("invite", "made by invitation only"), ("closed", "does not take new accounts")] {
+        let flags = [("--registration", mode), ("--support-email", "help@example.com")];
+        let app = spawn_app_with(backend.clone(), &flags).await;
+        let browser = app.browser();
+        for start in ["/", "/login"] {
+            assert!(!browser.get(start).await.body.contains("href=\"/register\""), "{mode}: {start} links no sign-up");
+        }
+        let page = browser.get("/register").await;
+        assert_eq!(page.status, StatusCode::OK, "{mode}");
+        assert!(!page.body.contains("action=\"/register\""), "{mode}: no sign-up form");
+        assert!(page.texts("#sign-up-closed")[0].contains(words), "{mode}: {}", page.body);
+        assert!(page.body.contains("mailto:help@example.com"), "{mode}: names the support address");
+
+        // A POST, well formed or not, gets the same words and changes nothing.
+        let fields = [("email", "new@example.com"), ("password", PASSWORD), ("password_confirm", PASSWORD)];
+        let token = page.input_value("csrf_token").unwrap_or_default();
+        let mut with_token = fields.to_vec();
+        with_token.push(("csrf_token", &token));
+        for refused in [browser.post_raw("/register", &with_token).await, browser.post_raw("/register", &[]).await] {
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{mode}");
+            assert!(refused.texts("#sign-up-closed")[0].contains(words), "{mode}: {}", refused.body);
+        }
+        let count: i64 = users::table.count().get_result(&mut app.db()).unwrap();
+        assert_eq!(count, 0, "{mode}: no account");
+        app.mail_settled().await;
+        assert!(app.mail.all().is_empty(), "{mode}: no mail");
+
+        // Administrators still come from the command line.
+        let output = app.create_admin_command("root@example.com", PASSWORD);
+        assert!(output.status.success(), "{mode}: {}", String::from_utf8_lossy(&output.stderr));
+        let admin = app.browser();
+        app.sign_in(&admin, "root@example.com", PASSWORD).await.assert_redirects_to("/account");
+    }
 }
