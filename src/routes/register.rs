@@ -41,22 +41,22 @@ struct SignUpClosedPage {
     invite_only: bool,
 }
 
-/// The page explaining how to get in, with `status`, when sign-up is not
-/// open; `None` when it is.
-fn sign_up_closed(state: &AppState, ctx: PageContext, status: StatusCode) -> Result<PageContext, HttpResponse> {
+/// Where sign-up is not open, whether it is by invitation (else closed);
+/// `None` where anyone may sign up.
+fn sign_up_not_open(state: &AppState) -> Option<bool> {
     match state.config.settings.registration {
-        Registration::Open => Ok(ctx),
-        mode => Err(render(status, &SignUpClosedPage { ctx, invite_only: mode == Registration::Invite })),
+        Registration::Open => None,
+        mode => Some(mode == Registration::Invite),
     }
 }
 
 /// The sign-up form; where sign-up is by invitation or closed, a page
 /// saying how to get in instead.
 pub async fn show(ctx: PageContext, state: web::Data<AppState>) -> HttpResponse {
-    match sign_up_closed(&state, ctx, StatusCode::OK) {
-        Ok(ctx) => render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), errors: FormErrors::default() }),
-        Err(closed) => closed,
+    if let Some(invite_only) = sign_up_not_open(&state) {
+        return render(StatusCode::OK, &SignUpClosedPage { ctx, invite_only });
     }
+    render(StatusCode::OK, &RegisterPage { ctx, email: String::new(), errors: FormErrors::default() })
 }
 
 /// Answers the same whether or not the address is taken: a taken address
@@ -70,10 +70,9 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     // Refused before the form is read: whatever was sent, the same words.
-    let ctx = match sign_up_closed(&state, ctx, StatusCode::FORBIDDEN) {
-        Ok(ctx) => ctx,
-        Err(closed) => return Ok(closed),
-    };
+    if let Some(invite_only) = sign_up_not_open(&state) {
+        return Ok(render(StatusCode::FORBIDDEN, &SignUpClosedPage { ctx, invite_only }));
+    }
     let Form(form) = Form::<RegisterForm>::from_request(&req, &mut payload.into_inner()).await?;
     let started = Instant::now();
     let mut errors = FormErrors::default();
