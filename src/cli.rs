@@ -221,12 +221,15 @@ fn check_rules(url: &str, path: &std::path::Path) -> anyhow::Result<()> {
         TargetProblem::Path(problem) => anyhow::anyhow!("--url: its path {problem}: refused"),
         _ => anyhow::anyhow!("--url: give an absolute URL such as https://wiki.example.com/page"),
     })?;
-    let path = match &request.path {
-        Ok(path) => path.clone(),
-        Err(problem) if rules.path_matters(&request.host) => anyhow::bail!("--url: its path {problem}: refused"),
-        Err(_) => "/".to_owned(),
-    };
-    println!("host {}, path {path}", request.host);
+    if let Err(problem) = rules.rule_for(&request) {
+        anyhow::bail!("--url: refused, since {problem}");
+    }
+    // A path that cannot be judged reached here only where no rule looks at it.
+    let path = request.path.clone().unwrap_or_else(|_| "/".to_owned());
+    match &request.path {
+        Ok(_) => println!("host {}, path {path}", request.host),
+        Err(_) => println!("host {}, path not read (the rules for this host cover every path)", request.host),
+    }
     let tried = rules.explain(&request.host, &path);
     for (rule, verdict) in &tried {
         let path = rule.path.as_deref().unwrap_or("any path");

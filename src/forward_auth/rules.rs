@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::target::{normalise_host, normalise_path, within_domain};
+use super::target::{OriginalRequest, TargetProblem, normalise_host, normalise_path, within_domain};
 use crate::domain::GroupName;
 
 /// What a matching rule asks of the request.
@@ -164,6 +164,29 @@ impl AccessRules {
     /// The first rule covering `host` (normalised) and `path` (normalised).
     pub fn find(&self, host: &str, path: &str) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.host.matches(host) && rule.covers_path(path))
+    }
+
+    /// The rule that decides `request` (`None`: no rule, so deny).
+    ///
+    /// # Errors
+    /// Why the request cannot be judged, in words: a path `normalise_path`
+    /// refused, where the path matters; or dot segments whose literal
+    /// reading (`literal_path`) falls under another rule than the resolved
+    /// one, since apps differ on which they serve.
+    pub fn rule_for(&self, request: &OriginalRequest) -> Result<Option<&Rule>, String> {
+        let rule = match &request.path {
+            Ok(path) => self.find(&request.host, path),
+            // A path that cannot be judged still passes a rule that ignores paths.
+            Err(_) if !self.path_matters(&request.host) => self.find(&request.host, "/"),
+            Err(problem) => return Err(TargetProblem::Path(*problem).to_string()),
+        };
+        if let Some(literal) = &request.literal_path {
+            let other = self.find(&request.host, literal);
+            if rule.map(|rule| rule.line) != other.map(|rule| rule.line) {
+                return Err("its dot segments lead under another rule than the path they resolve to".to_owned());
+            }
+        }
+        Ok(rule)
     }
 
     /// Whether the path can change which rule decides for `host`: false
@@ -362,6 +385,23 @@ policy = "signed_in"
             let error = AccessRules::parse(text).unwrap_err();
             assert!(error.contains(expected), "{text:?} gave {error:?}");
         }
+    }
+
+    #[test]
+    fn a_request_is_judged_by_one_rule_or_refused() {
+        let rules = AccessRules::parse(EXAMPLE).unwrap();
+        let line = |url: &str| {
+            let header = |name: &str| (name == "x-original-url").then_some(url);
+            let request = OriginalRequest::from_original_url(header).unwrap();
+            rules.rule_for(&request).map(|rule| rule.map(|rule| rule.line))
+        };
+        assert_eq!(line("https://wiki.example.com/admin//../public/x"), Ok(Some(7)), "an empty segment counts");
+        assert_eq!(line("https://wiki.example.com/admin/x/../y"), Ok(Some(7)), "both readings under /admin");
+        assert!(line("https://wiki.example.com/public/../admin").unwrap_err().contains("dot segments"));
+        assert!(line("https://wiki.example.com/admin%2Fx").unwrap_err().contains("encoded slash"));
+        // Under a rule for every path, the path cannot change the verdict.
+        assert_eq!(line("https://blog.example.com/AC%2FDC"), Ok(Some(13)));
+        assert_eq!(line("https://other.test/%2F"), Ok(None));
     }
 
     #[test]

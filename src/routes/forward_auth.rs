@@ -15,7 +15,7 @@ use askama::Template;
 
 use crate::auth::forward_auth_account;
 use crate::domain::SignInBlock;
-use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Standing, TargetProblem, Verdict, judge};
+use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Standing, Verdict, judge};
 use crate::state::AppState;
 use crate::web::AppError;
 use crate::web::client::is_trusted_proxy;
@@ -64,23 +64,10 @@ async fn answer(req: &HttpRequest, state: &AppState, proxy: Proxy) -> Result<Htt
             return Ok(denied(state, req, &Denial::Unjudgeable(problem.to_string())));
         }
     };
-    let rule = match &original.path {
-        Ok(path) => rules.find(&original.host, path),
-        // A path Usher cannot judge may still pass a rule that ignores paths.
-        Err(_) if !rules.path_matters(&original.host) => rules.find(&original.host, "/"),
-        Err(problem) => {
-            let problem = TargetProblem::Path(*problem).to_string();
-            return Ok(denied(state, req, &Denial::Unjudgeable(problem)));
-        }
+    let rule = match rules.rule_for(&original) {
+        Ok(rule) => rule,
+        Err(problem) => return Ok(denied(state, req, &Denial::Unjudgeable(problem))),
     };
-    if let Some(literal) = &original.literal_path {
-        // Apps differ on dot segments; both readings must fall under one rule.
-        let other = rules.find(&original.host, literal);
-        if rule.map(|rule| rule.line) != other.map(|rule| rule.line) {
-            let problem = "its dot segments lead under another rule than the path they resolve to";
-            return Ok(denied(state, req, &Denial::Unjudgeable(problem.to_owned())));
-        }
-    }
     let verdict = match rule.map(|rule| &rule.policy) {
         None => Verdict::Deny(Denial::NoRule),
         Some(Policy::Bypass) => Verdict::Allow(None),
