@@ -452,13 +452,16 @@ async fn check_rules_explains_which_rule_decides(backend: Backend) {
             .args(["check-rules", "--url", url, "--access-rules", path])
             .output()
             .unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+        let said = [output.stdout, output.stderr].concat();
+        (output.status.success(), String::from_utf8_lossy(&said).into_owned())
     };
-    let (ok, said) = run("http://wiki.usher.localhost/x/../admin/users");
+    let (ok, said) = run("http://wiki.usher.localhost/admin/x/../users");
     assert!(ok, "{said}");
     assert!(said.contains("line 2: host wiki.usher.localhost, /public: passed over"), "{said}");
     assert!(said.contains("line 7: host wiki.usher.localhost, /admin: matches"), "{said}");
     assert!(said.contains("=> allowed to members of admins"), "{said}");
+    let (ok, said) = run("http://wiki.usher.localhost/x/../admin/users");
+    assert!(!ok && said.contains("refused, since its dot segments lead under another rule"), "{said}");
     let (_, said) = run("http://nowhere.test/");
     assert!(said.contains("denied to everyone"), "{said}");
 
