@@ -1,6 +1,7 @@
 //! Deleting what is no longer needed: spent tokens, timed-out sessions,
-//! finished mail, accounts never verified; then the query planner's
-//! statistics are brought up to date. Runs in batches, so no single
+//! finished mail, accounts never verified, invitations that ended a month
+//! ago; then the query planner's statistics are brought up to date. Runs in
+//! batches, so no single
 //! statement holds a write lock for long; `usher cleanup` runs it once, and
 //! every server runs it periodically on a thread of its own, one instance
 //! at a time under a lease.
@@ -11,7 +12,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::db::users::User;
-use crate::db::{Db, DbError, email_tokens, leases, now, outbox, sessions, throttle_hits, two_factor};
+use crate::db::{Db, DbError, email_tokens, invitations, leases, now, outbox, sessions, throttle_hits, two_factor};
 use crate::domain::random_secret;
 
 const BATCH: i64 = 1000;
@@ -29,6 +30,8 @@ pub struct CleanupReport {
     pub mail: usize,
     pub unverified_accounts: usize,
     pub throttle_records: usize,
+    /// Invitations that ended (accepted, withdrawn, expired) long ago.
+    pub invitations: usize,
 }
 
 impl fmt::Display for CleanupReport {
@@ -36,8 +39,8 @@ impl fmt::Display for CleanupReport {
         write!(
             f,
             "deleted {} expired or used tokens, {} expired sessions, {} finished mails, {} accounts never verified, \
-             {} old throttle records",
-            self.tokens, self.sessions, self.mail, self.unverified_accounts, self.throttle_records
+             {} old throttle records, {} old invitations",
+            self.tokens, self.sessions, self.mail, self.unverified_accounts, self.throttle_records, self.invitations
         )
     }
 }
@@ -55,6 +58,9 @@ pub fn run_cleanup(db: &Db, unverified_ttl: Duration) -> Result<CleanupReport, D
         mail: in_batches(db, |conn| outbox::delete_finished_batch(conn, now - FINISHED_MAIL_KEPT_SECS, BATCH))?,
         throttle_records: in_batches(db, |conn| {
             throttle_hits::delete_older_batch(conn, now - THROTTLE_RECORDS_KEPT_SECS, BATCH)
+        })?,
+        invitations: in_batches(db, |conn| {
+            invitations::delete_ended_batch(conn, now - invitations::ENDED_KEPT_SECS, BATCH)
         })?,
     };
     db.run_blocking(|conn| conn.refresh_planner_statistics())?;

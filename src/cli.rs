@@ -44,7 +44,8 @@ enum Command {
         password_min_length: u16,
     },
     /// Delete expired and used tokens, expired sessions, finished mail older
-    /// than a week and accounts never verified; print how many of each.
+    /// than a week, accounts never verified and invitations that ended over
+    /// a month ago; print how many of each.
     Cleanup {
         #[arg(long, env = "DATABASE_URL", default_value = "var/usher.db", hide_env_values = true)]
         database_url: String,
@@ -172,6 +173,7 @@ fn cleanup(database_url: &str, unverified_ttl: std::time::Duration) -> anyhow::R
     println!("mail: {}", report.mail);
     println!("unverified accounts: {}", report.unverified_accounts);
     println!("throttle records: {}", report.throttle_records);
+    println!("invitations: {}", report.invitations);
     Ok(())
 }
 

@@ -72,6 +72,9 @@ pub struct Settings {
     /// Life of a password reset link.
     #[arg(long, env = "USHER_RESET_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub reset_token_ttl: Duration,
+    /// Life of an invitation link.
+    #[arg(long, env = "USHER_INVITATION_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub invitation_ttl: Duration,
     /// Idle timeout of a session (sliding).
     #[arg(long, env = "USHER_SESSION_IDLE_TTL", default_value = "30m", value_parser = humantime::parse_duration)]
     pub session_idle_ttl: Duration,

@@ -1,7 +1,8 @@
 //! Deleting an account, by its owner or by an administrator. What stays is
 //! a tombstone: the user row keeps its id, so the audit log's events keep
 //! their meaning, while the address and password go. Sessions, links,
-//! changes of address, group memberships and mail still to be sent go too;
+//! changes of address, group memberships, invitations of the address and
+//! mail still to be sent go too;
 //! the addresses the account's events and sent mail name are scrubbed. A
 //! goodbye notice is queued without an account, and its recipient is wiped
 //! once it is sent or given up on. The address can be registered again at
@@ -13,7 +14,9 @@ use super::Context;
 use super::admin::{Refusal, is_last_admin, lock_account};
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{SCRUBBED_ADDRESS, User};
-use crate::db::{DbConnection, email_changes, email_tokens, groups, outbox, sessions, throttle_hits, two_factor};
+use crate::db::{
+    DbConnection, email_changes, email_tokens, groups, invitations, outbox, sessions, throttle_hits, two_factor,
+};
 use crate::mail::MailKind;
 use crate::mail::messages::queue_without_account;
 use crate::throttle::Bucket;
@@ -62,6 +65,7 @@ pub(super) fn erase(conn: &mut DbConnection, user: &User, by: DeletedBy, ctx: Co
     two_factor::remove(conn, user.id)?;
     groups::remove_all_for_user(conn, user.id)?;
     email_tokens::delete_all_for_user(conn, user.id)?;
+    invitations::delete_for(conn, &user.email, user.id)?;
     let mut addresses = email_changes::delete_all_for_user(conn, user.id)?;
     addresses.push(user.email.clone());
     // Longest first, so that no address is left half-scrubbed inside a

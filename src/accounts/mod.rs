@@ -15,11 +15,13 @@
 //! | an account is deleted (by its owner or admin) | `deletion.rs`     |
 //! | a second factor is turned on, used or off    | `two_factor.rs`   |
 //! | an administrator creates or fills a group    | `groups.rs`       |
+//! | an address is invited, or an invitation used | `invitations.rs`  |
 
 mod admin;
 mod deletion;
 mod email_change;
 mod groups;
+mod invitations;
 mod password;
 mod sessions;
 mod two_factor;
@@ -31,6 +33,9 @@ pub use email_change::{
     EmailChangeRefusal, cancel_email_change, confirm_email_change, request_email_change, revert_email_change,
 };
 pub use groups::{GroupRefusal, add_to_group, create_group, remove_from_group};
+pub use invitations::{
+    AcceptRefusal, InviteRefusal, accept_invitation, check_invitation, invite, resend_invitation, revoke_invitation,
+};
 pub use password::{PasswordSet, set_password};
 pub use sessions::{EndSessions, end_sessions};
 pub use two_factor::{

@@ -47,11 +47,19 @@ pub enum EventKind {
     AddedToGroup,
     /// An administrator took the account out of a group (the detail).
     RemovedFromGroup,
+    /// An administrator invited an address (the detail) to sign up.
+    InvitationSent,
+    /// An administrator withdrew an invitation (its address is the detail).
+    InvitationRevoked,
+    /// An administrator sent an invitation again, with a new link.
+    InvitationResent,
+    /// An invitation's link created the account.
+    InvitationAccepted,
 }
 
 impl EventKind {
     /// Every kind, in the order the event log's filter lists them.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 31] = [
         Self::Registered,
         Self::EmailVerified,
         Self::SignedIn,
@@ -79,6 +87,10 @@ impl EventKind {
         Self::GroupCreated,
         Self::AddedToGroup,
         Self::RemovedFromGroup,
+        Self::InvitationSent,
+        Self::InvitationRevoked,
+        Self::InvitationResent,
+        Self::InvitationAccepted,
     ];
 
     /// The kind stored as `name`, if there is one.
@@ -115,6 +127,10 @@ impl EventKind {
             Self::GroupCreated => "group created",
             Self::AddedToGroup => "added to group",
             Self::RemovedFromGroup => "removed from group",
+            Self::InvitationSent => "invitation sent",
+            Self::InvitationRevoked => "invitation withdrawn",
+            Self::InvitationResent => "invitation sent again",
+            Self::InvitationAccepted => "invitation accepted",
         }
     }
 }
@@ -178,6 +194,21 @@ pub fn scrub_addresses(conn: &mut DbConnection, user_id: i64, addresses: &[Strin
         diesel::update(naming).set(audit_events::detail.eq(scrubbed)).execute(conn)?;
     }
     Ok(())
+}
+
+/// Makes the events of `kinds` that name `detail` and no account events
+/// about `user_id` (an invitation's events, once it created the account),
+/// so that they go where the account's events go (`scrub_addresses`).
+pub fn adopt(conn: &mut DbConnection, kinds: &[EventKind], detail: &str, user_id: i64) -> QueryResult<usize> {
+    let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+    diesel::update(
+        audit_events::table
+            .filter(audit_events::user_id.is_null())
+            .filter(audit_events::kind.eq_any(kinds))
+            .filter(audit_events::detail.eq(detail)),
+    )
+    .set(audit_events::user_id.eq(user_id))
+    .execute(conn)
 }
 
 /// Which events a page of the log shows.

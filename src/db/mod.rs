@@ -6,6 +6,7 @@ pub mod email_changes;
 pub mod email_tokens;
 pub mod faults;
 pub mod groups;
+pub mod invitations;
 pub mod leases;
 mod migrations;
 pub mod outbox;

@@ -31,6 +31,8 @@ pub struct OutboxRow {
     pub event: Option<String>,
     /// For mail about a change of address: the `email_changes` row.
     pub email_change_id: Option<i64>,
+    /// For an invitation's mail: the `invitations` row.
+    pub invitation_id: Option<i64>,
 }
 
 /// Where a row ends when the worker is done with it.
@@ -67,6 +69,8 @@ pub struct NewMail<'a> {
     pub event: Option<&'a str>,
     /// For mail about a change of address: its `email_changes` row.
     pub email_change_id: Option<i64>,
+    /// For an invitation's mail: its `invitations` row.
+    pub invitation_id: Option<i64>,
 }
 
 /// Queues a mail with a stable Message-ID, so a retried send is recognised
@@ -85,6 +89,7 @@ pub fn enqueue(conn: &mut DbConnection, mail: NewMail, mail_domain: &str, now: i
             outbox::password_hash.eq(mail.password_hash),
             outbox::event.eq(mail.event),
             outbox::email_change_id.eq(mail.email_change_id),
+            outbox::invitation_id.eq(mail.invitation_id),
             outbox::next_attempt_at.eq(now),
         ))
         .returning(outbox::id)
@@ -274,6 +279,17 @@ pub fn revive_dead(conn: &mut DbConnection, id: i64, send_before: i64, now: i64)
         ))
         .execute(conn)?;
     Ok(revived == 1)
+}
+
+/// Whether mail for invitation `invitation_id` was queued after row `id`:
+/// then that newer mail carries the invitation's link, not this one.
+pub fn newer_for_invitation(conn: &mut DbConnection, invitation_id: i64, id: i64) -> QueryResult<bool> {
+    let newer: i64 = outbox::table
+        .filter(outbox::invitation_id.eq(invitation_id))
+        .filter(outbox::id.gt(id))
+        .count()
+        .get_result(conn)?;
+    Ok(newer > 0)
 }
 
 pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<OutboxRow>> {

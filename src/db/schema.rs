@@ -68,6 +68,7 @@ diesel::table! {
         minted_token_id -> Nullable<BigInt>,
         event -> Nullable<Text>,
         email_change_id -> Nullable<BigInt>,
+        invitation_id -> Nullable<BigInt>,
     }
 }
 
@@ -168,6 +169,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    invitations (id) {
+        id -> BigInt,
+        email -> Text,
+        group_names -> Text,
+        token_hash -> Nullable<Binary>,
+        invited_by -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        accepted_at -> Nullable<BigInt>,
+        user_id -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
@@ -188,5 +204,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     recovery_codes,
     second_factor_challenges,
     groups,
-    group_members
+    group_members,
+    invitations
 );

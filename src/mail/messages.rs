@@ -12,6 +12,7 @@ use lettre::message::{Mailbox, MultiPart};
 use crate::config::Config;
 use crate::db::email_changes::{self, EmailChange, REVERT_TTL_SECS};
 use crate::db::email_tokens::{self, NewToken, Purpose};
+use crate::db::invitations::{self, Invitation};
 use crate::db::outbox::{self, NewMail, OutboxRow};
 use crate::db::users::User;
 use crate::db::{DbConnection, now};
@@ -58,9 +59,12 @@ pub enum MailKind {
     /// A right password, then wrong two-step codes until the limit: someone
     /// else may know the password.
     TwoFactorLockout,
+    /// An administrator's invitation to sign up, with its link. Belongs
+    /// to no account; bound to its `invitations` row.
+    Invitation,
 }
 
-const ALL_KINDS: [MailKind; 16] = [
+const ALL_KINDS: [MailKind; 17] = [
     MailKind::VerifyEmail,
     MailKind::SignupAttempt,
     MailKind::PasswordReset,
@@ -77,6 +81,7 @@ const ALL_KINDS: [MailKind; 16] = [
     MailKind::RecoveryCodesRenewed,
     MailKind::RecoveryCodeUsed,
     MailKind::TwoFactorLockout,
+    MailKind::Invitation,
 ];
 
 impl MailKind {
@@ -98,6 +103,7 @@ impl MailKind {
             Self::RecoveryCodesRenewed => "recovery_codes_renewed",
             Self::RecoveryCodeUsed => "recovery_code_used",
             Self::TwoFactorLockout => "two_factor_lockout",
+            Self::Invitation => "invitation",
         }
     }
 
@@ -120,6 +126,7 @@ impl MailKind {
             Self::RecoveryCodesRenewed => "Notice of new recovery codes",
             Self::RecoveryCodeUsed => "Notice of a recovery code used",
             Self::TwoFactorLockout => "Notice of wrong two-step codes after a right password",
+            Self::Invitation => "Invitation to sign up",
         }
     }
 
@@ -143,7 +150,8 @@ impl MailKind {
             | Self::RecoveryCodesRenewed
             | Self::RecoveryCodeUsed
             | Self::TwoFactorLockout => &[],
-            // Their links end with the state of their `email_changes` row instead.
+            // Their links end with the state of their `email_changes` or `invitations` row instead.
+            Self::Invitation => &[],
             Self::EmailChangeConfirm | Self::EmailChangeRequested | Self::EmailChanged => &[],
         }
     }
@@ -166,6 +174,7 @@ impl MailKind {
             | Self::RecoveryCodesRenewed
             | Self::RecoveryCodeUsed
             | Self::TwoFactorLockout => DAY,
+            Self::Invitation => config.settings.invitation_ttl,
         }
     }
 }
@@ -255,6 +264,20 @@ pub fn queue_without_account(
     enqueue(conn, mail, kind, config)
 }
 
+/// Queues the mail of invitation `invitation_id` to `recipient`. Like a
+/// goodbye it belongs to no account, so it forgets its recipient once
+/// sent; its link is minted when it is composed.
+pub fn queue_invitation(
+    conn: &mut DbConnection,
+    recipient: &str,
+    invitation_id: i64,
+    config: &Config,
+) -> QueryResult<i64> {
+    let kind = MailKind::Invitation;
+    let mail = NewMail { kind: kind.as_str(), recipient, invitation_id: Some(invitation_id), ..unbound() };
+    enqueue(conn, mail, kind, config)
+}
+
 /// Queues a verification that answers a registration of an address not
 /// yet verified: using its link or code also sets the password chosen at
 /// that registration. (Otherwise whoever registered the address first
@@ -287,6 +310,7 @@ fn unbound<'a>() -> NewMail<'a> {
         password_hash: None,
         event: None,
         email_change_id: None,
+        invitation_id: None,
     }
 }
 
@@ -440,6 +464,7 @@ impl Composer {
             MailKind::EmailChanged => self.email_changed(conn, row)?,
             MailKind::NewSignIn => Some(Minted { content: self.new_sign_in(row), first_token_id: None }),
             MailKind::AccountDeleted => Some(Minted { content: self.account_deleted(row), first_token_id: None }),
+            MailKind::Invitation => self.invitation(conn, row)?,
             MailKind::TwoFactorEnabled
             | MailKind::TwoFactorDisabled
             | MailKind::RecoveryCodesRenewed
@@ -936,6 +961,62 @@ impl Composer {
         };
         Ok(Some(Minted { content, first_token_id: None }))
     }
+}
+
+impl Composer {
+    /// Mints the link of a pending invitation, if this is its newest mail
+    /// (a re-send queues another, which carries the link instead).
+    fn invitation(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
+        let Some(id) = row.invitation_id else { return Ok(None) };
+        let token = PlainToken::generate();
+        let minted = conn.write(|conn| -> QueryResult<Option<(Invitation, Option<String>)>> {
+            let Some(invitation) = invitations::find(conn, id)? else { return Ok(None) };
+            if invitation.email != row.recipient || outbox::newer_for_invitation(conn, id, row.id)? {
+                return Ok(None);
+            }
+            if !invitations::set_token_hash(conn, id, &token.hash(), now())? {
+                return Ok(None);
+            }
+            let inviter = User::find(conn, invitation.invited_by)?.filter(|user| user.deleted_at.is_none());
+            Ok(Some((invitation, inviter.map(|user| user.email))))
+        })?;
+        let Some((invitation, inviter)) = minted else { return Ok(None) };
+        let site = &self.config.settings.site_name;
+        let who = match inviter {
+            Some(email) => format!("{email}, an administrator of {site},"),
+            None => format!("An administrator of {site}"),
+        };
+        let groups = invitation.groups();
+        let mut intro = vec![format!(
+            "{who} invited you to create an account on {site} with this address. Choose a password and you are in: \
+             the address counts as confirmed, and no further approval is needed."
+        )];
+        if !groups.is_empty() {
+            intro.push(format!("Your account will be in these groups: {}.", groups.join(", ")));
+        }
+        let until = chrono::DateTime::from_timestamp(invitation.expires_at, 0)
+            .map_or_else(String::new, |at| at.format(" (until %-d %B %Y at %H:%M UTC)").to_string());
+        let left = Duration::from_secs(u64::try_from(invitation.expires_at - now()).unwrap_or(0));
+        let content = EmailContent {
+            subject: format!("You are invited to {site}"),
+            intro,
+            button: Some(Button {
+                label: "Accept the invitation",
+                link: self.config.link(&format!("/invite?token={}", token.expose())),
+                note: format!("The link works once, for {}{until}.", lifetime(round_to_hours(left))),
+            }),
+            code: None,
+            outro: vec!["If you do not want an account, ignore this email; none is made without you.".into()],
+        };
+        Ok(Some(Minted { content, first_token_id: None }))
+    }
+}
+
+/// `left` to the nearest hour when it is more than one, so a mail composed
+/// a few seconds after the invitation still says "7 days".
+fn round_to_hours(left: Duration) -> Duration {
+    let seconds = left.as_secs();
+    if seconds < 3600 { left } else { Duration::from_secs((seconds + 1800) / 3600 * 3600) }
 }
 
 /// The change of address a mail is about, after locking its account (the

@@ -6,7 +6,7 @@ mod sealer;
 mod transport;
 mod worker;
 
-pub use messages::{MailKind, queue, queue_verification_for_registration, requeue_dead};
+pub use messages::{MailKind, queue, queue_invitation, queue_verification_for_registration, requeue_dead};
 pub use sealer::Sealer;
 pub use transport::Transport;
 pub use worker::{MailWorker, MailWorkerHandle, WorkerSettings};

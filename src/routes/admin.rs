@@ -174,8 +174,8 @@ pub(super) struct AdminNav {
 }
 
 /// The navigation for the admin page `current` ("waiting", "users",
-/// "groups" or "events"), read in the page's own database job (one trip,
-/// not two).
+/// "groups", "invitations" or "events"), read in the page's own database
+/// job (one trip, not two).
 pub(super) fn admin_nav(conn: &mut DbConnection, current: &'static str) -> diesel::QueryResult<AdminNav> {
     let waiting = match User::count_waiting(conn, WAITING_COUNTED_UP_TO)? {
         0 => String::new(),

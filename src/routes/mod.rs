@@ -9,6 +9,7 @@ mod forward_auth;
 mod groups;
 mod health;
 mod home;
+mod invitations;
 mod login;
 mod password;
 mod reauth;
@@ -90,6 +91,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/admin/users/{id}/{action}").get(admin::confirm).post(admin::act))
         .service(web::resource("/admin/groups").get(groups::list).post(groups::create))
+        .service(web::resource("/admin/invitations").get(invitations::list).post(invitations::create))
+        .service(web::resource("/admin/invitations/{id}/revoke").get(invitations::to_list).post(invitations::revoke))
+        .service(web::resource("/admin/invitations/{id}/resend").get(invitations::to_list).post(invitations::resend))
+        .service(web::resource("/invite").get(invitations::show).post(invitations::accept))
         .service(web::resource("/admin/events").get(admin::events))
         .service(web::resource("/admin/mail/{id}/retry").route(go_to("/admin")).post(admin::retry_mail))
         .service(web::resource("/healthz").get(health::live))

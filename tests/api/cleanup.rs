@@ -2,6 +2,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use diesel::prelude::*;
+use usher::db::invitations::{self, NewInvitation};
 use usher::db::leases as lease;
 use usher::db::schema::{leases, outbox, users};
 
@@ -35,15 +36,34 @@ async fn the_cleanup_command_deletes_what_expired_and_prints_counts(backend: Bac
     // Make every sent mail look older than a week.
     let week_ago = usher::db::now() - 8 * 24 * 3600;
     diesel::update(outbox::table).set(outbox::finished_at.eq(Some(week_ago))).execute(&mut app.db()).unwrap();
+    // An invitation that expired over a month ago goes; a pending one and
+    // one that expired yesterday stay.
+    let ann = app.user_id("ann@example.com");
+    let now = usher::db::now();
+    for (email, expires_at) in
+        [("old@example.com", now - 31 * 24 * 3600), ("new@example.com", now + 3600), ("late@example.com", now - 3600)]
+    {
+        let invitation = NewInvitation { email, groups: &[], invited_by: ann, expires_at };
+        invitations::insert(&mut app.db(), invitation, expires_at - 3600).unwrap();
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let printed = run_cleanup_command(&app);
 
-    assert_eq!(printed, "tokens: 2\nsessions: 1\nmail: 1\nunverified accounts: 1\nthrottle records: 0\n", "{printed}");
+    assert_eq!(
+        printed, "tokens: 2\nsessions: 1\nmail: 1\nunverified accounts: 1\nthrottle records: 0\ninvitations: 1\n",
+        "{printed}"
+    );
+    let kept: Vec<String> = usher::db::schema::invitations::table
+        .select(usher::db::schema::invitations::email)
+        .load(&mut app.db())
+        .unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.contains(&"old@example.com".to_owned()), "{kept:?}");
     let counts = app.row_counts();
     assert_eq!((counts.users, counts.email_tokens, counts.sessions, counts.outbox), (1, 0, 0, 0));
     let again = run_cleanup_command(&app);
-    assert_eq!(again, "tokens: 0\nsessions: 0\nmail: 0\nunverified accounts: 0\nthrottle records: 0\n");
+    assert_eq!(again, "tokens: 0\nsessions: 0\nmail: 0\nunverified accounts: 0\nthrottle records: 0\ninvitations: 0\n");
 }
 
 async fn sessions_past_their_absolute_timeout_are_cleaned_up_while_still_fresh(backend: Backend) {

@@ -244,6 +244,7 @@ async fn a_sign_in_or_mail_racing_the_deletion_brings_nothing_back(backend: Back
         password_hash: None,
         event: None,
         email_change_id: None,
+        invitation_id: None,
     };
     usher::db::outbox::enqueue(&mut conn, late, "example.com", usher::db::now()).unwrap();
 

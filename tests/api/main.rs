@@ -20,6 +20,7 @@ mod forward_auth;
 mod groups;
 mod headers;
 mod idn;
+mod invitations;
 mod login;
 mod logs;
 mod mail;

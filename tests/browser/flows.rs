@@ -1,6 +1,8 @@
 //! What a person does in a browser, page by page. Each test has one
 //! browser; every page it passes gets the checks of `Chrome::check_page`.
 
+use fantoccini::Locator;
+
 use crate::chrome::{Chrome, link_in, tools};
 use crate::helpers::{
     Backend, PASSWORD, Proxy, ProxyKind, TestApp, Upstream, spawn_app, spawn_app_with, spawn_guarding_app,
@@ -651,5 +653,61 @@ policy = "signed_in"
         chrome.open_url(&proxy.url("/docs/page?x=1")).await;
         chrome.wait_for_path("/login").await;
     }
+    chrome.finish().await;
+}
+
+/// An administrator invites an address into a group from the admin pages;
+/// the invited person opens the emailed link, sets a password and lands
+/// signed in on their account page. The link then says it was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invited_person_accepts_from_the_emailed_link() {
+    let Some((app, chrome)) = app_and_browser().await else { return };
+    let invited = "grace@example.com";
+    let created = app.create_admin_command("root@example.com", PASSWORD);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+
+    sign_in(&chrome, "root@example.com", PASSWORD).await;
+    chrome.wait_for_path("/account").await;
+    chrome.open("/admin/groups").await;
+    chrome.fill("name", "staff").await;
+    chrome.press("Create group").await;
+    chrome.wait_for_path("/admin/groups").await;
+    chrome.follow("Invitations").await;
+    chrome.wait_for_path("/admin/invitations").await;
+    chrome.check_page("admin-invitations-empty").await;
+    chrome.fill("email", invited).await;
+    let staff = chrome.client.find(Locator::Css("input[name=groups][value=staff]")).await.expect("the staff box");
+    staff.click().await.expect("tick staff");
+    chrome.press("Send the invitation").await;
+    chrome.wait_for_path("/admin/invitations").await;
+    assert!(chrome.flash().await.contains("was invited"), "{}", chrome.flash().await);
+    assert!(chrome.text("#invitations").await.contains("pending"));
+    chrome.check_page("admin-invitations").await;
+    chrome.press("Sign out").await;
+    chrome.wait_for_path("/").await;
+
+    let mail = app.mail.wait_for(invited, 1).await;
+    let link = link_in(&mail.text, "/invite?token=");
+    chrome.screenshot_email("email-invitation", &mail.html).await;
+    chrome.open_url(&link).await;
+    assert_eq!(chrome.text("#email").await, invited);
+    chrome.check_page("invite").await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.fill("password_confirm", "not the same password").await;
+    chrome.press("Create my account").await;
+    chrome.wait_for_path("/invite").await;
+    assert!(chrome.text("#password_confirm-error").await.contains("do not match"));
+    assert_eq!(chrome.focused_class().await, "error-summary");
+    chrome.check_page("invite-errors").await;
+    chrome.fill("password", PASSWORD).await;
+    chrome.fill("password_confirm", PASSWORD).await;
+    chrome.press("Create my account").await;
+    chrome.wait_for_path("/account").await;
+    assert_eq!(chrome.text("#account-email").await, invited);
+
+    chrome.open_url(&link).await;
+    assert!(chrome.text("h1").await.contains("used already"));
+    chrome.check_page("invite-used").await;
+
     chrome.finish().await;
 }

@@ -229,6 +229,9 @@ impl TestApp {
             .select((group_members::group_id, group_members::user_id, group_members::added_at))
             .load(&mut conn)
             .unwrap();
+        use usher::db::invitations::Invitation;
+        use usher::db::schema::invitations;
+        let invitation_rows: Vec<Invitation> = invitations::table.load(&mut conn).unwrap();
         let binary = tokens
             .iter()
             .map(|t| t.secret_hash.clone())
@@ -236,11 +239,12 @@ impl TestApp {
             .chain(second_factors.iter().map(|(_, secret, _)| secret.clone()))
             .chain(recovery.iter().flat_map(|(salt, hash)| [salt.clone(), hash.clone()]))
             .chain(challenges.iter().map(|(id_hash, _)| id_hash.clone()))
+            .chain(invitation_rows.iter().filter_map(|i| i.token_hash.clone()))
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect::<Vec<_>>();
         format!(
             "{users:?}\n{tokens:?}\n{sessions:?}\n{mail:?}\n{second_factors:?}\n{recovery:?}\n{challenges:?}\n\
-             {group_rows:?}\n{members:?}\n{binary:?}"
+             {group_rows:?}\n{members:?}\n{invitation_rows:?}\n{binary:?}"
         )
     }
 }

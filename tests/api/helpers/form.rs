@@ -12,6 +12,8 @@ struct Control {
     /// Unchecked checkboxes and radios: known, but not sent unless a test
     /// ticks them.
     sent: bool,
+    /// A checkbox or radio.
+    checkable: bool,
 }
 
 /// A form found on a page by its `action`.
@@ -58,11 +60,21 @@ impl HtmlForm {
     }
 
     /// Lays `fields` over the served values. A checkbox or radio named here
-    /// is ticked with that value. Panics when the form has no control of
-    /// that name: a test must not send what no browser would.
+    /// is ticked: the one of that name with that value if there is one
+    /// (boxes that share a name), else the first of that name, given that
+    /// value. Panics when the form has no control of that name: a test must
+    /// not send what no browser would.
     pub fn fill(mut self, fields: &[(&str, &str)]) -> Self {
         for (name, value) in fields {
-            let Some(control) = self.controls.iter_mut().find(|control| control.name == *name) else {
+            let exact = self
+                .controls
+                .iter()
+                .any(|control| control.checkable && control.name == *name && control.value == *value);
+            let Some(control) = self
+                .controls
+                .iter_mut()
+                .find(|control| control.name == *name && (!exact || (control.checkable && control.value == *value)))
+            else {
                 let names: Vec<&str> = self.controls.iter().map(|control| control.name.as_str()).collect();
                 panic!("the form to {} has no field {name:?} (it has {names:?})", self.action);
             };
@@ -108,15 +120,15 @@ fn controls_of(form: ElementRef) -> Vec<Control> {
         let name = name.to_owned();
         let value = attrs.attr("value").unwrap_or("").to_owned();
         let control = match (attrs.name(), kind.as_str()) {
-            (_, _) if is_submit => Control { name, value, sent: is_submitter },
+            (_, _) if is_submit => Control { name, value, sent: is_submitter, checkable: false },
             ("button", _) | ("input", "button" | "reset" | "file") => continue,
             ("input", "checkbox" | "radio") => {
                 let value = attrs.attr("value").unwrap_or("on").to_owned();
-                Control { name, value, sent: attrs.attr("checked").is_some() }
+                Control { name, value, sent: attrs.attr("checked").is_some(), checkable: true }
             }
-            ("textarea", _) => Control { name, value: element.text().collect(), sent: true },
-            ("select", _) => Control { name, value: selected_option(element), sent: true },
-            _ => Control { name, value, sent: true },
+            ("textarea", _) => Control { name, value: element.text().collect(), sent: true, checkable: false },
+            ("select", _) => Control { name, value: selected_option(element), sent: true, checkable: false },
+            _ => Control { name, value, sent: true, checkable: false },
         };
         controls.push(control);
     }
@@ -166,6 +178,16 @@ mod tests {
     fn ticking_a_checkbox_sends_it() {
         let form = HtmlForm::find(PAGE, "/account/password").fill(&[("remember_me", "on")]);
         assert!(form.encode().contains("remember_me=on"));
+    }
+
+    #[test]
+    fn boxes_sharing_a_name_are_ticked_by_value() {
+        let page = r#"<form method="post" action="/a">
+            <input type="checkbox" name="groups" value="ops">
+            <input type="checkbox" name="groups" value="staff">
+            <input type="checkbox" name="groups" value="wiki"></form>"#;
+        let form = HtmlForm::find(page, "/a").fill(&[("groups", "wiki"), ("groups", "ops")]);
+        assert_eq!(form.encode(), "groups=ops&groups=wiki");
     }
 
     #[test]

@@ -1,0 +1,2 @@
+ALTER TABLE outbox DROP COLUMN invitation_id;
+DROP TABLE invitations;
