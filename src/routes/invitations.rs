@@ -16,6 +16,7 @@ use super::login::{SecondFactor, complete_sign_in};
 use super::{NoFields, transition_context};
 use crate::accounts::{self, AcceptRefusal, InviteRefusal};
 use crate::auth::AdminUser;
+use crate::config::Registration;
 use crate::db::invitations::{self, InvitationState};
 use crate::db::users::User;
 use crate::db::{groups, now};
@@ -179,6 +180,11 @@ pub async fn create(
             Ok(name) => group_names.push(name),
             Err(problem) => errors.add("groups", problem),
         }
+    }
+    if sign_up_closed(&state) {
+        errors.add("email", "Sign-up is closed (USHER_REGISTRATION=closed), so nobody can accept an invitation.");
+        let status = StatusCode::CONFLICT;
+        return invitations_page(&state, ctx, typed, status, errors, Offer::default()).await;
     }
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -357,6 +363,9 @@ pub async fn show(
     state: web::Data<AppState>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
+    if sign_up_closed(&state) {
+        return Ok(super::register::closed_page(ctx, StatusCode::OK));
+    }
     let token = parse_token(query.token.as_deref().unwrap_or_default())?;
     let hash = token.hash();
     let checked = state.db.run(move |conn| accounts::check_invitation(conn, &hash, now())).await?;
@@ -387,6 +396,9 @@ pub async fn accept(
     state: web::Data<AppState>,
     Form(form): Form<AcceptForm>,
 ) -> Result<HttpResponse, AppError> {
+    if sign_up_closed(&state) {
+        return Ok(super::register::closed_page(ctx, StatusCode::FORBIDDEN));
+    }
     let token = parse_token(&form.token)?;
     let hash = token.hash();
     let checked = state.db.run(move |conn| accounts::check_invitation(conn, &hash, now())).await?;
@@ -427,6 +439,11 @@ pub async fn accept(
         // Deleted the instant it was made: the link was used all the same.
         None => Ok(failed(ctx, AcceptRefusal::Used)),
     }
+}
+
+/// Whether sign-up is closed altogether, invitations included.
+fn sign_up_closed(state: &AppState) -> bool {
+    state.config.settings.registration == Registration::Closed
 }
 
 /// The address as stored, with its Unicode form beside it when that differs.

@@ -50,6 +50,12 @@ fn sign_up_not_open(state: &AppState) -> Option<bool> {
     }
 }
 
+/// The page that says sign-up is closed (`USHER_REGISTRATION=closed`),
+/// with `status`: invitations too lead nowhere then.
+pub(super) fn closed_page(ctx: PageContext, status: StatusCode) -> HttpResponse {
+    render(status, &SignUpClosedPage { ctx, invite_only: false })
+}
+
 /// The sign-up form; where sign-up is by invitation or closed, a page
 /// saying how to get in instead.
 pub async fn show(ctx: PageContext, state: web::Data<AppState>) -> HttpResponse {

@@ -205,5 +205,21 @@ async fn sign_up_by_invitation_or_closed_shows_no_form_and_refuses_a_post(backen
         assert!(output.status.success(), "{mode}: {}", String::from_utf8_lossy(&output.stderr));
         let admin = app.browser();
         app.sign_in(&admin, "root@example.com", PASSWORD).await.assert_redirects_to("/account");
+
+        // Invitations are the way in where sign-up is by invitation; closed, there is none.
+        let invited = admin.submit("/admin/invitations", "/admin/invitations", &[("email", "new@example.com")]).await;
+        if mode == "invite" {
+            invited.assert_redirects_to("/admin/invitations");
+            let token = app.mail.wait_for("new@example.com", 1).await.link_token("/invite?token=");
+            let fields = [("password", PASSWORD), ("password_confirm", PASSWORD)];
+            let person = app.browser();
+            let accepted = person.submit(&format!("/invite?token={token}"), "/invite", &fields).await;
+            accepted.assert_redirects_to("/account");
+        } else {
+            assert_eq!(invited.status, StatusCode::CONFLICT);
+            assert!(invited.body.contains("Sign-up is closed"), "{}", invited.body);
+            let link = browser.get("/invite?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+            assert!(link.texts("#sign-up-closed")[0].contains(words), "{}", link.body);
+        }
     }
 }
