@@ -48,6 +48,9 @@ pub enum InviteRefusal {
     /// withdrawn): its state.
     #[error("This invitation is {} already; nothing changed.", .0.as_str())]
     NotPending(InvitationState),
+    /// `USHER_REGISTRATION=closed`: no invitation could be accepted.
+    #[error("Sign-up is closed (USHER_REGISTRATION=closed), so nobody can accept an invitation.")]
+    SignUpClosed,
 }
 
 /// Why an invitation's link created no account; nothing changed.
@@ -68,6 +71,15 @@ pub enum AcceptRefusal {
     /// An account with the address was made meanwhile.
     #[error("There is already an account with this address.")]
     AccountExists,
+    /// The administrator who invited is one no longer (demoted, disabled
+    /// or deleted): what they asked for no longer stands.
+    #[error(
+        "The administrator who invited you can no longer do so. Ask the site's administrators for a new invitation."
+    )]
+    InviterGone,
+    /// `USHER_REGISTRATION=closed`.
+    #[error("This site does not take new accounts, not even by invitation.")]
+    SignUpClosed,
 }
 
 /// What an invitation link leads to now, without using it: the invitation
@@ -84,10 +96,31 @@ pub fn check_invitation(
     if let Err(refusal) = refusal_for(invitation.state(now)) {
         return Ok(Err(refusal));
     }
-    if User::find_by_email(conn, &invitation.email)?.is_some() {
+    if User::find_by_email(conn, &invitation.email)?.is_some_and(|user| !unproven(&user)) {
         return Ok(Err(AcceptRefusal::AccountExists));
     }
+    if !inviter_stands(conn, &invitation)? {
+        return Ok(Err(AcceptRefusal::InviterGone));
+    }
     Ok(Ok(invitation))
+}
+
+/// Whether `user` is an account someone made for the address without
+/// proving it (never verified, never signed in): the invitation's link,
+/// which proves the mailbox, takes it over, as registering again would.
+fn unproven(user: &User) -> bool {
+    user.email_verified_at.is_none() && user.last_sign_in_at.is_none() && user.deleted_at.is_none() && !user.is_admin
+}
+
+/// Whether the administrator who sent `invitation` still is one.
+fn inviter_stands(conn: &mut DbConnection, invitation: &Invitation) -> QueryResult<bool> {
+    let inviter = User::find(conn, invitation.invited_by)?;
+    Ok(inviter.is_some_and(|user| user.is_admin && user.disabled_at.is_none() && user.deleted_at.is_none()))
+}
+
+/// Whether sign-up is closed to everyone, the invited included.
+fn closed(ctx: Context) -> bool {
+    ctx.config.settings.registration == crate::config::Registration::Closed
 }
 
 fn refusal_for(state: InvitationState) -> Result<(), AcceptRefusal> {
@@ -115,8 +148,11 @@ pub fn invite(
     group_names: &[GroupName],
     ctx: Context,
 ) -> QueryResult<Result<i64, InviteRefusal>> {
+    if closed(ctx) {
+        return Ok(Err(InviteRefusal::SignUpClosed));
+    }
     let address = email.as_str();
-    if let Some(user) = User::find_by_email(conn, address)? {
+    if let Some(user) = User::find_by_email(conn, address)?.filter(|user| !unproven(user)) {
         return Ok(Err(InviteRefusal::AlreadyUser { email: user.email, user_id: user.id }));
     }
     if let Some(pending) = invitations::pending_for(conn, address, ctx.now)? {
@@ -177,8 +213,11 @@ pub fn resend_invitation(
     id: i64,
     ctx: Context,
 ) -> QueryResult<Result<String, InviteRefusal>> {
+    if closed(ctx) {
+        return Ok(Err(InviteRefusal::SignUpClosed));
+    }
     let Some(invitation) = invitations::find(conn, id)? else { return Ok(Err(InviteRefusal::NoSuchInvitation)) };
-    if let Some(user) = User::find_by_email(conn, &invitation.email)? {
+    if let Some(user) = User::find_by_email(conn, &invitation.email)?.filter(|user| !unproven(user)) {
         return Ok(Err(InviteRefusal::AlreadyUser { email: user.email, user_id: user.id }));
     }
     if let Some(newer) = invitations::pending_for(conn, &invitation.email, ctx.now)?.filter(|other| other.id != id) {
@@ -209,22 +248,22 @@ pub fn accept_invitation(
     password_hash: &str,
     ctx: Context,
 ) -> QueryResult<Result<User, AcceptRefusal>> {
+    if closed(ctx) {
+        return Ok(Err(AcceptRefusal::SignUpClosed));
+    }
     let Some(invitation) = invitations::claim(conn, hash, ctx.now)? else {
         // Lost the race, or never had one: say why.
         return Ok(Err(check_invitation(conn, hash, ctx.now)?.err().unwrap_or(AcceptRefusal::Used)));
     };
-    let new_user = NewUser {
-        email: &invitation.email,
-        password_hash,
-        email_verified_at: Some(ctx.now),
-        approval: Approval::Approved.as_str(),
-        is_admin: false,
-        created_at: ctx.now,
-        updated_at: ctx.now,
-    };
-    let Some(user_id) = User::insert(conn, &new_user)? else {
+    let refused = |conn: &mut DbConnection, refusal| {
         invitations::unclaim(conn, invitation.id)?;
-        return Ok(Err(AcceptRefusal::AccountExists));
+        Ok(Err(refusal))
+    };
+    if !inviter_stands(conn, &invitation)? {
+        return refused(conn, AcceptRefusal::InviterGone);
+    }
+    let Some(user_id) = create_or_take_over(conn, &invitation.email, password_hash, ctx)? else {
+        return refused(conn, AcceptRefusal::AccountExists);
     };
     invitations::set_user(conn, invitation.id, user_id)?;
     audit::adopt(conn, &INVITATION_EVENTS, &invitation.email, user_id)?;
@@ -244,6 +283,38 @@ pub fn accept_invitation(
     }
     let user = User::find(conn, user_id)?.expect("the account was just created");
     Ok(Ok(user))
+}
+
+/// The account the invitation makes: a new one, verified and approved;
+/// or the unproven account someone made for the address (`unproven`),
+/// given this password and made verified and approved. `None` when the
+/// address has a proven account.
+fn create_or_take_over(
+    conn: &mut DbConnection,
+    email: &str,
+    password_hash: &str,
+    ctx: Context,
+) -> QueryResult<Option<i64>> {
+    if let Some(existing) = User::find_by_email(conn, email)? {
+        if !unproven(&existing) || !User::lock(conn, existing.id)? {
+            return Ok(None);
+        }
+        User::set_password(conn, existing.id, password_hash, ctx.now)?;
+        User::mark_verified(conn, existing.id, ctx.now)?;
+        User::set_approval(conn, existing.id, Approval::Approved, ctx.now)?;
+        crate::db::sessions::delete_all_for_user(conn, existing.id)?;
+        return Ok(Some(existing.id));
+    }
+    let new_user = NewUser {
+        email,
+        password_hash,
+        email_verified_at: Some(ctx.now),
+        approval: Approval::Approved.as_str(),
+        is_admin: false,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    User::insert(conn, &new_user)
 }
 
 fn ttl_secs(ctx: Context) -> i64 {

@@ -108,6 +108,16 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Invitation>>
     invitations::table.find(id).first(conn).optional()
 }
 
+/// Locks the invitation's row until the transaction ends (on PostgreSQL;
+/// SQLite's `BEGIN IMMEDIATE` already serialises writers). False when
+/// there is no such invitation.
+pub fn lock(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
+    let locked = diesel::update(invitations::table.find(id))
+        .set(invitations::expires_at.eq(invitations::expires_at))
+        .execute(conn)?;
+    Ok(locked == 1)
+}
+
 /// The invitation whose link has this hash, in whatever state.
 pub fn find_by_token(conn: &mut DbConnection, hash: &TokenHash) -> QueryResult<Option<Invitation>> {
     invitations::table.filter(invitations::token_hash.eq(&hash.0)).first(conn).optional()

@@ -749,7 +749,8 @@ impl Composer {
         EmailContent {
             subject: format!("Your {site} account was deleted"),
             intro,
-            button: Some(Button {
+            // Only where anyone may sign up: elsewhere it takes an invitation, or is closed.
+            button: (self.config.settings.registration == crate::config::Registration::Open).then(|| Button {
                 label: "Sign up again",
                 link: self.config.link("/register"),
                 note: "You can sign up again with this address at any time, as a new account.".into(),
@@ -968,8 +969,23 @@ impl Composer {
     /// (a re-send queues another, which carries the link instead).
     fn invitation(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
         let Some(id) = row.invitation_id else { return Ok(None) };
+        if self.config.settings.registration == crate::config::Registration::Closed {
+            // Sign-up closed since it was queued: the link would lead nowhere.
+            return Ok(None);
+        }
         let token = PlainToken::generate();
         let minted = conn.write(|conn| -> QueryResult<Option<(Invitation, Option<String>)>> {
+            // One link per invitation: composers of its mails (a re-send's, or
+            // this row's again after a lost lease) take turns on its row, and
+            // only the worker still holding this row's lease mints, so a link
+            // already sent is never replaced by one that will not be.
+            if !invitations::lock(conn, id)? {
+                return Ok(None);
+            }
+            let (Some(owner), Some(until)) = (&row.lease_owner, row.lease_until) else { return Ok(None) };
+            if !outbox::renew_lease(conn, row.id, owner, until)? {
+                return Ok(None);
+            }
             let Some(invitation) = invitations::find(conn, id)? else { return Ok(None) };
             if invitation.email != row.recipient || outbox::newer_for_invitation(conn, id, row.id)? {
                 return Ok(None);

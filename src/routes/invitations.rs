@@ -181,11 +181,6 @@ pub async fn create(
             Err(problem) => errors.add("groups", problem),
         }
     }
-    if sign_up_closed(&state) {
-        errors.add("email", "Sign-up is closed (USHER_REGISTRATION=closed), so nobody can accept an invitation.");
-        let status = StatusCode::CONFLICT;
-        return invitations_page(&state, ctx, typed, status, errors, Offer::default()).await;
-    }
     let Some(email) = email.filter(|_| errors.is_empty()) else {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
         return invitations_page(&state, ctx, typed, status, errors, Offer::default()).await;
@@ -217,6 +212,7 @@ pub async fn create(
         InviteRefusal::AlreadyInvited { invitation_id, .. } => {
             (StatusCode::CONFLICT, Offer { pending_invitation: Some(*invitation_id), ..Offer::default() })
         }
+        InviteRefusal::SignUpClosed => (StatusCode::CONFLICT, Offer::default()),
         _ => (StatusCode::UNPROCESSABLE_ENTITY, Offer::default()),
     };
     let field = match refusal {
@@ -332,6 +328,8 @@ impl InviteFailedPage {
             AcceptRefusal::Revoked => "This invitation was withdrawn",
             AcceptRefusal::Used => "This invitation was used already",
             AcceptRefusal::AccountExists => "There is already an account with this address",
+            AcceptRefusal::InviterGone => "This invitation no longer stands",
+            AcceptRefusal::SignUpClosed => "Sign-up is closed",
         }
     }
 
@@ -339,7 +337,10 @@ impl InviteFailedPage {
         match self.refusal {
             AcceptRefusal::Unknown => StatusCode::NOT_FOUND,
             AcceptRefusal::AccountExists => StatusCode::CONFLICT,
-            AcceptRefusal::Expired | AcceptRefusal::Revoked | AcceptRefusal::Used => StatusCode::GONE,
+            AcceptRefusal::SignUpClosed => StatusCode::FORBIDDEN,
+            AcceptRefusal::Expired | AcceptRefusal::Revoked | AcceptRefusal::Used | AcceptRefusal::InviterGone => {
+                StatusCode::GONE
+            }
         }
     }
 }
@@ -396,9 +397,6 @@ pub async fn accept(
     state: web::Data<AppState>,
     Form(form): Form<AcceptForm>,
 ) -> Result<HttpResponse, AppError> {
-    if sign_up_closed(&state) {
-        return Ok(super::register::closed_page(ctx, StatusCode::FORBIDDEN));
-    }
     let token = parse_token(&form.token)?;
     let hash = token.hash();
     let checked = state.db.run(move |conn| accounts::check_invitation(conn, &hash, now())).await?;

@@ -23,6 +23,8 @@ on_both_backends!(
     invitation_forms_need_the_csrf_token,
     every_step_is_audited_and_deleting_the_account_forgets_the_invitation,
     unknown_and_malformed_links_get_a_clear_page,
+    an_account_someone_made_for_the_address_without_proving_it_is_taken_over,
+    an_invitation_from_an_administrator_no_longer_one_no_longer_stands,
 );
 
 const INVITED: &str = "new@example.com";
@@ -469,4 +471,45 @@ async fn unknown_and_malformed_links_get_a_clear_page(backend: Backend) {
     }
     let tracked = browser.get(&format!("/invite?token={unknown}&utm_source=mail")).await;
     assert_eq!(tracked.status, StatusCode::NOT_FOUND, "tracking tags are ignored");
+}
+
+async fn an_account_someone_made_for_the_address_without_proving_it_is_taken_over(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.signed_in_admin("root@example.com").await;
+    // Anyone may register an address they cannot read mail at.
+    let squatter = app.browser();
+    let fields =
+        [("email", INVITED), ("password", "squatter passphrase 123"), ("password_confirm", "squatter passphrase 123")];
+    squatter.submit("/register", "/register", &fields).await.assert_redirects_to("/verify");
+    let squatted = app.user_id(INVITED);
+
+    invite(&admin, INVITED, &[]).await.assert_redirects_to("/admin/invitations");
+    let token = invitation_token(&app, INVITED, 2).await;
+    let (person, page) = accept(&app, &token, PASSWORD).await;
+    page.assert_redirects_to("/account");
+    assert!(person.get("/account").await.body.contains(INVITED));
+    assert_eq!(app.user_id(INVITED), squatted, "the same account, now the mailbox owner's");
+    let (verified, approval): (Option<i64>, String) =
+        users::table.find(squatted).select((users::email_verified_at, users::approval)).first(&mut app.db()).unwrap();
+    assert!(verified.is_some());
+    assert_eq!(approval, "approved");
+    let refused = app.sign_in(&app.browser(), INVITED, "squatter passphrase 123").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "the squatter's password is gone");
+}
+
+async fn an_invitation_from_an_administrator_no_longer_one_no_longer_stands(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.signed_in_admin("first@example.com").await;
+    let second = app.signed_in_admin("second@example.com").await;
+    invite(&first, INVITED, &[]).await.assert_redirects_to("/admin/invitations");
+    let token = invitation_token(&app, INVITED, 1).await;
+
+    let id = app.user_id("first@example.com");
+    let confirm = second.get(&format!("/admin/users/{id}/disable")).await;
+    second.submit_form(&confirm, &format!("/admin/users/{id}/disable"), &[]).await;
+    let page = app.browser().get(&format!("/invite?token={token}")).await;
+    assert_eq!(page.status, StatusCode::GONE);
+    assert!(page.body.contains("no longer stands"), "{}", page.body);
+    let made: i64 = users::table.filter(users::email.eq(INVITED)).count().get_result(&mut app.db()).unwrap();
+    assert_eq!(made, 0, "no account");
 }

@@ -19,3 +19,5 @@ CREATE UNIQUE INDEX invitations_by_token_hash ON invitations (token_hash);
 
 -- An invitation's mail names its row: it goes to an address without an account.
 ALTER TABLE outbox ADD COLUMN invitation_id BIGINT REFERENCES invitations(id) ON DELETE SET NULL;
+-- Finding an invitation's newer mail, and unsetting the column when one goes.
+CREATE INDEX outbox_by_invitation ON outbox (invitation_id);

@@ -21,3 +21,5 @@ CREATE UNIQUE INDEX invitations_by_token_hash ON invitations (token_hash);
 -- No REFERENCES: SQLite cannot drop a column in a foreign key (down.sql);
 -- a mail whose invitation is gone is skipped when composed.
 ALTER TABLE outbox ADD COLUMN invitation_id BIGINT;
+-- Finding an invitation's newer mail, and unsetting the column when one goes.
+CREATE INDEX outbox_by_invitation ON outbox (invitation_id);
