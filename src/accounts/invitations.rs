@@ -152,6 +152,8 @@ pub fn invite(
         return Ok(Err(InviteRefusal::SignUpClosed));
     }
     let address = email.as_str();
+    // Two administrators inviting one address at once: one invitation.
+    crate::db::lock_named(conn, &format!("invitation:{address}"))?;
     if let Some(user) = User::find_by_email(conn, address)?.filter(|user| !unproven(user)) {
         return Ok(Err(InviteRefusal::AlreadyUser { email: user.email, user_id: user.id }));
     }
@@ -217,6 +219,7 @@ pub fn resend_invitation(
         return Ok(Err(InviteRefusal::SignUpClosed));
     }
     let Some(invitation) = invitations::find(conn, id)? else { return Ok(Err(InviteRefusal::NoSuchInvitation)) };
+    crate::db::lock_named(conn, &format!("invitation:{}", invitation.email))?;
     if let Some(user) = User::find_by_email(conn, &invitation.email)?.filter(|user| !unproven(user)) {
         return Ok(Err(InviteRefusal::AlreadyUser { email: user.email, user_id: user.id }));
     }

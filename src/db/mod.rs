@@ -247,3 +247,18 @@ impl r2d2::HandleEvent for PoolLog {
 /// Seconds since the Unix epoch (UTC) by this thread's clock: every
 /// timestamp Usher stores.
 pub use crate::clock::now;
+
+/// Makes transactions that take the lock named `name` run one after the
+/// other, for a check-then-insert no unique index covers. SQLite's `BEGIN
+/// IMMEDIATE` already serialises every writer; PostgreSQL takes a
+/// transaction-scoped advisory lock on a hash of the name.
+pub fn lock_named(conn: &mut DbConnection, name: &str) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    use sha2::Digest;
+    if let DbConnection::Postgres(pg) = conn {
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        pg.batch_execute(&format!("SELECT pg_advisory_xact_lock({key})"))?;
+    }
+    Ok(())
+}

@@ -1,10 +1,8 @@
 //! The `throttle_hits` table: attempts counted per bucket, shared by every
 //! instance.
 
-use diesel::connection::SimpleConnection;
 use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
-use sha2::{Digest, Sha256};
 
 use super::DbConnection;
 use super::schema::throttle_hits;
@@ -23,12 +21,7 @@ pub fn count_since(conn: &mut DbConnection, bucket: &str, since: i64) -> QueryRe
 /// SQLite's `BEGIN IMMEDIATE` already serialises every writer; PostgreSQL
 /// takes a transaction-scoped advisory lock on a hash of the bucket.
 pub fn lock_bucket(conn: &mut DbConnection, bucket: &str) -> QueryResult<()> {
-    if let DbConnection::Postgres(pg) = conn {
-        let digest = Sha256::digest(bucket.as_bytes());
-        let key = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-        pg.batch_execute(&format!("SELECT pg_advisory_xact_lock({key})"))?;
-    }
-    Ok(())
+    super::lock_named(conn, bucket)
 }
 
 /// Moves the hits counted in bucket `from` to bucket `to` (an account's
