@@ -230,16 +230,7 @@ pub async fn revoke(
     id: web::Path<i64>,
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let config = state.config.clone();
-    let outcome = state
-        .db
-        .run(move |conn| {
-            conn.write(|conn| {
-                accounts::revoke_invitation(conn, admin.user_id, id, transition_context(&config, &client))
-            })
-        })
-        .await?;
+    let outcome = on_invitation(&state, admin.user_id, client, id.into_inner(), accounts::revoke_invitation).await?;
     let flash = match outcome {
         Ok(email) => Flash::success(format!("The invitation of {email} was withdrawn; its link no longer works.")),
         Err(InviteRefusal::NoSuchInvitation) => return Err(AppError::NotFound),
@@ -257,16 +248,7 @@ pub async fn resend(
     id: web::Path<i64>,
     _form: Form<NoFields>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let config = state.config.clone();
-    let outcome = state
-        .db
-        .run(move |conn| {
-            conn.write(|conn| {
-                accounts::resend_invitation(conn, admin.user_id, id, transition_context(&config, &client))
-            })
-        })
-        .await?;
+    let outcome = on_invitation(&state, admin.user_id, client, id.into_inner(), accounts::resend_invitation).await?;
     let flash = match outcome {
         Ok(email) => {
             state.mail.wake();
@@ -282,6 +264,27 @@ pub async fn resend(
         Err(refusal) => Flash::error(refusal.to_string()),
     };
     Ok(redirect_with_flash("/admin/invitations", flash))
+}
+
+/// An administrator's rule about one invitation (`accounts::revoke_invitation`,
+/// `resend_invitation`): the invited address, or why not.
+type InvitationRule =
+    fn(&mut crate::db::DbConnection, i64, i64, accounts::Context) -> diesel::QueryResult<Result<String, InviteRefusal>>;
+
+/// Runs `rule` on invitation `id` for `actor` in a write transaction.
+async fn on_invitation(
+    state: &AppState,
+    actor: i64,
+    client: ClientInfo,
+    id: i64,
+    rule: InvitationRule,
+) -> Result<Result<String, InviteRefusal>, AppError> {
+    let config = state.config.clone();
+    let outcome = state
+        .db
+        .run(move |conn| conn.write(|conn| rule(conn, actor, id, transition_context(&config, &client))))
+        .await?;
+    Ok(outcome)
 }
 
 /// `GET` of the addresses that only take a `POST`: the list, where their
