@@ -201,6 +201,18 @@ pub enum Registration {
     Closed,
 }
 
+impl Registration {
+    /// Whether anyone may sign up at `/register` (and pages link to it).
+    pub fn is_open(self) -> bool {
+        self == Self::Open
+    }
+
+    /// Whether an invitation may be sent and accepted: in every mode but `closed`.
+    pub fn admits_invitations(self) -> bool {
+        self != Self::Closed
+    }
+}
+
 /// Who must use two-step sign-in (`USHER_REQUIRE_TWO_FACTOR`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RequireTwoFactor {

@@ -120,7 +120,7 @@ fn inviter_stands(conn: &mut DbConnection, invitation: &Invitation) -> QueryResu
 
 /// Whether sign-up is closed to everyone, the invited included.
 fn closed(ctx: Context) -> bool {
-    ctx.config.settings.registration == crate::config::Registration::Closed
+    !ctx.config.settings.registration.admits_invitations()
 }
 
 fn refusal_for(state: InvitationState) -> Result<(), AcceptRefusal> {

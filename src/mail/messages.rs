@@ -750,7 +750,7 @@ impl Composer {
             subject: format!("Your {site} account was deleted"),
             intro,
             // Only where anyone may sign up: elsewhere it takes an invitation, or is closed.
-            button: (self.config.settings.registration == crate::config::Registration::Open).then(|| Button {
+            button: self.config.settings.registration.is_open().then(|| Button {
                 label: "Sign up again",
                 link: self.config.link("/register"),
                 note: "You can sign up again with this address at any time, as a new account.".into(),
@@ -969,7 +969,7 @@ impl Composer {
     /// (a re-send queues another, which carries the link instead).
     fn invitation(&self, conn: &mut DbConnection, row: &OutboxRow) -> anyhow::Result<Option<Minted>> {
         let Some(id) = row.invitation_id else { return Ok(None) };
-        if self.config.settings.registration == crate::config::Registration::Closed {
+        if !self.config.settings.registration.admits_invitations() {
             // Sign-up closed since it was queued: the link would lead nowhere.
             return Ok(None);
         }

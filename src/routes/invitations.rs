@@ -16,7 +16,6 @@ use super::login::{SecondFactor, complete_sign_in};
 use super::{NoFields, transition_context};
 use crate::accounts::{self, AcceptRefusal, InviteRefusal};
 use crate::auth::AdminUser;
-use crate::config::Registration;
 use crate::db::invitations::{self, InvitationState};
 use crate::db::users::User;
 use crate::db::{groups, now};
@@ -444,7 +443,7 @@ pub async fn accept(
 
 /// Whether sign-up is closed altogether, invitations included.
 fn sign_up_closed(state: &AppState) -> bool {
-    state.config.settings.registration == Registration::Closed
+    !state.config.settings.registration.admits_invitations()
 }
 
 /// The address as stored, with its Unicode form beside it when that differs.

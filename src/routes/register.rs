@@ -6,7 +6,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::config::{Config, Registration};
+use crate::config::Config;
 use crate::db::audit::{self, Event, EventKind};
 use crate::db::users::{NewUser, User};
 use crate::db::{DbConnection, now};
@@ -44,10 +44,8 @@ struct SignUpClosedPage {
 /// Where sign-up is not open, whether it is by invitation (else closed);
 /// `None` where anyone may sign up.
 fn sign_up_not_open(state: &AppState) -> Option<bool> {
-    match state.config.settings.registration {
-        Registration::Open => None,
-        mode => Some(mode == Registration::Invite),
-    }
+    let mode = state.config.settings.registration;
+    (!mode.is_open()).then(|| mode.admits_invitations())
 }
 
 /// The page that says sign-up is closed (`USHER_REGISTRATION=closed`),

@@ -167,7 +167,7 @@ impl FromRequest for PageContext {
             req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|state| &state.config.settings);
         let password_min_length = settings.map_or(12, |settings| settings.password_min_length);
         let support_email = settings.and_then(|settings| settings.support_email.clone());
-        let sign_up_open = settings.is_none_or(|settings| settings.registration == crate::config::Registration::Open);
+        let sign_up_open = settings.is_none_or(|settings| settings.registration.is_open());
         ready(Ok(Self {
             site_name: site_name(),
             csrf_token,
