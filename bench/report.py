@@ -91,7 +91,7 @@ def main() -> None:
             w(f"| {r['backend']} | | peak RSS of the server over its whole run | | | | | | | {fmt(r['rss_kib'] / MIB)} | |")
     w("")
     rounds = max((len(r["pairs_rps"]) for r in rows if "pairs_rps" in r), default=0)
-    w(f"GET /login and GET /account are each measured in {rounds} runs, every run right after a run of the "
+    w(f"GET /login, GET /account and the forward-auth check are each measured in {rounds} runs, every run right after a run of the "
       "bare actix-web page (a server with the same worker count, up for the whole benchmark): on 2 "
       "cores shared with wrk, the same page's rate moves by up to 2× between runs, so each ratio below "
       f"is the median of the {rounds} pairs' ratios, and each table row shows the median run. Each sign-in "
@@ -124,6 +124,7 @@ def main() -> None:
     for b in backends:
         login = find(b, "GET /login (anonymous)", base_users)
         account = find(b, "GET /account (session)", base_users)
+        forward = find(b, "GET /auth/forward (signed in, a group rule)", base_users)
         signin = find(b, "POST /login (sign-in)", base_users)
         probe = find(b, "GET /login during the sign-in flood")
         flood64 = find(b, "POST /login, 64 concurrent")
@@ -135,19 +136,27 @@ def main() -> None:
         if login:
             ratio, measured = against_ceiling(login)
             target("GET /login ≥ 0.6 × bare actix ceiling", b, measured, ratio >= 0.6, login)
+        # A signed-in page or check, in one trip to a database thread:
+        # PostgreSQL's trip crosses a socket to another process.
+        hot_share = 0.5 if b == "sqlite" else 0.2
         if account:
             ratio, measured = against_ceiling(account)
-            target("GET /account ≥ 0.3 × bare actix ceiling" + ("" if b == "sqlite" else " (PostgreSQL: report)"), b,
-                   measured, ratio >= 0.3 if b == "sqlite" else None, account)
+            target(f"GET /account ≥ {hot_share} × bare actix ceiling", b, measured, ratio >= hot_share, account)
+        if forward:
+            ratio, measured = against_ceiling(forward)
+            target(f"forward-auth check ≥ {hot_share} × bare actix ceiling", b, measured, ratio >= hot_share, forward)
+            target("forward-auth check p99 < 5 ms at 32 connections", b,
+                   f"p99 {forward['p99_ms']:.2f} ms (p50 {forward['p50_ms']:.2f} ms, {forward['connections']} "
+                   "connections, the median of the runs)", forward["p99_ms"] < 5, forward)
         if signin:
             ratio = signin["rps"] / signin["argon2_ceiling"]
-            target("POST /login ≥ 0.85 × sign-in limit", b,
+            target("POST /login ≥ 0.95 × sign-in limit", b,
                    f"{ratio:.2f} × ({fmt(signin['rps'])} / {fmt(signin['argon2_ceiling'])} per s, the limit measured "
-                   "just before)", ratio >= 0.85, signin)
+                   "just before)", ratio >= 0.95, signin)
         if probe:
-            target("GET /login p99 ≤ 20 ms during the sign-in flood", b,
+            target("GET /login p99 ≤ 10 ms during the sign-in flood", b,
                    f"p99 {probe['p99_ms']:.1f} ms (p50 {probe['p50_ms']:.1f} ms, {probe['connections']} connections)",
-                   probe["p99_ms"] <= 20)
+                   probe["p99_ms"] <= 10)
         if flood64:
             target("peak RSS ≤ 64 MiB during 64 concurrent sign-ins", b,
                    f"{flood64['rss_kib'] / MIB:.1f} MiB (a fresh server's peak)", flood64["rss_kib"] <= 64 * MIB)
@@ -196,6 +205,8 @@ def main() -> None:
             # the machine's speed drifts over a run; the raw rates follow.
             for scenario, label, share in (
                 ("GET /account (session)", "GET /account", lambda r: r["ratio_to_ceiling"]),
+                ("GET /auth/forward (signed in, a group rule)", "the forward-auth check",
+                 lambda r: r["ratio_to_ceiling"]),
                 ("POST /login (sign-in)", "POST /login", lambda r: r["rps"] / r["argon2_ceiling"]),
             ):
                 small, large = find(b, scenario, base_users), find(b, scenario, scale_users)
@@ -206,7 +217,8 @@ def main() -> None:
                            f"{share(small):.2f}); raw {fmt(large['rps'])} vs {fmt(small['rps'])} req/s, p99 "
                            f"{large['p99_ms']:.1f} vs {small['p99_ms']:.1f} ms", abs(change) <= 0.15, small, large)
         else:
-            w(f"| GET /account and POST /login at 1 M users within 15 % of 1 k | {b} | not run: `bench/run --scale` | – |")
+            w(f"| GET /account, the forward-auth check and POST /login at 1 M users within 15 % of 1 k | {b} "
+              "| not run: `bench/run --scale` | – |")
     for b in backends:
         users = scale_users if scale_users > base_users else base_users
         pages = [find(b, f"GET /admin/users, {label}", users)

@@ -3,6 +3,7 @@
 --   BENCH_EXPECT_LOCATION  exact Location header every response must have
 --   BENCH_EXPECT_COOKIE    cookie name every response must set (Set-Cookie)
 --   BENCH_ALSO_ALLOW       statuses (comma-separated) counted but not checked
+--   BENCH_EXPECT_HEADER    "Name: value": a header every response must have
 --   BENCH_SIGNIN_USERS     "FIRST:LAST": POST /login as user<i>@bench.test,
 --                          i drawn at random, with
 --   BENCH_PASSWORD, BENCH_CSRF_TOKEN, BENCH_CSRF_COOKIE (the usher_csrf cookie)
@@ -27,6 +28,7 @@ local expect_status = tonumber(os.getenv("BENCH_EXPECT_STATUS") or "")
 local expect_location = os.getenv("BENCH_EXPECT_LOCATION")
 local expect_cookie = os.getenv("BENCH_EXPECT_COOKIE")
 local signin_users = os.getenv("BENCH_SIGNIN_USERS")
+local expect_header_name, expect_header_value = (os.getenv("BENCH_EXPECT_HEADER") or ""):match("^([^:]+):%s*(.*)$")
 local also_allow = {}
 for status in (os.getenv("BENCH_ALSO_ALLOW") or ""):gmatch("%d+") do
    also_allow[tonumber(status)] = true
@@ -77,6 +79,8 @@ function response(status, headers, body)
       problem = "status " .. status
    elseif expect_location and header(headers, "Location") ~= expect_location then
       problem = "location " .. tostring(header(headers, "Location"))
+   elseif expect_header_name and header(headers, expect_header_name) ~= expect_header_value then
+      problem = expect_header_name .. " " .. tostring(header(headers, expect_header_name))
    elseif expect_cookie then
       -- wrk keeps one value per header name (the last): the check needs
       -- the session cookie to be the last Set-Cookie, or the only one.

@@ -185,6 +185,7 @@ impl Application {
                 .default_service(web::to(routes::not_found))
                 .wrap(from_fn(error_pages_in_context))
                 .wrap(sessions)
+                .wrap(from_fn(routes::read_with_session))
                 .wrap(from_fn(session_errors_as_outages))
                 .wrap(from_fn(cookie_layer))
                 .wrap(from_fn(request_timeout))

@@ -3,6 +3,7 @@
 mod encryption;
 mod guards;
 mod hasher;
+pub mod prefetch;
 mod session;
 mod session_store;
 

@@ -15,11 +15,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use super::prefetch::{AccountOverview, PageData, PageNeed, PageNeeds};
 use super::session::{
     ACCOUNT, FORWARD_ID_HASH, IP, LOADED_FORWARD_ID_HASH, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT,
     USER_ID, forward_id_hash,
 };
-use crate::db::sessions::{self, NewSession, SessionRow};
+use crate::db::sessions::{self, ForwardSession, NewSession, SessionRow};
 use crate::db::users::User;
 use crate::db::{Db, DbConnection, now};
 use crate::domain::random_secret;
@@ -75,10 +76,16 @@ fn field<T: serde::de::DeserializeOwned>(state: &State, name: &str) -> Option<T>
     state.get(name).and_then(|json| serde_json::from_str(json).ok())
 }
 
-/// Loads a live session, dropping it when its account may no longer sign in.
-fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) -> diesel::QueryResult<Option<State>> {
+/// Loads a live session, dropping it when its account may no longer sign
+/// in, with what the page `need`s read on the same connection.
+fn load_state(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    policy: SessionPolicy,
+    need: Option<PageNeed>,
+) -> diesel::QueryResult<Option<(State, Option<PageData>)>> {
     let now = now();
-    let Some((session, user, two_factor_since)) = sessions::find_live(conn, id_hash, now)? else {
+    let Some(Found { session, user, two_factor_since, data }) = find_for_page(conn, id_hash, now, need)? else {
         return Ok(None);
     };
     if !keep_alive(conn, &session, &user, policy, now)? {
@@ -99,7 +106,44 @@ fn load_state(conn: &mut DbConnection, id_hash: &[u8], policy: SessionPolicy) ->
         two_factor: two_factor_since.is_some(),
     };
     state.insert(ACCOUNT.to_owned(), serde_json::to_string(&account).unwrap_or_default());
-    Ok(Some(state))
+    Ok(Some((state, data)))
+}
+
+/// A live session as one trip reads it for a page.
+struct Found {
+    session: SessionRow,
+    user: User,
+    /// When two-step sign-in was turned on (unix seconds), if it is on.
+    two_factor_since: Option<i64>,
+    /// What the page asked for, when it asked.
+    data: Option<PageData>,
+}
+
+/// A live session, its account and second factor, with what the page
+/// `need`s: one query either way.
+fn find_for_page(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    now: i64,
+    need: Option<PageNeed>,
+) -> diesel::QueryResult<Option<Found>> {
+    Ok(match need {
+        None => sessions::find_live(conn, id_hash, now)?.map(|(session, user, two_factor_since)| Found {
+            session,
+            user,
+            two_factor_since,
+            data: None,
+        }),
+        Some(PageNeed::AccountOverview) => sessions::find_live_with_overview(conn, id_hash, now)?.map(|found| {
+            let overview = AccountOverview { sessions: found.sessions, pending_change: found.pending_change };
+            Found {
+                session: found.session,
+                user: found.user,
+                two_factor_since: found.two_factor_since,
+                data: Some(PageData::AccountOverview(overview)),
+            }
+        }),
+    })
 }
 
 /// Whether a live session still counts: false, with the session deleted,
@@ -125,21 +169,21 @@ fn keep_alive(
 }
 
 /// The account signed in by the session that issued forward-auth id
-/// `forward_id` (the cookie guarded apps' proxies present), with whether it
-/// has two-step sign-in on; `None` when there is no such live session or
-/// its account may no longer sign in. Counts as use of the session, as a
-/// page would: the idle timeout slides.
+/// `forward_id` (the cookie guarded apps' proxies present), with its second
+/// factor and groups; `None` when there is no such live session or its
+/// account may no longer sign in. One query, plus the idle timeout's slide
+/// when due: counts as use of the session, as a page would.
 pub fn forward_auth_account(
     conn: &mut DbConnection,
     forward_id: &str,
     policy: SessionPolicy,
-) -> diesel::QueryResult<Option<(User, bool)>> {
+) -> diesel::QueryResult<Option<ForwardSession>> {
     let hash = forward_id_hash(forward_id);
     let now = now();
-    let Some((session, user, two_factor_since)) = sessions::find_live_by_forward_id(conn, &hash, now)? else {
+    let Some(found) = sessions::find_live_by_forward_id(conn, &hash, now)? else {
         return Ok(None);
     };
-    Ok(keep_alive(conn, &session, &user, policy, now)?.then_some((user, two_factor_since.is_some())))
+    Ok(keep_alive(conn, &found.session, &found.user, policy, now)?.then_some(found))
 }
 
 /// The forward-auth id hash a session's state carries, as bytes.
@@ -188,12 +232,21 @@ impl SessionStore for DbSessionStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let id_hash = hash_key(key.as_ref());
         let policy = self.policy;
+        let needs = PageNeeds::current();
+        let need = needs.as_ref().map(PageNeeds::need);
         // Every signed-in request starts here: run again on a closed
         // connection rather than test each one first (see `Db::run_idempotent`).
-        self.db
-            .run_idempotent(move |conn| load_state(conn, &id_hash, policy))
+        let loaded = self
+            .db
+            .run_idempotent(move |conn| load_state(conn, &id_hash, policy, need))
             .await
-            .map_err(|e| LoadError::Other(e.into()))
+            .map_err(|e| LoadError::Other(e.into()))?;
+        Ok(loaded.map(|(state, data)| {
+            if let (Some(needs), Some(data)) = (needs, data) {
+                needs.fill(data);
+            }
+            state
+        }))
     }
 
     async fn save(&self, mut state: State, _ttl: &CookieDuration) -> Result<SessionKey, SaveError> {

@@ -114,29 +114,7 @@ pub fn count_administrators(conn: &mut DbConnection) -> QueryResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::users::{NewUser, User};
-    use crate::db::{DatabaseUrl, run_migrations};
-
-    fn database() -> (tempfile::TempDir, DbConnection) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usher.db");
-        let mut conn = DatabaseUrl::parse(&path.to_string_lossy()).connect().unwrap();
-        run_migrations(&mut conn).unwrap();
-        (dir, conn)
-    }
-
-    fn user(conn: &mut DbConnection, email: &str) -> i64 {
-        let new = NewUser {
-            email,
-            password_hash: "unused",
-            email_verified_at: Some(1),
-            approval: "approved",
-            is_admin: false,
-            created_at: 1,
-            updated_at: 1,
-        };
-        User::insert(conn, &new).unwrap().unwrap()
-    }
+    use crate::db::testing::{database, user};
 
     fn name(name: &str) -> GroupName {
         GroupName::parse(name).unwrap()

@@ -13,6 +13,8 @@ pub mod outbox;
 pub mod readiness;
 pub mod schema;
 pub mod sessions;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod throttle_hits;
 pub mod two_factor;
 pub mod users;

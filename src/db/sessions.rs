@@ -3,7 +3,8 @@
 
 use diesel::prelude::*;
 
-use super::schema::{sessions, two_factor, users};
+use super::email_changes::{self as email_change_states, EmailChange};
+use super::schema::{email_changes, group_members, groups, sessions, two_factor, users};
 use super::users::User;
 use super::{DbConnection, on_backend};
 
@@ -62,20 +63,100 @@ pub fn find_live(
     on_backend!(conn, c => query.get_result(c).optional())
 }
 
-/// The live session whose forward-auth cookie id hashes to `forward_id_hash`,
-/// with its user and when two-step sign-in was turned on, as `find_live`.
+/// A live session with its account and everything `GET /account` shows.
+pub struct SessionOverview {
+    pub session: SessionRow,
+    pub user: User,
+    /// When two-step sign-in was turned on, if it is on.
+    pub two_factor_since: Option<i64>,
+    /// The account's live sessions (this one among them), most recently
+    /// seen first.
+    pub sessions: Vec<SessionRow>,
+    /// The newest change of address still waiting for its confirmation.
+    pub pending_change: Option<EmailChange>,
+}
+
+/// `find_live` and, in the same statement, the account's live sessions and
+/// its pending change of address: `GET /account` in one query. One row per
+/// live session of the account (times pending changes, of which there is
+/// at most one).
+pub fn find_live_with_overview(
+    conn: &mut DbConnection,
+    id_hash: &[u8],
+    now: i64,
+) -> QueryResult<Option<SessionOverview>> {
+    let others = diesel::alias!(sessions as others);
+    let query = sessions::table
+        .inner_join(users::table.left_join(two_factor::table))
+        .inner_join(
+            others.on(others
+                .field(sessions::user_id)
+                .eq(sessions::user_id)
+                .and(others.field(sessions::idle_expires_at).gt(now))
+                .and(others.field(sessions::absolute_expires_at).gt(now))),
+        )
+        .left_join(
+            email_changes::table.on(email_changes::user_id
+                .eq(sessions::user_id)
+                .and(email_changes::state.eq(email_change_states::PENDING))
+                .and(email_changes::expires_at.gt(now))),
+        )
+        .filter(sessions::id_hash.eq(id_hash))
+        .filter(sessions::idle_expires_at.gt(now))
+        .filter(sessions::absolute_expires_at.gt(now))
+        .select((
+            sessions::all_columns,
+            users::all_columns,
+            two_factor::enabled_at.nullable(),
+            others.fields(sessions::all_columns),
+            email_changes::all_columns.nullable(),
+        ))
+        .order((others.field(sessions::last_seen_at).desc(), email_changes::id.desc()));
+    type Row = (SessionRow, User, Option<i64>, SessionRow, Option<EmailChange>);
+    let rows: Vec<Row> = on_backend!(conn, c => query.load(c))?;
+    let mut rows = rows.into_iter().peekable();
+    let Some((session, user, two_factor_since, _, pending_change)) = rows.peek().cloned() else { return Ok(None) };
+    let mut sessions: Vec<SessionRow> = Vec::new();
+    for (_, _, _, other, _) in rows {
+        // A second pending change would repeat every session.
+        if !sessions.iter().any(|seen| seen.id_hash == other.id_hash) {
+            sessions.push(other);
+        }
+    }
+    Ok(Some(SessionOverview { session, user, two_factor_since, sessions, pending_change }))
+}
+
+/// A live session with its account, as the forward-auth check needs it.
+pub struct ForwardSession {
+    pub session: SessionRow,
+    pub user: User,
+    /// When two-step sign-in was turned on, if it is on.
+    pub two_factor_since: Option<i64>,
+    /// The names of the account's stored groups, sorted.
+    pub groups: Vec<String>,
+}
+
+/// The live session whose forward-auth cookie id hashes to
+/// `forward_id_hash`, with its user, second factor and groups, in one
+/// statement: the check runs on every request to every guarded app. The
+/// groups come as one joined row each (one row when there are none).
 pub fn find_live_by_forward_id(
     conn: &mut DbConnection,
     forward_id_hash: &[u8],
     now: i64,
-) -> QueryResult<Option<(SessionRow, User, Option<i64>)>> {
+) -> QueryResult<Option<ForwardSession>> {
     let query = sessions::table
-        .inner_join(users::table.left_join(two_factor::table))
+        .inner_join(users::table.left_join(two_factor::table).left_join(group_members::table.inner_join(groups::table)))
         .filter(sessions::forward_id_hash.eq(forward_id_hash))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
-        .select((sessions::all_columns, users::all_columns, two_factor::enabled_at.nullable()));
-    on_backend!(conn, c => query.get_result(c).optional())
+        .select((sessions::all_columns, users::all_columns, two_factor::enabled_at.nullable(), groups::name.nullable()))
+        .order(groups::name);
+    let rows: Vec<(SessionRow, User, Option<i64>, Option<String>)> = on_backend!(conn, c => query.load(c))?;
+    let mut rows = rows.into_iter();
+    let Some((session, user, two_factor_since, first_group)) = rows.next() else { return Ok(None) };
+    let groups = first_group.into_iter().chain(rows.filter_map(|row| row.3)).collect();
+    Ok(Some(ForwardSession { session, user, two_factor_since, groups }))
 }
 
 /// Slides the idle timeout.
@@ -165,4 +246,87 @@ pub fn delete_expired_batch(conn: &mut DbConnection, now: i64, batch: i64) -> Qu
         return Ok(0);
     }
     diesel::delete(sessions::table.filter(sessions::id_hash.eq_any(expired))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::{database, user};
+    use crate::db::{email_changes as changes, groups};
+    use crate::domain::GroupName;
+
+    /// A session of `user_id` seen at `last_seen_at`, live until 100.
+    fn session(
+        user_id: i64,
+        id_hash: &'static [u8],
+        last_seen_at: i64,
+        forward: Option<&'static [u8]>,
+    ) -> NewSession<'static> {
+        NewSession {
+            id_hash,
+            user_id,
+            public_id: "p",
+            state: "{}",
+            remember: false,
+            created_at: 1,
+            last_seen_at,
+            idle_expires_at: 100,
+            absolute_expires_at: 100,
+            user_agent: "",
+            ip: "",
+            forward_id_hash: forward,
+        }
+    }
+
+    /// `GET /account` reads the session, the account's live sessions and its
+    /// pending change in one statement, as the separate reads would.
+    #[test]
+    fn the_account_overview_comes_with_the_session_in_one_statement() {
+        let (_dir, mut conn) = database();
+        let ann = user(&mut conn, "ann@example.com");
+        let bob = user(&mut conn, "bob@example.com");
+        insert(&mut conn, &session(ann, b"a1", 10, None)).unwrap();
+        insert(&mut conn, &session(ann, b"a2", 30, None)).unwrap();
+        insert(&mut conn, &session(ann, b"a3", 20, None)).unwrap();
+        insert(&mut conn, &NewSession { idle_expires_at: 40, ..session(ann, b"old", 5, None) }).unwrap();
+        insert(&mut conn, &session(bob, b"b1", 50, None)).unwrap();
+
+        let found = find_live_with_overview(&mut conn, b"a1", 50).unwrap().unwrap();
+        assert_eq!((found.session.id_hash.as_slice(), found.user.id), (&b"a1"[..], ann));
+        let ids: Vec<&[u8]> = found.sessions.iter().map(|s| s.id_hash.as_slice()).collect();
+        assert_eq!(ids, [&b"a2"[..], b"a3", b"a1"], "live ones of this account, most recent first");
+        assert!(found.pending_change.is_none());
+        let separate: Vec<Vec<u8>> =
+            list_live_for_user(&mut conn, ann, 50).unwrap().into_iter().map(|s| s.id_hash).collect();
+        assert_eq!(separate, ids);
+
+        changes::request(&mut conn, ann, "ann@example.com", "ann@new.example", 90, 40).unwrap();
+        let newest = changes::request(&mut conn, ann, "ann@example.com", "ann@newer.example", 90, 41).unwrap();
+        let found = find_live_with_overview(&mut conn, b"a3", 50).unwrap().unwrap();
+        assert_eq!(found.sessions.len(), 3);
+        assert_eq!(found.pending_change.map(|change| change.id), Some(newest));
+        assert!(find_live_with_overview(&mut conn, b"old", 50).unwrap().is_none(), "timed out");
+        assert!(find_live_with_overview(&mut conn, b"a1", 100).unwrap().is_none(), "all timed out");
+    }
+
+    /// The forward-auth check reads the session, its account and the
+    /// account's groups in one statement: one row per group, or one row.
+    #[test]
+    fn the_forward_auth_lookup_brings_every_group_once_in_one_statement() {
+        let (_dir, mut conn) = database();
+        let ann = user(&mut conn, "ann@example.com");
+        insert(&mut conn, &session(ann, b"s1", 1, Some(b"f1"))).unwrap();
+        let alone = find_live_by_forward_id(&mut conn, b"f1", 50).unwrap().unwrap();
+        assert_eq!((alone.user.id, alone.groups.len()), (ann, 0));
+
+        for group in ["wiki_editors", "staff"] {
+            let group = groups::create(&mut conn, &GroupName::parse(group).unwrap(), 5).unwrap().unwrap();
+            groups::add_member(&mut conn, group.id, ann, 7).unwrap();
+        }
+        let found = find_live_by_forward_id(&mut conn, b"f1", 50).unwrap().unwrap();
+        assert_eq!(found.groups, ["staff", "wiki_editors"]);
+        assert_eq!(found.session.id_hash, b"s1");
+        assert!(find_live_by_forward_id(&mut conn, b"f1", 100).unwrap().is_none(), "timed out");
+        assert!(find_live_by_forward_id(&mut conn, b"f2", 50).unwrap().is_none(), "no such id");
+    }
 }

@@ -9,10 +9,11 @@ use serde::Deserialize;
 
 use super::NoFields;
 use crate::accounts::{self, EndSessions, PasswordSet};
+use crate::auth::prefetch::{PageData, PageNeed, Prefetched};
 use crate::auth::{Reauthenticated, SessionData, SignedInUser};
-use crate::db::sessions::{self, SessionRow};
+use crate::db::now;
+use crate::db::sessions::SessionRow;
 use crate::db::users::User;
-use crate::db::{email_changes, now, two_factor};
 use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
 use crate::throttle::Bucket;
@@ -90,25 +91,25 @@ async fn account_page(
     let Some(account) = session.account() else {
         return Ok(redirect("/login"));
     };
-    // A read: on a connection the server closed it simply runs again, sparing the pre-use test.
-    let (rows, pending_change, two_factor) = state
-        .db
-        .run_idempotent(move |conn| {
-            Ok((
-                sessions::list_live_for_user(conn, user_id, now())?,
-                email_changes::pending_for(conn, user_id, now())?,
-                two_factor::is_enabled(conn, user_id)?,
-            ))
-        })
-        .await?;
+    let overview = match Prefetched::take(req) {
+        Some(overview) => overview,
+        // Not read with the session (a form's answer): a read of its own,
+        // which on a connection the server closed simply runs again.
+        None => {
+            let need = PageNeed::AccountOverview;
+            let PageData::AccountOverview(overview) =
+                state.db.run_idempotent(move |conn| need.fetch(conn, user_id, now())).await?;
+            overview
+        }
+    };
     let page = AccountPage {
         ctx,
-        pending_change: pending_change.map(super::email_change::PendingView::from),
+        pending_change: overview.pending_change.map(super::email_change::PendingView::from),
         email: account.email,
         status: account.status,
         is_admin: account.is_admin,
-        sessions: session_views(rows, session.public_id().as_deref()),
-        two_factor,
+        sessions: session_views(overview.sessions, session.public_id().as_deref()),
+        two_factor: account.two_factor,
         errors,
     };
     Ok(render(status, &page))

@@ -14,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use crate::auth::forward_auth_account;
+use crate::db::sessions::ForwardSession;
 use crate::domain::SignInBlock;
 use crate::forward_auth::{Denial, Identity, OriginalRequest, Policy, Standing, Verdict, judge};
 use crate::state::AppState;
@@ -86,15 +87,9 @@ async fn signed_in(req: &HttpRequest, state: &AppState) -> Result<Option<(Identi
     let Some(cookie) = settings.and_then(|forward| req.cookie(&forward.name)) else { return Ok(None) };
     let forward_id = cookie.value().to_owned();
     let policy = state.config.session_policy();
-    let found = state
-        .db
-        .run_idempotent(move |conn| {
-            let Some((user, two_factor)) = forward_auth_account(conn, &forward_id, policy)? else { return Ok(None) };
-            let groups = crate::db::groups::member_names(conn, user.id)?;
-            Ok(Some((user, two_factor, groups)))
-        })
-        .await?;
-    let Some((user, two_factor, groups)) = found else { return Ok(None) };
+    let found = state.db.run_idempotent(move |conn| forward_auth_account(conn, &forward_id, policy)).await?;
+    let Some(ForwardSession { user, two_factor_since, groups, .. }) = found else { return Ok(None) };
+    let two_factor = two_factor_since.is_some();
     // Stricter than Usher's own pages, whatever the operator requires there.
     let standing = match user.state().sign_in_block(true, true) {
         Some(block) => Standing::Blocked(block),

@@ -20,9 +20,14 @@ mod verify;
 
 use std::time::Instant;
 
-use actix_web::{HttpResponse, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, web};
 
 use crate::accounts::Context;
+use crate::auth::prefetch::{PageNeed, PageNeeds};
 use crate::config::Config;
 use crate::db::{DbConnection, now};
 use crate::domain::EmailAddress;
@@ -31,6 +36,26 @@ use crate::throttle::Bucket;
 use crate::web::ClientInfo;
 use crate::web::return_to::CONTINUE_PAGE;
 use crate::web::{AppError, Flash, answer_no_sooner, redirect_with_flash};
+
+/// Middleware, outside the session's: names what the page a request goes
+/// to will need read with its session (see `auth::prefetch`), here where
+/// the routes are.
+///
+/// # Errors
+/// Those of the rest of the request.
+pub async fn read_with_session(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let need = match (req.method(), req.path()) {
+        (&Method::GET, "/account") => Some(PageNeed::AccountOverview),
+        _ => None,
+    };
+    let Some(need) = need else { return next.call(req).await };
+    let needs = PageNeeds::new(need);
+    req.extensions_mut().insert(needs.clone());
+    needs.serve(next.call(req)).await
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").get(home::show))
@@ -141,3 +166,69 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
 /// A form that has no fields besides its CSRF token.
 #[derive(serde::Deserialize)]
 pub struct NoFields {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix_session::{Session, SessionMiddleware};
+    use actix_web::cookie::Key;
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpRequest, HttpResponse, test, web};
+
+    use super::read_with_session;
+    use crate::auth::prefetch::Prefetched;
+    use crate::auth::{DbSessionStore, SessionPolicy};
+    use crate::db::testing::{database, user};
+    use crate::db::{DatabaseUrl, Db};
+
+    async fn sign_in(session: Session, user_id: web::Path<i64>) -> HttpResponse {
+        session.insert("user_id", user_id.into_inner()).unwrap();
+        HttpResponse::Ok().finish()
+    }
+
+    /// Says whether the session load brought this page's data.
+    async fn page(req: HttpRequest) -> HttpResponse {
+        let overview = Prefetched::take(&req);
+        HttpResponse::Ok().body(overview.map_or("read apart".to_owned(), |o| format!("{} sessions", o.sessions.len())))
+    }
+
+    /// `GET /account`'s data comes with the session's own read, through
+    /// actix-session's store, and only for that page.
+    #[actix_web::test]
+    async fn the_account_page_gets_its_data_from_the_session_load() {
+        let (dir, mut conn) = database();
+        let ann = user(&mut conn, "ann@example.com");
+        let db = Db::new(&DatabaseUrl::parse(&dir.path().join("usher.db").to_string_lossy()), 4);
+        let hour = Duration::from_secs(3600);
+        let policy = SessionPolicy {
+            idle_ttl: hour,
+            absolute_ttl: hour,
+            remember_ttl: hour,
+            require_verification: true,
+            require_approval: true,
+        };
+        let sessions = SessionMiddleware::new(DbSessionStore::new(db, policy), Key::generate());
+        let app = test::init_service(
+            App::new()
+                .route("/sign-in/{id}", web::get().to(sign_in))
+                .route("/account", web::get().to(page))
+                .route("/account", web::post().to(page))
+                .route("/admin", web::get().to(page))
+                .wrap(sessions)
+                .wrap(from_fn(read_with_session)),
+        )
+        .await;
+        let signed_in =
+            test::call_service(&app, test::TestRequest::get().uri(&format!("/sign-in/{ann}")).to_request()).await;
+        let cookie = signed_in.response().cookies().next().expect("a session cookie").into_owned();
+
+        let body = |req: test::TestRequest| {
+            let req = req.cookie(cookie.clone()).to_request();
+            async { String::from_utf8(test::call_and_read_body(&app, req).await.to_vec()).unwrap() }
+        };
+        assert_eq!(body(test::TestRequest::get().uri("/account")).await, "1 sessions");
+        assert_eq!(body(test::TestRequest::post().uri("/account")).await, "read apart");
+        assert_eq!(body(test::TestRequest::get().uri("/admin")).await, "read apart");
+    }
+}
