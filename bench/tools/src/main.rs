@@ -292,7 +292,7 @@ fn hostile_posts(addr: &str, count: usize, connections: usize, gzip_bomb: Vec<u8
                         break;
                     }
                     let kind = &kinds[kind_of(n, kinds.len())];
-                    let path = if n % 2 == 0 { "/login" } else { "/register" };
+                    let path = if n.is_multiple_of(2) { "/login" } else { "/register" };
                     let outcome = post_once(&addr, path, kind);
                     let key = match &outcome {
                         Ok(status) => format!("{} {status}", kind.name),
