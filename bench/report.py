@@ -165,6 +165,17 @@ def main() -> None:
             target("beyond the queue: 503 pages, never a timeout", b,
                    f"{n503:,} × 503, {shed['timeouts']} timeouts, {shed['rss_kib'] / MIB:.1f} MiB peak",
                    n503 > 0 and shed["timeouts"] == 0)
+        hostile = find(b, "10,000 hostile form posts")
+        if hostile:
+            target("RSS back under 80 MiB after 10,000 hostile form posts", b,
+                   f"{hostile['rss_kib'] / MIB:.1f} MiB once they ended (peak {hostile['peak_rss_kib'] / MIB:.1f} MiB); "
+                   f"{hostile['unexpected']} unexpected answers, statuses {hostile['statuses']}",
+                   hostile["rss_kib"] < 80 * MIB and hostile["unexpected"] == 0)
+        gzipped = find(b, "gzip-encoded sign-in form")
+        if gzipped:
+            target("a gzip-encoded form post answers 415 and signs no one in", b,
+                   f"{gzipped['status']}, {gzipped['session_cookies']} session cookies",
+                   gzipped["status"] == 415 and gzipped["session_cookies"] == 0)
         if login:
             # Background work (the mail worker, the periodic cleanup and its
             # lease) may write now and then; a write per request would show

@@ -27,7 +27,7 @@ use crate::web::cookies::{CookieNames, CookieSettings, ForwardCookie, cookie_lay
 use crate::web::errors::{error_pages_in_context, render_bare_errors, session_errors_as_outages};
 use crate::web::forms::MAX_FORM_BYTES;
 use crate::web::head::head_as_get;
-use crate::web::limits::{header_limit, request_timeout};
+use crate::web::limits::{header_limit, refuse_content_encoding, request_timeout};
 use crate::web::return_to::GuardedApps;
 
 /// Database work from requests runs on actix's blocking threads, fewer of
@@ -190,6 +190,7 @@ impl Application {
                 .wrap(from_fn(cookie_layer))
                 .wrap(from_fn(request_timeout))
                 .wrap(from_fn(header_limit))
+                .wrap(from_fn(refuse_content_encoding))
                 .wrap(ErrorHandlers::new().default_handler(render_bare_errors))
                 .wrap(security_headers(secure))
                 .wrap(from_fn(head_as_get))

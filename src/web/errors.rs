@@ -26,6 +26,9 @@ pub enum AppError {
     HeadersTooLarge,
     #[error("Forms must be sent as application/x-www-form-urlencoded.")]
     UnsupportedMediaType,
+    /// A body sent compressed, which no browser does.
+    #[error("Usher does not accept compressed requests. Go back, reload the page and send the form again.")]
+    EncodedBody,
     #[error("Too many attempts. Try again in {}.", minutes(.0))]
     TooManyRequests(std::time::Duration),
     /// Too many failed sign-ins: a reset link is the way back in.
@@ -111,7 +114,7 @@ impl AppError {
             Self::NotFound => "Page not found",
             Self::RequestTimeout => "That took too long",
             Self::PayloadTooLarge | Self::HeadersTooLarge => "That is too large",
-            Self::UnsupportedMediaType => "That form could not be read",
+            Self::UnsupportedMediaType | Self::EncodedBody => "That form could not be read",
             Self::TooManyRequests(_) | Self::SignInLocked(_) => "Too many attempts",
             Self::Unavailable(_) => "Please try again in a moment",
             Self::Internal(_) => "Something went wrong",
@@ -156,7 +159,7 @@ impl ResponseError for AppError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::EncodedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests(_) | Self::SignInLocked(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

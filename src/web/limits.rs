@@ -1,7 +1,9 @@
-//! Limits on what one request may take: header size and time.
+//! Limits on what one request may take: header size, time, and no
+//! encoded bodies.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::CONTENT_ENCODING;
 use actix_web::middleware::Next;
 
 use super::AppError;
@@ -35,6 +37,25 @@ pub async fn header_limit<B: MessageBody + 'static>(
     let size: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     if size > MAX_HEADER_BYTES {
         return Err(AppError::HeadersTooLarge.into());
+    }
+    next.call(req).await
+}
+
+/// Refuses, with a 415 page, any request whose body declares a
+/// `Content-Encoding` (RFC 9110 §8.4) other than `identity`, before a
+/// handler reads a byte of it. Browsers never compress what they send, and
+/// inflating a body would let a few KiB on the wire take megabytes of
+/// memory. `identity` means "not encoded" and costs nothing, so it passes.
+pub async fn refuse_content_encoding<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let encoded = req
+        .headers()
+        .get_all(CONTENT_ENCODING)
+        .any(|value| !value.to_str().is_ok_and(|coding| coding.trim().eq_ignore_ascii_case("identity")));
+    if encoded {
+        return Err(AppError::EncodedBody.into());
     }
     next.call(req).await
 }

@@ -14,6 +14,7 @@ mod config;
 mod csrf;
 mod deletion;
 mod email_change;
+mod encoded_bodies;
 mod export;
 mod faults;
 mod forward_auth;
