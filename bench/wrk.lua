@@ -7,6 +7,10 @@
 --   BENCH_SIGNIN_USERS     "FIRST:LAST": POST /login as user<i>@bench.test,
 --                          i drawn at random, with
 --   BENCH_PASSWORD, BENCH_CSRF_TOKEN, BENCH_CSRF_COOKIE (the usher_csrf cookie)
+--   BENCH_SIGNUP           set: POST /register for a new address each time,
+--                          s<ms>-<thread>-<n>@bench.test, where <ms> is the
+--                          Unix time in milliseconds the request was made
+--                          (with the same password and CSRF variables)
 --   BENCH_OUT              file to write the result to (one JSON object)
 -- Every response is checked; the counts of each status, of responses that
 -- failed a check, and a sample of the first failure go into the result.
@@ -29,6 +33,7 @@ local expect_location = os.getenv("BENCH_EXPECT_LOCATION")
 local expect_cookie = os.getenv("BENCH_EXPECT_COOKIE")
 local signin_users = os.getenv("BENCH_SIGNIN_USERS")
 local expect_header_name, expect_header_value = (os.getenv("BENCH_EXPECT_HEADER") or ""):match("^([^:]+):%s*(.*)$")
+local signup = os.getenv("BENCH_SIGNUP")
 local also_allow = {}
 for status in (os.getenv("BENCH_ALSO_ALLOW") or ""):gmatch("%d+") do
    also_allow[tonumber(status)] = true
@@ -42,11 +47,16 @@ function init(args)
    bad_sample = ""
    last_cookie = ""
    math.randomseed(os.time() * 1000 + (thread_id or 0))
-   if signin_users then
-      first_user, last_user = signin_users:match("^(%d+):(%d+)$")
-      first_user, last_user = tonumber(first_user), tonumber(last_user)
+   if signin_users or signup then
+      if signin_users then
+         first_user, last_user = signin_users:match("^(%d+):(%d+)$")
+         first_user, last_user = tonumber(first_user), tonumber(last_user)
+      end
       body_tail = "&password=" .. urlencode(os.getenv("BENCH_PASSWORD"))
          .. "&csrf_token=" .. urlencode(os.getenv("BENCH_CSRF_TOKEN"))
+      if signup then
+         body_tail = body_tail .. "&password_confirm=" .. urlencode(os.getenv("BENCH_PASSWORD"))
+      end
       wrk.method = "POST"
       wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
       wrk.headers["Cookie"] = "usher_csrf=" .. os.getenv("BENCH_CSRF_COOKIE")
@@ -62,6 +72,25 @@ if signin_users then
       end
       local body = "email=" .. urlencode("user" .. i .. "@bench.test") .. body_tail
       return wrk.format(nil, nil, nil, body)
+   end
+end
+
+if signup then
+   -- The wall clock in milliseconds (LuaJIT's FFI: os.time has whole seconds).
+   local ffi = require("ffi")
+   ffi.cdef[[
+      typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+      int clock_gettime(int clock, bench_timespec *now);
+   ]]
+   local clock_realtime = 0
+   local now = ffi.new("bench_timespec")
+   local sent = 0
+   function request()
+      ffi.C.clock_gettime(clock_realtime, now)
+      local ms = tonumber(now.tv_sec) * 1000 + math.floor(tonumber(now.tv_nsec) / 1e6)
+      sent = sent + 1
+      local address = string.format("s%d-%d-%d@bench.test", ms, thread_id or 0, sent)
+      return wrk.format(nil, nil, nil, "email=" .. urlencode(address) .. body_tail)
    end
 end
 

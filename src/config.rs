@@ -168,6 +168,10 @@ pub struct Settings {
     /// instance goes out after at most this long. Whole seconds, at least 2.
     #[arg(long, env = "USHER_MAIL_LEASE", default_value = "30s", value_parser = parse_lease)]
     pub mail_lease: Duration,
+    /// Mails this instance sends at once: that many sender threads, each
+    /// with at most one SMTP connection open (kept open for the next mail).
+    #[arg(long, env = "USHER_MAIL_CONNECTIONS", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub mail_connections: u32,
 }
 
 impl Settings {

@@ -226,7 +226,7 @@ impl Application {
 fn start_mail_worker(config: &Arc<Config>, db: &Db, codes: CodeHasher) -> anyhow::Result<MailWorkerHandle> {
     let settings = &config.settings;
     let transport = match &settings.smtp_url {
-        Some(url) => Transport::smtp(url.expose())?,
+        Some(url) => Transport::smtp(url.expose(), settings.mail_connections)?,
         None => Transport::files(settings.mail_dir.clone())?,
     };
     let worker_settings = WorkerSettings {
@@ -237,7 +237,8 @@ fn start_mail_worker(config: &Arc<Config>, db: &Db, codes: CodeHasher) -> anyhow
     };
     let composer = Composer { config: config.clone(), codes };
     let sealer = Sealer::new(config.session_key.expose().as_bytes());
-    let (handle, _thread) = MailWorker::new(db.clone(), transport, composer, sealer, worker_settings).spawn();
+    let senders = settings.mail_connections as usize;
+    let (handle, _threads) = MailWorker::new(db.clone(), transport, composer, sealer, worker_settings).spawn(senders);
     Ok(handle)
 }
 

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::SmtpTransport;
+use lettre::transport::smtp::{PoolConfig, SmtpTransport};
 use lettre::{FileTransport, Transport as _};
 
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -25,11 +25,17 @@ pub enum SendError {
 
 impl Transport {
     /// `smtp://host:port` is plain, `?tls=required` adds STARTTLS, `smtps://`
-    /// is implicit TLS, `user:pass@` gives credentials.
-    pub fn smtp(url: &str) -> anyhow::Result<Self> {
+    /// is implicit TLS, `user:pass@` gives credentials. Up to `connections`
+    /// idle connections are kept for reuse; the number open at once is
+    /// bounded by how many threads send, so give it the number of senders.
+    ///
+    /// # Errors
+    /// A URL lettre cannot read.
+    pub fn smtp(url: &str, connections: u32) -> anyhow::Result<Self> {
         let transport = SmtpTransport::from_url(url)
             .map_err(|e| anyhow::anyhow!("USHER_SMTP_URL: {e}"))?
             .timeout(Some(SMTP_TIMEOUT))
+            .pool_config(PoolConfig::new().max_size(connections.max(1)))
             .build();
         Ok(Self::Smtp(transport))
     }

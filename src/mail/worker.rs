@@ -1,4 +1,4 @@
-//! The outbox worker: a thread that sends queued mail.
+//! The outbox worker: a few sender threads that send queued mail.
 //!
 //! Rows are leased with one conditional UPDATE, so several instances on one
 //! database never send a message twice. A lease is short (`--mail-lease`)
@@ -9,6 +9,13 @@
 //! retry sends the same bytes under the same Message-ID; the copy is wiped
 //! once the row is finished. The request that queues mail wakes the worker
 //! at once; mail queued by other instances is found by polling.
+//!
+//! Each instance runs `--mail-connections` senders, so at most that many
+//! SMTP transactions are open at once; they share one connection pool of
+//! that size. Every sender leases under a name of its own, so one can never
+//! renew or finish a row another holds. A wake reaches one idle sender; a
+//! sender that leases a row passes the wake on, so a backlog draws in the
+//! idle others one by one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -49,17 +56,20 @@ impl WorkerSettings {
     }
 }
 
+/// One sender of the outbox worker; [`MailWorker::spawn`] starts the others
+/// as copies that share its transport.
+#[derive(Clone)]
 pub struct MailWorker {
     db: Db,
-    transport: Transport,
-    composer: Composer,
+    transport: Arc<Transport>,
+    composer: Arc<Composer>,
     sealer: Sealer,
     settings: WorkerSettings,
-    /// Names this worker's leases.
+    /// Names this sender's leases; no two senders share one.
     owner: String,
 }
 
-/// Wakes and stops the worker. Cheap to clone.
+/// Wakes and stops the worker's senders. Cheap to clone.
 #[derive(Clone)]
 pub struct MailWorkerHandle {
     wake: Sender<()>,
@@ -67,14 +77,21 @@ pub struct MailWorkerHandle {
 }
 
 impl MailWorkerHandle {
-    /// Asks the worker to look at the outbox now (coalesces with pending wakes).
+    /// Asks an idle sender to look at the outbox now (coalesces with a
+    /// pending wake).
     pub fn wake(&self) {
         let _ = self.wake.try_send(());
     }
 
+    /// Stops every sender once it has finished the message in hand: the
+    /// first to wake passes the wake on to the next (see `run`).
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.wake();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 }
 
@@ -104,32 +121,43 @@ impl From<DbError> for PrepareError {
 
 impl MailWorker {
     pub fn new(db: Db, transport: Transport, composer: Composer, sealer: Sealer, settings: WorkerSettings) -> Self {
-        let owner: String = random_secret::<8>().iter().map(|b| format!("{b:02x}")).collect();
-        Self { db, transport, composer, sealer, settings, owner }
+        let (transport, composer) = (Arc::new(transport), Arc::new(composer));
+        Self { db, transport, composer, sealer, settings, owner: new_owner() }
     }
 
-    pub fn spawn(self) -> (MailWorkerHandle, JoinHandle<()>) {
+    /// Starts `senders` threads (at least one), each leasing under a name
+    /// of its own. Give the SMTP transport a pool of the same size (see
+    /// [`Transport::smtp`]) so every sender keeps its connection.
+    ///
+    /// # Panics
+    /// If the operating system refuses a thread.
+    pub fn spawn(self, senders: usize) -> (MailWorkerHandle, Vec<JoinHandle<()>>) {
         let (wake, woken) = crossbeam_channel::bounded(1);
-        let stopped = Arc::new(AtomicBool::new(false));
-        let handle = MailWorkerHandle { wake, stopped: stopped.clone() };
-        let thread = std::thread::Builder::new()
-            .name("usher-mail".into())
-            .spawn(move || {
-                self.db.clock().install();
-                self.run(&woken, &stopped)
+        let handle = MailWorkerHandle { wake, stopped: Arc::new(AtomicBool::new(false)) };
+        let threads = (0..senders.max(1))
+            .map(|i| {
+                let sender = Self { owner: new_owner(), ..self.clone() };
+                let (handle, woken) = (handle.clone(), woken.clone());
+                std::thread::Builder::new()
+                    .name(format!("usher-mail-{i}"))
+                    .spawn(move || {
+                        sender.db.clock().install();
+                        sender.run(&woken, &handle)
+                    })
+                    .expect("spawn a mail sender")
             })
-            .expect("spawn the mail worker");
-        (handle, thread)
+            .collect();
+        (handle, threads)
     }
 
-    fn run(self, woken: &Receiver<()>, stopped: &AtomicBool) {
-        tracing::info!(owner = %self.owner, "mail worker started");
+    fn run(self, woken: &Receiver<()>, handle: &MailWorkerHandle) {
+        tracing::info!(owner = %self.owner, "mail sender started");
         // What stopped the last round, so a lasting outage is said once,
         // not on every poll.
         let mut failing: Option<String> = None;
-        while !stopped.load(Ordering::SeqCst) {
+        while !handle.is_stopped() {
             // A bug in one message must not stop the delivery of all the others.
-            match catch_unwind(AssertUnwindSafe(|| self.send_due_mail())) {
+            match catch_unwind(AssertUnwindSafe(|| self.send_due_mail(handle))) {
                 Ok(Ok(())) => {
                     if failing.take().is_some() {
                         tracing::info!("mail worker reaches the database again; queued mail is being sent");
@@ -155,12 +183,15 @@ impl MailWorker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        tracing::info!("mail worker stopped");
+        // The stop reached this sender: pass it on to an idle one.
+        handle.wake();
+        tracing::info!(owner = %self.owner, "mail sender stopped");
     }
 
     /// Sends everything due, batch after batch, until nothing is left that
-    /// this worker can lease.
-    pub fn send_due_mail(&self) -> Result<(), DbError> {
+    /// this sender can lease. Each lease wakes an idle sender, which joins
+    /// in if more is due.
+    fn send_due_mail(&self, others: &MailWorkerHandle) -> Result<(), DbError> {
         loop {
             let due = self.db.run_blocking(|conn| outbox::due(conn, now(), BATCH))?;
             let mut leased_any = false;
@@ -170,6 +201,7 @@ impl MailWorker {
                 let lease = self.db.run_blocking(|conn| outbox::lease(conn, id, &self.owner, now, until))?;
                 if let Some(row) = lease {
                     leased_any = true;
+                    others.wake();
                     self.deliver_keeping_lease(row)?;
                 }
             }
@@ -325,6 +357,11 @@ impl MailWorker {
             .run_blocking(|conn| conn.write(|conn| outbox::finish(conn, row.id, &self.owner, state, error, now())))?;
         Ok(())
     }
+}
+
+/// A random name for one sender's leases: 16 hex digits.
+fn new_owner() -> String {
+    random_secret::<8>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Renews the lease on row `id` every third of its period until `finished`

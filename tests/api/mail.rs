@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel::prelude::*;
+use futures_util::future::join_all;
 use usher::db::outbox::OutboxRow;
 use usher::db::schema::outbox;
 
@@ -15,6 +16,8 @@ on_both_backends!(
     a_permanent_smtp_error_marks_the_mail_dead,
     mail_whose_link_expired_is_never_sent,
     two_instances_send_each_mail_exactly_once,
+    mail_goes_out_over_several_connections_at_once,
+    one_mail_connection_sends_one_mail_at_a_time,
     without_smtp_mail_goes_to_files,
 );
 
@@ -111,14 +114,17 @@ async fn mail_whose_link_expired_is_never_sent(backend: Backend) {
 }
 
 async fn two_instances_send_each_mail_exactly_once(backend: Backend) {
-    let first = spawn_app_with(backend, &[("--mail-poll-interval", "100ms")]).await;
+    // Three senders each: six race for every row.
+    let first = spawn_app_with(backend, &[("--mail-poll-interval", "100ms"), ("--mail-connections", "3")]).await;
     let second = first.spawn_second_instance().await;
     let addresses: Vec<String> = (0..12).map(|i| format!("user{i}@example.com")).collect();
 
-    for (i, address) in addresses.iter().enumerate() {
+    // Sign-ups arrive together, as under load, half on each instance.
+    join_all(addresses.iter().enumerate().map(|(i, address)| {
         let instance = if i % 2 == 0 { &first } else { &second };
-        instance.register(&instance.browser(), address).await.assert_redirects_to("/verify");
-    }
+        async move { instance.register(&instance.browser(), address).await.assert_redirects_to("/verify") }
+    }))
+    .await;
 
     for address in &addresses {
         first.mail.wait_for(address, 1).await;
@@ -129,6 +135,42 @@ async fn two_instances_send_each_mail_exactly_once(backend: Backend) {
     let ids: HashSet<_> = all.iter().map(|mail| mail.message_id.clone()).collect();
     assert_eq!(ids.len(), addresses.len());
     assert!(outbox_rows(&first).iter().all(|row| row.state == "sent" && row.attempts == 1));
+}
+
+async fn mail_goes_out_over_several_connections_at_once(backend: Backend) {
+    // Polling is slowed to a minute: the wakes alone must bring in the senders.
+    let app = spawn_app_with(backend, &[("--mail-connections", "3"), ("--mail-poll-interval", "60s")]).await;
+    // The sink answers no message until three are being sent at once (or
+    // 15 s passed): only three connections in parallel get past it.
+    app.mail.hold_data_until_together(3, Duration::from_secs(15));
+    let addresses = ["ann@example.com", "bob@example.com", "cy@example.com"];
+
+    for address in addresses {
+        app.register(&app.browser(), address).await.assert_redirects_to("/verify");
+    }
+
+    for address in addresses {
+        app.mail.wait_for(address, 1).await;
+    }
+    assert_eq!(app.mail.peak_in_data(), 3, "three mails were being sent at once");
+    wait_until("every row is marked sent", || outbox_rows(&app).iter().all(|row| row.state == "sent")).await;
+}
+
+async fn one_mail_connection_sends_one_mail_at_a_time(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--mail-connections", "1")]).await;
+    // Each message waits half a second for a second one to join it.
+    app.mail.hold_data_until_together(2, Duration::from_millis(500));
+    let addresses = ["ann@example.com", "bob@example.com", "cy@example.com"];
+
+    for address in addresses {
+        app.register(&app.browser(), address).await.assert_redirects_to("/verify");
+    }
+
+    for address in addresses {
+        app.mail.wait_for(address, 1).await;
+    }
+    wait_until("every row is marked sent", || outbox_rows(&app).iter().all(|row| row.state == "sent")).await;
+    assert_eq!(app.mail.peak_in_data(), 1, "never two mails at once");
 }
 
 async fn without_smtp_mail_goes_to_files(backend: Backend) {

@@ -13,6 +13,9 @@
 //!   gzip bomb in GZIP_FILE, JSON, slow and stalled bodies) to /login and
 //!   /register from CONNECTIONS threads; checks each answer's status and
 //!   prints a JSON summary.
+//! - `smtp-sink ADDR FILE`: an SMTP server that accepts every message at
+//!   once and appends a line `SECONDS RECIPIENT` to FILE per recipient as
+//!   the message's data ends (Unix time, to the microsecond).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,7 +54,7 @@ fn hash(password: &str) -> String {
 fn usage() -> ! {
     eprintln!(
         "usage: usher-bench-tools ceiling-http ADDR WORKERS | ceiling-argon2 THREADS SECONDS | hash PASSWORD \
-         | hostile-posts ADDR COUNT CONNECTIONS GZIP_FILE"
+         | hostile-posts ADDR COUNT CONNECTIONS GZIP_FILE | smtp-sink ADDR FILE"
     );
     std::process::exit(2);
 }
@@ -75,6 +78,7 @@ fn main() {
             let bomb = std::fs::read(gzip_file).expect("read the gzip body");
             hostile_posts(addr, count, connections, bomb);
         }
+        ["smtp-sink", addr, file] => smtp_sink(addr, file).expect("serve SMTP"),
         _ => usage(),
     }
 }
@@ -265,6 +269,21 @@ fn send_slowly(stream: &mut std::net::TcpStream, body: &[u8], stop_half_way: boo
     for piece in &pieces[..sent] {
         stream.write_all(piece)?;
         std::thread::sleep(Duration::from_millis(50));
+/// Accepts SMTP connections on `addr`, one thread each, and logs every
+/// recipient's arrival to `file`.
+fn smtp_sink(addr: &str, file: &str) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let log = Arc::new(std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)?,
+    ));
+    for stream in listener.incoming() {
+        let (stream, log) = (stream?, log.clone());
+        std::thread::spawn(move || {
+            let _ = smtp_session(stream, &log);
+        });
     }
     Ok(())
 }
@@ -325,5 +344,61 @@ fn hostile_posts(addr: &str, count: usize, connections: usize, gzip_bomb: Vec<u8
     );
     if *unexpected > 0 {
         std::process::exit(1);
+/// One SMTP connection: enough of RFC 5321 for lettre, every message taken.
+fn smtp_session(
+    stream: std::net::TcpStream,
+    log: &std::sync::Mutex<std::fs::File>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead as _, Write as _};
+    stream.set_nodelay(true)?;
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    writer.write_all(b"220 bench sink ESMTP\r\n")?;
+    let mut recipients: Vec<String> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let command = String::from_utf8_lossy(&line).trim_end().to_string();
+        let upper = command.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-bench sink\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            let start = command.find('<').map_or(8, |i| i + 1);
+            let end = command.rfind('>').unwrap_or(command.len());
+            recipients.push(command[start..end].to_string());
+            b"250 OK\r\n"
+        } else if upper == "DATA" {
+            writer.write_all(b"354 go ahead\r\n")?;
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == b".\r\n" || line == b".\n" {
+                    break;
+                }
+            }
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let mut log = log.lock().unwrap();
+            for to in recipients.drain(..) {
+                writeln!(log, "{:.6} {to}", at.as_secs_f64())?;
+            }
+            b"250 OK queued\r\n"
+        } else if upper == "QUIT" {
+            writer.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            // MAIL FROM starts a transaction; RSET ends one; NOOP, HELO: fine.
+            if upper.starts_with("MAIL FROM:") || upper == "RSET" {
+                recipients.clear();
+            }
+            b"250 OK\r\n"
+        };
+        writer.write_all(reply)?;
     }
 }

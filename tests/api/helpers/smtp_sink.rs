@@ -3,7 +3,7 @@
 //! refuses a non-ASCII envelope address unless the transaction asked for
 //! SMTPUTF8 (RFC 6531), and it can stop offering that extension.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +60,19 @@ pub struct MailSink {
     without_smtputf8: Arc<AtomicBool>,
     /// Milliseconds to wait before accepting a message's data.
     data_reply_delay_ms: Arc<AtomicU64>,
+    /// Transactions between `DATA` and the reply to it, now and at most.
+    in_data: Arc<AtomicUsize>,
+    peak_in_data: Arc<AtomicUsize>,
+    in_data_changed: Arc<Notify>,
+    hold: Arc<Mutex<Option<DataHold>>>,
+}
+
+/// Replies to a message's data wait until `together` transactions are in
+/// `DATA` at once (and from then on, no longer), or for `at_most`.
+#[derive(Clone, Copy)]
+struct DataHold {
+    together: usize,
+    at_most: Duration,
 }
 
 impl MailSink {
@@ -78,6 +91,10 @@ impl MailSink {
             fail_temporarily: Arc::default(),
             without_smtputf8: Arc::default(),
             data_reply_delay_ms: Arc::default(),
+            in_data: Arc::default(),
+            peak_in_data: Arc::default(),
+            in_data_changed: Arc::default(),
+            hold: Arc::default(),
         };
         let serving = sink.clone();
         tokio::spawn(async move {
@@ -116,6 +133,20 @@ impl MailSink {
     /// data (the message counts as received at once), like a slow server.
     pub fn delay_data_reply(&self, delay: Duration) {
         self.data_reply_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Holds the reply to each message's data until `together` clients are
+    /// sending data at once, so only a sender with that many connections
+    /// open in parallel gets replies at once; after `at_most` a held
+    /// message is accepted anyway (see [`MailSink::peak_in_data`]). The
+    /// message counts as received as soon as its data is in.
+    pub fn hold_data_until_together(&self, together: usize, at_most: Duration) {
+        *self.hold.lock().unwrap() = Some(DataHold { together, at_most });
+    }
+
+    /// The most transactions that were between `DATA` and its reply at once.
+    pub fn peak_in_data(&self) -> usize {
+        self.peak_in_data.load(Ordering::SeqCst)
     }
 
     pub fn all(&self) -> Vec<ReceivedMail> {
@@ -198,12 +229,24 @@ impl MailSink {
                     b"250 OK\r\n"
                 }
             } else if command == "DATA" {
+                let now_in = self.in_data.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak_in_data.fetch_max(now_in, Ordering::SeqCst);
+                self.in_data_changed.notify_waiters();
                 writer.write_all(b"354 go ahead\r\n").await?;
-                let raw = read_data(&mut lines).await?;
-                self.store(std::mem::take(&mut recipients), &sender, smtputf8, raw);
-                let delay = self.data_reply_delay_ms.load(Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-                b"250 OK queued\r\n"
+                let raw = read_data(&mut lines).await;
+                let replied = match raw {
+                    Ok(raw) => {
+                        self.store(std::mem::take(&mut recipients), &sender, smtputf8, raw);
+                        let delay = self.data_reply_delay_ms.load(Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        self.wait_for_company().await;
+                        writer.write_all(b"250 OK queued\r\n").await
+                    }
+                    Err(error) => Err(error),
+                };
+                self.in_data.fetch_sub(1, Ordering::SeqCst);
+                replied?;
+                continue;
             } else if command == "QUIT" {
                 writer.write_all(b"221 bye\r\n").await?;
                 return Ok(());
@@ -225,6 +268,22 @@ impl MailSink {
                 b"250 OK\r\n"
             };
             writer.write_all(reply).await?;
+        }
+    }
+
+    /// Under [`MailSink::hold_data_until_together`]: waits until enough
+    /// transactions were in `DATA` at once, or for the hold's limit.
+    async fn wait_for_company(&self) {
+        let Some(hold) = *self.hold.lock().unwrap() else { return };
+        let deadline = tokio::time::Instant::now() + hold.at_most;
+        loop {
+            let changed = self.in_data_changed.notified();
+            if self.peak_in_data() >= hold.together {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
         }
     }
 
