@@ -254,11 +254,8 @@ async fn a_sign_in_or_mail_racing_the_deletion_brings_nothing_back(backend: Back
     assert_eq!((sessions_before.len(), left), (2, 0), "the session is dropped on its first request");
     app.mail_settled().await;
     // (The phone's own sign-in notice may have gone out before the deletion.)
-    let late: (String, String) = outbox::table
-        .find(late_id)
-        .select((outbox::state, outbox::recipient))
-        .first(&mut conn)
-        .unwrap();
+    let late: (String, String) =
+        outbox::table.find(late_id).select((outbox::state, outbox::recipient)).first(&mut conn).unwrap();
     assert_eq!(late, ("skipped".to_owned(), String::new()), "not sent, and the address forgotten");
     let last = app.mail.to("ann@example.com").pop().unwrap();
     assert!(last.subject.contains("account was deleted"), "nothing after the goodbye: {}", last.subject);
