@@ -146,8 +146,8 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "USHER_WORKERS")]
     pub workers: Option<usize>,
-    /// Database connections this instance may hold (default: 4 per worker
-    /// and 4 more, at most 32). Instances sharing one PostgreSQL must stay
+    /// Database connections this instance may hold (default: 4 per worker,
+    /// one per mail sender and 2 more, at most 32). Instances sharing one PostgreSQL must stay
     /// within its max_connections together.
     #[arg(long, env = "USHER_DB_CONNECTIONS", value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub db_connections: Option<u32>,

@@ -35,19 +35,19 @@ use crate::web::return_to::GuardedApps;
 /// whose waiters wake in no fair order (on PostgreSQL, under 32 connections
 /// of GET /account, p99 went from about 1 s to under 20 ms); excess work
 /// queues in tokio's FIFO instead. Connections beyond those threads serve
-/// the mail worker and the cleanup job.
-const SPARE_CONNECTIONS: u32 = 4;
+/// the mail senders (one each), their lease renewals and the cleanup job.
+const SPARE_BEYOND_MAIL: u32 = 2;
 const MAX_DB_THREADS_PER_WORKER: u32 = 4;
 const DEFAULT_MAX_CONNECTIONS: u32 = 32;
 
-/// The pool's size and each worker's share of blocking threads.
-fn database_concurrency(workers: usize, configured: Option<u32>) -> (u32, usize) {
+/// The pool's size and each worker's share of blocking threads, for
+/// `workers` HTTP workers and `mail_senders` mail sender threads.
+fn database_concurrency(workers: usize, mail_senders: u32, configured: Option<u32>) -> (u32, usize) {
     let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
-    let connections = configured.unwrap_or_else(|| {
-        (workers.saturating_mul(MAX_DB_THREADS_PER_WORKER) + SPARE_CONNECTIONS).min(DEFAULT_MAX_CONNECTIONS)
-    });
-    let threads_per_worker =
-        (connections.saturating_sub(SPARE_CONNECTIONS) / workers).clamp(1, MAX_DB_THREADS_PER_WORKER);
+    let spare = mail_senders.saturating_add(SPARE_BEYOND_MAIL);
+    let connections = configured
+        .unwrap_or_else(|| (workers.saturating_mul(MAX_DB_THREADS_PER_WORKER) + spare).min(DEFAULT_MAX_CONNECTIONS));
+    let threads_per_worker = (connections.saturating_sub(spare) / workers).clamp(1, MAX_DB_THREADS_PER_WORKER);
     (connections, threads_per_worker as usize)
 }
 
@@ -118,7 +118,8 @@ impl Application {
         let config = Arc::new(config);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = config.settings.workers.unwrap_or(cores);
-        let (connections, db_threads_per_worker) = database_concurrency(workers, config.settings.db_connections);
+        let (connections, db_threads_per_worker) =
+            database_concurrency(workers, config.settings.mail_connections, config.settings.db_connections);
         let db = open_database(&config, connections).await?;
 
         let hasher = PasswordHasher::start(cores, config.settings.hash_queue);
@@ -264,11 +265,12 @@ mod tests {
 
     #[test]
     fn requests_get_fewer_database_threads_than_the_pool_has_connections() {
-        assert_eq!(database_concurrency(2, None), (12, 4));
-        assert_eq!(database_concurrency(8, None), (32, 3));
-        assert_eq!(database_concurrency(64, None), (32, 1));
-        assert_eq!(database_concurrency(2, Some(100)), (100, 4));
-        assert_eq!(database_concurrency(2, Some(8)), (8, 2));
-        assert_eq!(database_concurrency(4, Some(2)), (2, 1));
+        assert_eq!(database_concurrency(2, 4, None), (14, 4));
+        assert_eq!(database_concurrency(8, 4, None), (32, 3));
+        assert_eq!(database_concurrency(64, 4, None), (32, 1));
+        assert_eq!(database_concurrency(2, 4, Some(100)), (100, 4));
+        assert_eq!(database_concurrency(2, 4, Some(10)), (10, 2));
+        assert_eq!(database_concurrency(4, 4, Some(2)), (2, 1));
+        assert_eq!(database_concurrency(2, 1, None), (11, 4), "one sender needs fewer");
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! actix-session's store sees only the session key. So a middleware outside
 //! the session middleware, which knows the route, names the page's needs
-//! with [`PageNeeds::scope`]; the store reads them ([`PageNeeds::current`]),
+//! with [`PageNeeds::serve`]; the store reads them ([`PageNeeds::current`]),
 //! loads the data with the session, and leaves it in a slot the request
 //! carries, where the page takes it ([`Prefetched::take`]). A page that finds
 //! nothing there (another route, no session) reads for itself.
@@ -39,6 +39,7 @@ pub struct AccountOverview {
 /// Data read with the session, for the page that asked.
 #[derive(Debug)]
 pub enum PageData {
+    /// For [`PageNeed::AccountOverview`].
     AccountOverview(AccountOverview),
 }
 
@@ -91,6 +92,7 @@ impl PageNeeds {
         PAGE_NEEDS.try_with(|slot| Self(slot.clone())).ok()
     }
 
+    /// What the page needs.
     pub fn need(&self) -> PageNeed {
         self.0.need
     }

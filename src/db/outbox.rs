@@ -108,6 +108,21 @@ pub fn due(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<Vec<i64
         .get_results(conn)
 }
 
+/// Whether an older row of account `user_id` than row `id` is still to be
+/// sent now (pending and due). An account's mail goes out in the order it
+/// was queued: a newer link voids the older ones only when it is sent, so a
+/// newer mail sent first would have its own link voided by the older one.
+pub fn has_older_due(conn: &mut DbConnection, user_id: i64, id: i64, now: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        outbox::table
+            .filter(outbox::user_id.eq(user_id))
+            .filter(outbox::id.lt(id))
+            .filter(outbox::state.eq("pending"))
+            .filter(outbox::next_attempt_at.le(now)),
+    ))
+    .get_result(conn)
+}
+
 /// Takes a lease on one row and counts the attempt, in one statement: of
 /// several workers (on several instances) exactly one gets it.
 pub fn lease(conn: &mut DbConnection, id: i64, owner: &str, now: i64, until: i64) -> QueryResult<Option<OutboxRow>> {

@@ -65,7 +65,9 @@ pub fn find_live(
 
 /// A live session with its account and everything `GET /account` shows.
 pub struct SessionOverview {
+    /// The session asked for.
     pub session: SessionRow,
+    /// Its account.
     pub user: User,
     /// When two-step sign-in was turned on, if it is on.
     pub two_factor_since: Option<i64>,
@@ -128,7 +130,9 @@ pub fn find_live_with_overview(
 
 /// A live session with its account, as the forward-auth check needs it.
 pub struct ForwardSession {
+    /// The session that issued the forward-auth id.
     pub session: SessionRow,
+    /// Its account.
     pub user: User,
     /// When two-step sign-in was turned on, if it is on.
     pub two_factor_since: Option<i64>,

@@ -15,7 +15,8 @@
 //! that size. Every sender leases under a name of its own, so one can never
 //! renew or finish a row another holds. A wake reaches one idle sender; a
 //! sender that leases a row passes the wake on, so a backlog draws in the
-//! idle others one by one.
+//! idle others one by one. One account's mail still goes out in the order
+//! it was queued (see `outbox::has_older_due`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -120,6 +121,8 @@ impl From<DbError> for PrepareError {
 }
 
 impl MailWorker {
+    /// A sender over `db` that sends through `transport`; [`MailWorker::spawn`]
+    /// starts it with its copies.
     pub fn new(db: Db, transport: Transport, composer: Composer, sealer: Sealer, settings: WorkerSettings) -> Self {
         let (transport, composer) = (Arc::new(transport), Arc::new(composer));
         Self { db, transport, composer, sealer, settings, owner: new_owner() }
@@ -196,14 +199,24 @@ impl MailWorker {
             let due = self.db.run_blocking(|conn| outbox::due(conn, now(), BATCH))?;
             let mut leased_any = false;
             for id in due {
+                if others.is_stopped() {
+                    return Ok(());
+                }
                 let now = now();
                 let until = now + self.settings.lease_secs();
                 let lease = self.db.run_blocking(|conn| outbox::lease(conn, id, &self.owner, now, until))?;
-                if let Some(row) = lease {
-                    leased_any = true;
-                    others.wake();
-                    self.deliver_keeping_lease(row)?;
+                let Some(row) = lease else { continue };
+                // Checked once the lease is held, so of two senders taking
+                // an account's rows at once, the newer one always sees the older.
+                if let Some(user_id) = row.user_id
+                    && self.db.run_blocking(|conn| outbox::has_older_due(conn, user_id, row.id, now))?
+                {
+                    self.db.run_blocking(|conn| outbox::release(conn, row.id, &self.owner))?;
+                    continue;
                 }
+                leased_any = true;
+                others.wake();
+                self.deliver_keeping_lease(row)?;
             }
             if !leased_any {
                 return Ok(());

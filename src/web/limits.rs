@@ -3,7 +3,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::CONTENT_ENCODING;
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::middleware::Next;
 
 use super::AppError;
@@ -41,20 +41,26 @@ pub async fn header_limit<B: MessageBody + 'static>(
     next.call(req).await
 }
 
-/// Refuses, with a 415 page, any request whose body declares a
+/// Refuses, with a 415 page, any request that sends a body (a non-zero
+/// `Content-Length`, or a `Transfer-Encoding`) declaring a
 /// `Content-Encoding` (RFC 9110 §8.4) other than `identity`, before a
 /// handler reads a byte of it. Browsers never compress what they send, and
 /// inflating a body would let a few KiB on the wire take megabytes of
 /// memory. `identity` means "not encoded" and costs nothing, so it passes.
+/// Without a body the header is harmless, and proxies asking about a
+/// request to a guarded app (`/auth/request`, `/auth/forward`) copy that
+/// request's headers, whatever its body was.
 pub async fn refuse_content_encoding<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
-    let encoded = req
-        .headers()
+    let headers = req.headers();
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers.get(CONTENT_LENGTH).is_some_and(|length| length.to_str().map_or(true, |n| n.trim() != "0"));
+    let encoded = headers
         .get_all(CONTENT_ENCODING)
         .any(|value| !value.to_str().is_ok_and(|coding| coding.trim().eq_ignore_ascii_case("identity")));
-    if encoded {
+    if has_body && encoded {
         return Err(AppError::EncodedBody.into());
     }
     next.call(req).await

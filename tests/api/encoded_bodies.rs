@@ -9,7 +9,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_gzip_encoded_sign_in_form_gets_a_415_page_and_signs_no_one_in,
     a_gzip_encoded_registration_form_gets_a_415_page_and_makes_no_account,
-    any_declared_coding_is_refused_on_every_route_but_identity_passes,
+    any_declared_coding_of_a_body_is_refused_but_identity_passes,
 );
 
 async fn a_gzip_encoded_sign_in_form_gets_a_415_page_and_signs_no_one_in(backend: Backend) {
@@ -44,7 +44,7 @@ async fn a_gzip_encoded_registration_form_gets_a_415_page_and_makes_no_account(b
     assert_eq!(app.row_counts().users, 1);
 }
 
-async fn any_declared_coding_is_refused_on_every_route_but_identity_passes(backend: Backend) {
+async fn any_declared_coding_of_a_body_is_refused_but_identity_passes(backend: Backend) {
     let app = spawn_app(backend).await;
     let browser = app.browser();
     let register = browser.get("/register").await;
@@ -55,11 +55,12 @@ async fn any_declared_coding_is_refused_on_every_route_but_identity_passes(backe
         let page = browser.submit_form_encoded(&register, "/register", &fields, coding, unchanged).await;
         assert_eq!(page.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{coding}");
     }
-    for path in ["/login", "/account", "/no/such/page", "/healthz"] {
-        let page = browser.get_url(&browser.url(path), &[("content-encoding", "gzip")]).await;
-        assert_eq!(page.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "GET {path}");
-    }
     assert_eq!(app.row_counts().users, 0);
+    // Without a body there is nothing to inflate: the header changes nothing.
+    for path in ["/login", "/healthz"] {
+        let page = browser.get_url(&browser.url(path), &[("content-encoding", "gzip")]).await;
+        assert_eq!(page.status, StatusCode::OK, "GET {path}");
+    }
 
     // `identity` means "not encoded": the form is read as sent.
     let page = browser.submit_form_encoded(&register, "/register", &fields, "Identity", unchanged).await;

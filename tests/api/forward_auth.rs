@@ -298,6 +298,9 @@ async fn a_groups_rule_lets_only_its_members_in_and_says_why_not(backend: Backen
     let allowed = ask_forward(&app, &root, "GET", &admin_page, &[]).await;
     assert_eq!(allowed.status, StatusCode::OK);
     assert_eq!(header(&allowed, "remote-groups").as_deref(), Some("admins"));
+    // A proxy asking about a compressed POST to the app copies its headers, not its body.
+    let compressed_post = ask_forward(&app, &root, "POST", &admin_page, &[("content-encoding", "gzip")]).await;
+    assert_eq!(compressed_post.status, StatusCode::OK);
 
     // Groups an administrator manages: in on the next request, out on the one after.
     let staff_page = format!("{WIKI}/staff/rota");

@@ -18,6 +18,7 @@ on_both_backends!(
     two_instances_send_each_mail_exactly_once,
     mail_goes_out_over_several_connections_at_once,
     one_mail_connection_sends_one_mail_at_a_time,
+    one_account_s_mail_goes_out_in_order_and_the_newest_link_works,
     without_smtp_mail_goes_to_files,
 );
 
@@ -171,6 +172,25 @@ async fn one_mail_connection_sends_one_mail_at_a_time(backend: Backend) {
     }
     wait_until("every row is marked sent", || outbox_rows(&app).iter().all(|row| row.state == "sent")).await;
     assert_eq!(app.mail.peak_in_data(), 1, "never two mails at once");
+}
+
+async fn one_account_s_mail_goes_out_in_order_and_the_newest_link_works(backend: Backend) {
+    let app = spawn_app_with(backend, &[("--mail-connections", "3")]).await;
+    app.register_verified("ann@example.com").await;
+    // Each message waits a second for another to join it: a sender that
+    // took the second reset mail while the first is held would.
+    app.mail.hold_data_until_together(2, Duration::from_secs(1));
+    let browser = app.browser();
+    for _ in 0..2 {
+        let page = browser.submit("/password/forgot", "/password/forgot", &[("email", "ann@example.com")]).await;
+        page.assert_redirects_to("/password/forgot");
+    }
+
+    let newest = app.mail.wait_for("ann@example.com", 3).await.link_token("/password/reset?token=");
+    wait_until("every row is marked sent", || outbox_rows(&app).iter().all(|row| row.state == "sent")).await;
+    assert_eq!(app.mail.peak_in_data(), 1, "one account's mails one after the other");
+    let form = browser.get(&format!("/password/reset?token={newest}")).await;
+    assert_eq!(form.status, reqwest::StatusCode::OK, "the newest link works: {}", form.body);
 }
 
 async fn without_smtp_mail_goes_to_files(backend: Backend) {

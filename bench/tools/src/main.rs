@@ -38,17 +38,12 @@ fn argon2() -> Argon2<'static> {
 fn salt() -> [u8; 16] {
     use std::io::Read as _;
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
     bytes
 }
 
 fn hash(password: &str) -> String {
-    argon2()
-        .hash_password_with_salt(password.as_bytes(), &salt())
-        .expect("hash")
-        .to_string()
+    argon2().hash_password_with_salt(password.as_bytes(), &salt()).expect("hash").to_string()
 }
 
 fn usage() -> ! {
@@ -151,19 +146,13 @@ fn peak_rss_kib() -> u64 {
 const PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Ceiling</title></head><body><p>A fixed short page.</p></body></html>\n";
 
 async fn page() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(PAGE)
+    actix_web::HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE)
 }
 
 #[actix_web::main]
 async fn ceiling_http(addr: &str, workers: usize) -> std::io::Result<()> {
     use actix_web::{App, HttpServer, web};
-    HttpServer::new(|| App::new().default_service(web::to(page)))
-        .workers(workers)
-        .bind(addr)?
-        .run()
-        .await
+    HttpServer::new(|| App::new().default_service(web::to(page))).workers(workers).bind(addr)?.run().await
 }
 
 /// One kind of hostile form post: what it sends and the status it must get.
@@ -269,21 +258,6 @@ fn send_slowly(stream: &mut std::net::TcpStream, body: &[u8], stop_half_way: boo
     for piece in &pieces[..sent] {
         stream.write_all(piece)?;
         std::thread::sleep(Duration::from_millis(50));
-/// Accepts SMTP connections on `addr`, one thread each, and logs every
-/// recipient's arrival to `file`.
-fn smtp_sink(addr: &str, file: &str) -> std::io::Result<()> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    let log = Arc::new(std::sync::Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(file)?,
-    ));
-    for stream in listener.incoming() {
-        let (stream, log) = (stream?, log.clone());
-        std::thread::spawn(move || {
-            let _ = smtp_session(stream, &log);
-        });
     }
     Ok(())
 }
@@ -344,11 +318,25 @@ fn hostile_posts(addr: &str, count: usize, connections: usize, gzip_bomb: Vec<u8
     );
     if *unexpected > 0 {
         std::process::exit(1);
+    }
+}
+
+/// Accepts SMTP connections on `addr`, one thread each, and logs every
+/// recipient's arrival to `file`.
+fn smtp_sink(addr: &str, file: &str) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let log = Arc::new(std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(file)?));
+    for stream in listener.incoming() {
+        let (stream, log) = (stream?, log.clone());
+        std::thread::spawn(move || {
+            let _ = smtp_session(stream, &log);
+        });
+    }
+    Ok(())
+}
+
 /// One SMTP connection: enough of RFC 5321 for lettre, every message taken.
-fn smtp_session(
-    stream: std::net::TcpStream,
-    log: &std::sync::Mutex<std::fs::File>,
-) -> std::io::Result<()> {
+fn smtp_session(stream: std::net::TcpStream, log: &std::sync::Mutex<std::fs::File>) -> std::io::Result<()> {
     use std::io::{BufRead as _, Write as _};
     stream.set_nodelay(true)?;
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
@@ -381,9 +369,7 @@ fn smtp_session(
                     break;
                 }
             }
-            let at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
+            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let mut log = log.lock().unwrap();
             for to in recipients.drain(..) {
                 writeln!(log, "{:.6} {to}", at.as_secs_f64())?;
