@@ -20,8 +20,8 @@ use super::session::{
     ACCOUNT, FORWARD_ID_HASH, IP, LOADED_FORWARD_ID_HASH, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT,
     USER_ID, forward_id_hash,
 };
-use crate::db::sessions::{self, ForwardSession, NewSession, SessionRow};
-use crate::db::users::User;
+use crate::db::sessions::{self, ForwardSession, NewSession, SessionRow, SessionTimes};
+use crate::db::users::SignedInAccount;
 use crate::db::{Db, DbConnection, now};
 use crate::domain::random_secret;
 
@@ -88,7 +88,7 @@ fn load_state(
     let Some(Found { session, user, two_factor_since, data }) = find_for_page(conn, id_hash, now, need)? else {
         return Ok(None);
     };
-    if !keep_alive(conn, &session, &user, policy, now)? {
+    if !keep_alive(conn, &session.times(), &user, policy, now)? {
         return Ok(None);
     }
     let Ok(mut state) = serde_json::from_str::<State>(&session.state) else { return Ok(None) };
@@ -112,7 +112,7 @@ fn load_state(
 /// A live session as one trip reads it for a page.
 struct Found {
     session: SessionRow,
-    user: User,
+    user: SignedInAccount,
     /// When two-step sign-in was turned on (unix seconds), if it is on.
     two_factor_since: Option<i64>,
     /// What the page asked for, when it asked.
@@ -151,8 +151,8 @@ fn find_for_page(
 /// short of a state the operator requires). Slides the idle timeout when due.
 fn keep_alive(
     conn: &mut DbConnection,
-    session: &SessionRow,
-    user: &User,
+    session: &SessionTimes,
+    user: &SignedInAccount,
     policy: SessionPolicy,
     now: i64,
 ) -> diesel::QueryResult<bool> {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::email_changes::{self as email_change_states, EmailChange};
 use super::schema::{email_changes, group_members, groups, sessions, two_factor, users};
-use super::users::User;
+use super::users::SignedInAccount;
 use super::{DbConnection, on_backend};
 
 #[derive(Queryable, Clone, Debug)]
@@ -23,6 +23,37 @@ pub struct SessionRow {
     pub ip: String,
     /// SHA-256 of the forward-auth cookie's id, once one was issued.
     pub forward_id_hash: Option<Vec<u8>>,
+}
+
+impl SessionTimes {
+    /// The columns to select for them, in their fields' order.
+    pub const COLUMNS: (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at) =
+        (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at);
+}
+
+impl SessionRow {
+    /// The columns that decide how long the session lives.
+    pub fn times(&self) -> SessionTimes {
+        SessionTimes {
+            id_hash: self.id_hash.clone(),
+            remember: self.remember,
+            last_seen_at: self.last_seen_at,
+            absolute_expires_at: self.absolute_expires_at,
+        }
+    }
+}
+
+/// What the idle timeout's slide needs of a session: the forward-auth check
+/// reads no more of it.
+#[derive(Queryable, Clone, Debug)]
+pub struct SessionTimes {
+    pub id_hash: Vec<u8>,
+    /// Signed in with "keep me signed in": the longer timeouts apply.
+    pub remember: bool,
+    /// Unix seconds, written at most once a minute.
+    pub last_seen_at: i64,
+    /// Unix seconds; the idle expiry never passes it.
+    pub absolute_expires_at: i64,
 }
 
 #[derive(Insertable)]
@@ -53,13 +84,13 @@ pub fn find_live(
     conn: &mut DbConnection,
     id_hash: &[u8],
     now: i64,
-) -> QueryResult<Option<(SessionRow, User, Option<i64>)>> {
+) -> QueryResult<Option<(SessionRow, SignedInAccount, Option<i64>)>> {
     let query = sessions::table
         .inner_join(users::table.left_join(two_factor::table))
         .filter(sessions::id_hash.eq(id_hash))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
-        .select((sessions::all_columns, users::all_columns, two_factor::enabled_at.nullable()));
+        .select((sessions::all_columns, SignedInAccount::COLUMNS, two_factor::enabled_at.nullable()));
     on_backend!(conn, c => query.get_result(c).optional())
 }
 
@@ -68,7 +99,7 @@ pub struct SessionOverview {
     /// The session asked for.
     pub session: SessionRow,
     /// Its account.
-    pub user: User,
+    pub user: SignedInAccount,
     /// When two-step sign-in was turned on, if it is on.
     pub two_factor_since: Option<i64>,
     /// The account's live sessions (this one among them), most recently
@@ -108,32 +139,38 @@ pub fn find_live_with_overview(
         .filter(sessions::absolute_expires_at.gt(now))
         .select((
             sessions::all_columns,
-            users::all_columns,
+            SignedInAccount::COLUMNS,
             two_factor::enabled_at.nullable(),
             others.fields(sessions::all_columns),
             email_changes::all_columns.nullable(),
-        ))
-        .order((others.field(sessions::last_seen_at).desc(), email_changes::id.desc()));
-    type Row = (SessionRow, User, Option<i64>, SessionRow, Option<EmailChange>);
+        ));
+    // Sorted here, not by an ORDER BY: that would cost a temporary b-tree.
+    type Row = (SessionRow, SignedInAccount, Option<i64>, SessionRow, Option<EmailChange>);
     let rows: Vec<Row> = on_backend!(conn, c => query.load(c))?;
-    let mut rows = rows.into_iter().peekable();
-    let Some((session, user, two_factor_since, _, pending_change)) = rows.peek().cloned() else { return Ok(None) };
-    let mut sessions: Vec<SessionRow> = Vec::new();
-    for (_, _, _, other, _) in rows {
+    let mut rows = rows.into_iter();
+    let Some((session, user, two_factor_since, first, first_change)) = rows.next() else { return Ok(None) };
+    let mut sessions = vec![first];
+    let mut pending_change = first_change;
+    for (_, _, _, other, change) in rows {
         // A second pending change would repeat every session.
         if !sessions.iter().any(|seen| seen.id_hash == other.id_hash) {
             sessions.push(other);
         }
+        if let Some(change) = change.filter(|change| pending_change.as_ref().is_none_or(|newest| change.id > newest.id))
+        {
+            pending_change = Some(change);
+        }
     }
+    sessions.sort_by_key(|session| std::cmp::Reverse(session.last_seen_at));
     Ok(Some(SessionOverview { session, user, two_factor_since, sessions, pending_change }))
 }
 
 /// A live session with its account, as the forward-auth check needs it.
 pub struct ForwardSession {
     /// The session that issued the forward-auth id.
-    pub session: SessionRow,
+    pub session: SessionTimes,
     /// Its account.
-    pub user: User,
+    pub user: SignedInAccount,
     /// When two-step sign-in was turned on, if it is on.
     pub two_factor_since: Option<i64>,
     /// The names of the account's stored groups, sorted.
@@ -149,17 +186,27 @@ pub fn find_live_by_forward_id(
     forward_id_hash: &[u8],
     now: i64,
 ) -> QueryResult<Option<ForwardSession>> {
+    // Flat left joins, so the account's memberships are found by
+    // `group_members_by_user`: a nested join is materialised whole first.
+    // The groups are sorted here: an ORDER BY costs a temporary b-tree.
     let query = sessions::table
-        .inner_join(users::table.left_join(two_factor::table).left_join(group_members::table.inner_join(groups::table)))
+        .inner_join(users::table.left_join(two_factor::table).left_join(group_members::table))
+        .left_join(groups::table.on(groups::id.eq(group_members::group_id)))
         .filter(sessions::forward_id_hash.eq(forward_id_hash))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
-        .select((sessions::all_columns, users::all_columns, two_factor::enabled_at.nullable(), groups::name.nullable()))
-        .order(groups::name);
-    let rows: Vec<(SessionRow, User, Option<i64>, Option<String>)> = on_backend!(conn, c => query.load(c))?;
+        .select((
+            SessionTimes::COLUMNS,
+            SignedInAccount::COLUMNS,
+            two_factor::enabled_at.nullable(),
+            groups::name.nullable(),
+        ));
+    let rows: Vec<(SessionTimes, SignedInAccount, Option<i64>, Option<String>)> =
+        on_backend!(conn, c => query.load(c))?;
     let mut rows = rows.into_iter();
     let Some((session, user, two_factor_since, first_group)) = rows.next() else { return Ok(None) };
-    let groups = first_group.into_iter().chain(rows.filter_map(|row| row.3)).collect();
+    let mut groups: Vec<String> = first_group.into_iter().chain(rows.filter_map(|row| row.3)).collect();
+    groups.sort_unstable();
     Ok(Some(ForwardSession { session, user, two_factor_since, groups }))
 }
 
@@ -254,8 +301,10 @@ pub fn delete_expired_batch(conn: &mut DbConnection, now: i64, batch: i64) -> Qu
 
 #[cfg(test)]
 mod tests {
+    use diesel::connection::SimpleConnection;
+
     use super::*;
-    use crate::db::testing::{database, user};
+    use crate::db::testing::{database, query_plan, statements_of, user};
     use crate::db::{email_changes as changes, groups};
     use crate::domain::GroupName;
 
@@ -332,5 +381,42 @@ mod tests {
         assert_eq!(found.session.id_hash, b"s1");
         assert!(find_live_by_forward_id(&mut conn, b"f1", 100).unwrap().is_none(), "timed out");
         assert!(find_live_by_forward_id(&mut conn, b"f2", 50).unwrap().is_none(), "no such id");
+    }
+
+    /// Both lookups every signed-in request makes stay index searches once
+    /// there are many accounts and memberships: no table scanned, nothing
+    /// materialised or sorted per request.
+    #[test]
+    fn the_per_request_lookups_search_indexes_and_sort_nothing() {
+        let (_dir, mut conn) = database();
+        let teams: Vec<i64> = (0..40)
+            .map(|n| groups::create(&mut conn, &GroupName::parse(&format!("team{n}")).unwrap(), 5).unwrap().unwrap().id)
+            .collect();
+        let mut ann = 0;
+        for n in 0..300 {
+            ann = user(&mut conn, &format!("user{n}@example.com"));
+            groups::add_member(&mut conn, teams[n % teams.len()], ann, 7).unwrap();
+            let (id, forward) = (format!("s{n}"), format!("f{n}"));
+            let new = NewSession {
+                id_hash: id.as_bytes(),
+                forward_id_hash: Some(forward.as_bytes()),
+                ..session(ann, b"", 1, None)
+            };
+            insert(&mut conn, &new).unwrap();
+        }
+        conn.batch_execute("ANALYZE").unwrap();
+
+        let statements = statements_of(&mut conn, |conn| {
+            assert_eq!(find_live_by_forward_id(conn, b"f299", 50).unwrap().unwrap().user.id, ann);
+            assert_eq!(find_live_with_overview(conn, b"s299", 50).unwrap().unwrap().user.id, ann);
+        });
+        assert_eq!(statements.len(), 2, "one statement each: {statements:?}");
+        for sql in &statements {
+            let plan = query_plan(&mut conn, sql);
+            let costly = ["SCAN", "MATERIALIZE", "TEMP B-TREE"];
+            assert!(!plan.iter().any(|step| costly.iter().any(|word| step.contains(word))), "{plan:?}");
+        }
+        let forward = query_plan(&mut conn, &statements[0]);
+        assert!(forward.iter().any(|step| step.starts_with("SEARCH group_members")), "{forward:?}");
     }
 }
