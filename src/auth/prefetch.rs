@@ -16,8 +16,8 @@ use std::rc::Rc;
 use actix_web::{HttpMessage, HttpRequest};
 
 use crate::db::DbConnection;
-use crate::db::email_changes::{self, EmailChange};
-use crate::db::sessions::{self, SessionRow};
+use crate::db::email_changes;
+use crate::db::sessions::{self, AccountOverview};
 
 /// The data a page may ask to have read with its session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,15 +25,6 @@ pub enum PageNeed {
     /// `GET /account`: the account's live sessions and its pending change
     /// of address.
     AccountOverview,
-}
-
-/// What `GET /account` shows besides the session's own account.
-#[derive(Debug)]
-pub struct AccountOverview {
-    /// The account's live sessions, most recently seen first.
-    pub sessions: Vec<SessionRow>,
-    /// A change of address waiting for its confirmation.
-    pub pending_change: Option<EmailChange>,
 }
 
 /// Data read with the session, for the page that asked.

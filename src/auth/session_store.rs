@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use super::prefetch::{AccountOverview, PageData, PageNeed, PageNeeds};
+use super::prefetch::{PageData, PageNeed, PageNeeds};
 use super::session::{
     ACCOUNT, FORWARD_ID_HASH, IP, LOADED_FORWARD_ID_HASH, LoadedAccount, PUBLIC_ID, REMEMBER, SIGNED_IN_AT, USER_AGENT,
     USER_ID, forward_id_hash,
@@ -134,14 +134,11 @@ fn find_for_page(
             two_factor_since,
             data: None,
         }),
-        Some(PageNeed::AccountOverview) => sessions::find_live_with_overview(conn, id_hash, now)?.map(|found| {
-            let overview = AccountOverview { sessions: found.sessions, pending_change: found.pending_change };
-            Found {
-                session: found.session,
-                user: found.user,
-                two_factor_since: found.two_factor_since,
-                data: Some(PageData::AccountOverview(overview)),
-            }
+        Some(PageNeed::AccountOverview) => sessions::find_live_with_overview(conn, id_hash, now)?.map(|found| Found {
+            session: found.session,
+            user: found.user,
+            two_factor_since: found.two_factor_since,
+            data: Some(PageData::AccountOverview(found.overview)),
         }),
     })
 }

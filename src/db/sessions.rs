@@ -31,6 +31,41 @@ impl SessionTimes {
         (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at);
 }
 
+/// A live session as the account page and the account export list it:
+/// nothing that would let anyone use it (no id hash, no state).
+#[derive(Queryable, Clone, Debug)]
+pub struct SessionListing {
+    /// Names the session in forms ("sign out this one"); not a secret.
+    pub public_id: String,
+    /// Signed in with "keep me signed in".
+    pub remember: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, written at most once a minute.
+    pub last_seen_at: i64,
+    pub user_agent: String,
+    pub ip: String,
+}
+
+impl SessionListing {
+    /// The columns to select for one, in its fields' order.
+    pub const COLUMNS: (
+        sessions::public_id,
+        sessions::remember,
+        sessions::created_at,
+        sessions::last_seen_at,
+        sessions::user_agent,
+        sessions::ip,
+    ) = (
+        sessions::public_id,
+        sessions::remember,
+        sessions::created_at,
+        sessions::last_seen_at,
+        sessions::user_agent,
+        sessions::ip,
+    );
+}
+
 impl SessionRow {
     /// The columns that decide how long the session lives.
     pub fn times(&self) -> SessionTimes {
@@ -94,6 +129,16 @@ pub fn find_live(
     on_backend!(conn, c => query.get_result(c).optional())
 }
 
+/// What `GET /account` shows besides the session's own account.
+#[derive(Debug)]
+pub struct AccountOverview {
+    /// The account's live sessions (this one among them), most recently
+    /// seen first.
+    pub sessions: Vec<SessionListing>,
+    /// The newest change of address still waiting for its confirmation.
+    pub pending_change: Option<EmailChange>,
+}
+
 /// A live session with its account and everything `GET /account` shows.
 pub struct SessionOverview {
     /// The session asked for.
@@ -102,11 +147,7 @@ pub struct SessionOverview {
     pub user: SignedInAccount,
     /// When two-step sign-in was turned on, if it is on.
     pub two_factor_since: Option<i64>,
-    /// The account's live sessions (this one among them), most recently
-    /// seen first.
-    pub sessions: Vec<SessionRow>,
-    /// The newest change of address still waiting for its confirmation.
-    pub pending_change: Option<EmailChange>,
+    pub overview: AccountOverview,
 }
 
 /// `find_live` and, in the same statement, the account's live sessions and
@@ -141,11 +182,11 @@ pub fn find_live_with_overview(
             sessions::all_columns,
             SignedInAccount::COLUMNS,
             two_factor::enabled_at.nullable(),
-            others.fields(sessions::all_columns),
+            others.fields(SessionListing::COLUMNS),
             email_changes::all_columns.nullable(),
         ));
     // Sorted here, not by an ORDER BY: that would cost a temporary b-tree.
-    type Row = (SessionRow, SignedInAccount, Option<i64>, SessionRow, Option<EmailChange>);
+    type Row = (SessionRow, SignedInAccount, Option<i64>, SessionListing, Option<EmailChange>);
     let rows: Vec<Row> = on_backend!(conn, c => query.load(c))?;
     let mut rows = rows.into_iter();
     let Some((session, user, two_factor_since, first, first_change)) = rows.next() else { return Ok(None) };
@@ -153,7 +194,7 @@ pub fn find_live_with_overview(
     let mut pending_change = first_change;
     for (_, _, _, other, change) in rows {
         // A second pending change would repeat every session.
-        if !sessions.iter().any(|seen| seen.id_hash == other.id_hash) {
+        if !sessions.iter().any(|seen| seen.public_id == other.public_id) {
             sessions.push(other);
         }
         if let Some(change) = change.filter(|change| pending_change.as_ref().is_none_or(|newest| change.id > newest.id))
@@ -162,7 +203,12 @@ pub fn find_live_with_overview(
         }
     }
     sessions.sort_by_key(|session| std::cmp::Reverse(session.last_seen_at));
-    Ok(Some(SessionOverview { session, user, two_factor_since, sessions, pending_change }))
+    Ok(Some(SessionOverview {
+        session,
+        user,
+        two_factor_since,
+        overview: AccountOverview { sessions, pending_change },
+    }))
 }
 
 /// A live session with its account, as the forward-auth check needs it.
@@ -240,8 +286,9 @@ pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
 }
 
 /// The user's live sessions, most recently used first.
-pub fn list_live_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<SessionRow>> {
+pub fn list_live_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<SessionListing>> {
     let query = sessions::table
+        .select(SessionListing::COLUMNS)
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
@@ -318,7 +365,7 @@ mod tests {
         NewSession {
             id_hash,
             user_id,
-            public_id: "p",
+            public_id: std::str::from_utf8(id_hash).unwrap(),
             state: "{}",
             remember: false,
             created_at: 1,
@@ -346,18 +393,18 @@ mod tests {
 
         let found = find_live_with_overview(&mut conn, b"a1", 50).unwrap().unwrap();
         assert_eq!((found.session.id_hash.as_slice(), found.user.id), (&b"a1"[..], ann));
-        let ids: Vec<&[u8]> = found.sessions.iter().map(|s| s.id_hash.as_slice()).collect();
-        assert_eq!(ids, [&b"a2"[..], b"a3", b"a1"], "live ones of this account, most recent first");
-        assert!(found.pending_change.is_none());
-        let separate: Vec<Vec<u8>> =
-            list_live_for_user(&mut conn, ann, 50).unwrap().into_iter().map(|s| s.id_hash).collect();
+        let ids: Vec<&str> = found.overview.sessions.iter().map(|s| s.public_id.as_str()).collect();
+        assert_eq!(ids, ["a2", "a3", "a1"], "live ones of this account, most recent first");
+        assert!(found.overview.pending_change.is_none());
+        let separate: Vec<String> =
+            list_live_for_user(&mut conn, ann, 50).unwrap().into_iter().map(|s| s.public_id).collect();
         assert_eq!(separate, ids);
 
         changes::request(&mut conn, ann, "ann@example.com", "ann@new.example", 90, 40).unwrap();
         let newest = changes::request(&mut conn, ann, "ann@example.com", "ann@newer.example", 90, 41).unwrap();
         let found = find_live_with_overview(&mut conn, b"a3", 50).unwrap().unwrap();
-        assert_eq!(found.sessions.len(), 3);
-        assert_eq!(found.pending_change.map(|change| change.id), Some(newest));
+        assert_eq!(found.overview.sessions.len(), 3);
+        assert_eq!(found.overview.pending_change.map(|change| change.id), Some(newest));
         assert!(find_live_with_overview(&mut conn, b"old", 50).unwrap().is_none(), "timed out");
         assert!(find_live_with_overview(&mut conn, b"a1", 100).unwrap().is_none(), "all timed out");
     }

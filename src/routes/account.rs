@@ -12,7 +12,7 @@ use crate::accounts::{self, EndSessions, PasswordSet};
 use crate::auth::prefetch::{PageData, PageNeed, Prefetched};
 use crate::auth::{Reauthenticated, SessionData, SignedInUser};
 use crate::db::now;
-use crate::db::sessions::SessionRow;
+use crate::db::sessions::SessionListing;
 use crate::db::users::User;
 use crate::domain::{EmailAddress, describe_browser, normalize_password};
 use crate::state::AppState;
@@ -60,7 +60,7 @@ struct AccountPage {
 }
 
 /// The sessions as the page lists them: this browser's first.
-fn session_views(rows: Vec<SessionRow>, current: Option<&str>) -> Vec<SessionView> {
+fn session_views(rows: Vec<SessionListing>, current: Option<&str>) -> Vec<SessionView> {
     let now = now();
     let mut views: Vec<SessionView> = rows
         .into_iter()

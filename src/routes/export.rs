@@ -33,7 +33,7 @@ use super::NoFields;
 use crate::auth::{Reauthenticated, SessionData};
 use crate::db::audit::{self, EventKind, EventRow};
 use crate::db::email_changes::{self, EmailChange};
-use crate::db::sessions::{self, SessionRow};
+use crate::db::sessions::{self, SessionListing};
 use crate::db::users::User;
 use crate::db::{groups, now, two_factor};
 use crate::domain::{Approval, describe_browser};
@@ -132,7 +132,7 @@ impl From<EmailChange> for PendingChangeData {
     }
 }
 
-fn session_entry(row: SessionRow, current: Option<&str>) -> SessionEntry {
+fn session_entry(row: SessionListing, current: Option<&str>) -> SessionEntry {
     SessionEntry {
         started_at: time(row.created_at),
         last_seen_at: time(row.last_seen_at),
