@@ -25,12 +25,6 @@ pub struct SessionRow {
     pub forward_id_hash: Option<Vec<u8>>,
 }
 
-impl SessionTimes {
-    /// The columns to select for them, in their fields' order.
-    pub const COLUMNS: (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at) =
-        (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at);
-}
-
 /// A live session as the account page and the account export list it:
 /// nothing that would let anyone use it (no id hash, no state).
 #[derive(Queryable, Clone, Debug)]
@@ -41,7 +35,8 @@ pub struct SessionListing {
     pub remember: bool,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds, written at most once a minute.
+    /// Unix seconds, written again once a tenth of the idle timeout (at
+    /// most a minute) has passed.
     pub last_seen_at: i64,
     pub user_agent: String,
     pub ip: String,
@@ -85,10 +80,17 @@ pub struct SessionTimes {
     pub id_hash: Vec<u8>,
     /// Signed in with "keep me signed in": the longer timeouts apply.
     pub remember: bool,
-    /// Unix seconds, written at most once a minute.
+    /// Unix seconds, written again once a tenth of the idle timeout (at
+    /// most a minute) has passed.
     pub last_seen_at: i64,
     /// Unix seconds; the idle expiry never passes it.
     pub absolute_expires_at: i64,
+}
+
+impl SessionTimes {
+    /// The columns to select for them, in their fields' order.
+    pub const COLUMNS: (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at) =
+        (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at);
 }
 
 #[derive(Insertable)]
@@ -147,13 +149,14 @@ pub struct SessionOverview {
     pub user: SignedInAccount,
     /// When two-step sign-in was turned on, if it is on.
     pub two_factor_since: Option<i64>,
+    /// The account's live sessions and pending change of address.
     pub overview: AccountOverview,
 }
 
 /// `find_live` and, in the same statement, the account's live sessions and
 /// its pending change of address: `GET /account` in one query. One row per
 /// live session of the account (times pending changes, of which there is
-/// at most one).
+/// at most one: `accounts::email_change` replaces the last).
 pub fn find_live_with_overview(
     conn: &mut DbConnection,
     id_hash: &[u8],
@@ -190,11 +193,14 @@ pub fn find_live_with_overview(
     let rows: Vec<Row> = on_backend!(conn, c => query.load(c))?;
     let mut rows = rows.into_iter();
     let Some((session, user, two_factor_since, first, first_change)) = rows.next() else { return Ok(None) };
+    // Should a second pending change ever exist, it repeats every session:
+    // each session is taken from the rows of the first row's change.
+    let listed_with = first_change.as_ref().map(|change| change.id);
     let mut sessions = vec![first];
     let mut pending_change = first_change;
     for (_, _, _, other, change) in rows {
-        // A second pending change would repeat every session.
-        if !sessions.iter().any(|seen| seen.public_id == other.public_id) {
+        let change_id = change.as_ref().map(|change| change.id);
+        if change_id == listed_with {
             sessions.push(other);
         }
         if let Some(change) = change.filter(|change| pending_change.as_ref().is_none_or(|newest| change.id > newest.id))
@@ -202,7 +208,7 @@ pub fn find_live_with_overview(
             pending_change = Some(change);
         }
     }
-    sessions.sort_by_key(|session| std::cmp::Reverse(session.last_seen_at));
+    sessions.sort_by_key(|session| std::cmp::Reverse((session.last_seen_at, session.created_at)));
     Ok(Some(SessionOverview {
         session,
         user,
@@ -232,8 +238,9 @@ pub fn find_live_by_forward_id(
     forward_id_hash: &[u8],
     now: i64,
 ) -> QueryResult<Option<ForwardSession>> {
-    // Flat left joins, so the account's memberships are found by
-    // `group_members_by_user`: a nested join is materialised whole first.
+    // Left joins all the way: SQLite materialises an inner join nested on
+    // the right of a left join whole (every membership of every group);
+    // this way the account's memberships are found by `group_members_by_user`.
     // The groups are sorted here: an ORDER BY costs a temporary b-tree.
     let query = sessions::table
         .inner_join(users::table.left_join(two_factor::table).left_join(group_members::table))
@@ -285,14 +292,15 @@ pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(id_hash)).execute(conn)
 }
 
-/// The user's live sessions, most recently used first.
+/// The user's live sessions, most recently used first (then most recently
+/// started).
 pub fn list_live_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<SessionListing>> {
     let query = sessions::table
         .select(SessionListing::COLUMNS)
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
-        .order(sessions::last_seen_at.desc());
+        .order((sessions::last_seen_at.desc(), sessions::created_at.desc()));
     on_backend!(conn, c => query.load(c))
 }
 
@@ -401,10 +409,23 @@ mod tests {
         assert_eq!(separate, ids);
 
         changes::request(&mut conn, ann, "ann@example.com", "ann@new.example", 90, 40).unwrap();
-        let newest = changes::request(&mut conn, ann, "ann@example.com", "ann@newer.example", 90, 41).unwrap();
+        changes::request(&mut conn, ann, "ann@example.com", "ann@newer.example", 90, 41).unwrap();
+        // Two pending at once, which the rules never leave: each session
+        // still listed once, the newer change shown.
+        let second = (
+            email_changes::user_id.eq(ann),
+            email_changes::old_email.eq("ann@example.com"),
+            email_changes::new_email.eq("ann@newest.example"),
+            email_changes::state.eq(email_change_states::PENDING),
+            email_changes::expires_at.eq(90),
+            email_changes::created_at.eq(42),
+        );
+        diesel::insert_into(email_changes::table).values(second).execute(&mut conn).unwrap();
         let found = find_live_with_overview(&mut conn, b"a3", 50).unwrap().unwrap();
-        assert_eq!(found.overview.sessions.len(), 3);
-        assert_eq!(found.overview.pending_change.map(|change| change.id), Some(newest));
+        let ids: Vec<&str> = found.overview.sessions.iter().map(|s| s.public_id.as_str()).collect();
+        assert_eq!(ids, ["a2", "a3", "a1"]);
+        let shown = found.overview.pending_change.map(|change| change.new_email);
+        assert_eq!(shown.as_deref(), Some("ann@newest.example"));
         assert!(find_live_with_overview(&mut conn, b"old", 50).unwrap().is_none(), "timed out");
         assert!(find_live_with_overview(&mut conn, b"a1", 100).unwrap().is_none(), "all timed out");
     }

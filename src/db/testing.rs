@@ -29,6 +29,7 @@ pub fn user(conn: &mut DbConnection, email: &str) -> i64 {
 }
 
 /// The SQL of each statement `work` runs on `conn`, without its binds.
+/// Leaves `conn` with a fresh fault watch (as a new connection has).
 pub fn statements_of(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection)) -> Vec<String> {
     use std::sync::{Arc, Mutex};
 
