@@ -60,6 +60,7 @@ impl SignedInAccount {
         users::deleted_at,
     );
 
+    /// The facts that decide whether the account may stay signed in.
     pub fn state(&self) -> AccountState {
         account_state(self.email_verified_at, &self.approval, self.disabled_at)
     }
