@@ -41,7 +41,7 @@ impl EmailChangeRefusal {
     pub fn describe(&self) -> String {
         match self {
             Self::Unchanged => "That is your address already.".to_owned(),
-            Self::InvalidLink => "This link has been used, replaced by a newer one, or has expired.".to_owned(),
+            Self::InvalidLink => "This link has been used, cancelled, replaced by a newer one, or has expired.".to_owned(),
             Self::Taken(address) => format!("{address} belongs to another account, so it cannot become yours."),
             Self::OtherAccount => {
                 "This link is for another account. Sign in as the account that asked for the change, then open it again."

@@ -138,6 +138,10 @@ async fn a_newer_request_replaces_the_older_and_a_change_can_be_cancelled(backen
     cancelled.assert_redirects_to("/account");
     assert!(ann.follow(&cancelled).await.body.contains("The change of address was cancelled"));
     assert_eq!(link_status(&ann, CONFIRM, &second).await, StatusCode::GONE, "cancelled");
+    // The page says why, and leads the signed-in person to the account page.
+    let signed_in = ann.get(&format!("{CONFIRM}{second}")).await;
+    assert!(signed_in.texts("main p").iter().any(|text| text.contains("cancelled")), "{}", signed_in.body);
+    assert!(signed_in.attrs("main p a", "href").contains(&"/account".to_owned()));
     // The change page offers the same cancel.
     request_change(&ann, "third@new.example").await.assert_redirects_to("/account");
     ann.submit("/account/email", "/account/email/cancel", &[]).await.assert_redirects_to("/account");
