@@ -2,6 +2,7 @@
 //! id in the cookie.
 
 use diesel::prelude::*;
+use diesel::sqlite::Sqlite;
 
 use super::email_changes::{self as email_change_states, EmailChange};
 use super::schema::{email_changes, group_members, groups, sessions, two_factor, users};
@@ -27,7 +28,8 @@ pub struct SessionRow {
 
 /// A live session as the account page and the account export list it:
 /// nothing that would let anyone use it (no id hash, no state).
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = sessions)]
 pub struct SessionListing {
     /// Names the session in forms ("sign out this one"); not a secret.
     pub public_id: String,
@@ -43,22 +45,11 @@ pub struct SessionListing {
 }
 
 impl SessionListing {
-    /// The columns to select for one, in its fields' order.
-    pub const COLUMNS: (
-        sessions::public_id,
-        sessions::remember,
-        sessions::created_at,
-        sessions::last_seen_at,
-        sessions::user_agent,
-        sessions::ip,
-    ) = (
-        sessions::public_id,
-        sessions::remember,
-        sessions::created_at,
-        sessions::last_seen_at,
-        sessions::user_agent,
-        sessions::ip,
-    );
+    /// Its columns in its fields' order, as a plain tuple: `as_select()`
+    /// would tie the query to one backend, and one query serves both.
+    pub fn columns() -> <Self as Selectable<Sqlite>>::SelectExpression {
+        <Self as Selectable<Sqlite>>::construct_selection()
+    }
 }
 
 impl SessionRow {
@@ -75,7 +66,8 @@ impl SessionRow {
 
 /// What the idle timeout's slide needs of a session: the forward-auth check
 /// reads no more of it.
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = sessions)]
 pub struct SessionTimes {
     pub id_hash: Vec<u8>,
     /// Signed in with "keep me signed in": the longer timeouts apply.
@@ -88,9 +80,11 @@ pub struct SessionTimes {
 }
 
 impl SessionTimes {
-    /// The columns to select for them, in their fields' order.
-    pub const COLUMNS: (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at) =
-        (sessions::id_hash, sessions::remember, sessions::last_seen_at, sessions::absolute_expires_at);
+    /// Its columns in its fields' order, as a plain tuple: `as_select()`
+    /// would tie the query to one backend, and one query serves both.
+    pub fn columns() -> <Self as Selectable<Sqlite>>::SelectExpression {
+        <Self as Selectable<Sqlite>>::construct_selection()
+    }
 }
 
 #[derive(Insertable)]
@@ -127,7 +121,7 @@ pub fn find_live(
         .filter(sessions::id_hash.eq(id_hash))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
-        .select((sessions::all_columns, SignedInAccount::COLUMNS, two_factor::enabled_at.nullable()));
+        .select((sessions::all_columns, SignedInAccount::columns(), two_factor::enabled_at.nullable()));
     on_backend!(conn, c => query.get_result(c).optional())
 }
 
@@ -183,9 +177,9 @@ pub fn find_live_with_overview(
         .filter(sessions::absolute_expires_at.gt(now))
         .select((
             sessions::all_columns,
-            SignedInAccount::COLUMNS,
+            SignedInAccount::columns(),
             two_factor::enabled_at.nullable(),
-            others.fields(SessionListing::COLUMNS),
+            others.fields(SessionListing::columns()),
             email_changes::all_columns.nullable(),
         ));
     // Sorted here, not by an ORDER BY: that would cost a temporary b-tree.
@@ -249,8 +243,8 @@ pub fn find_live_by_forward_id(
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))
         .select((
-            SessionTimes::COLUMNS,
-            SignedInAccount::COLUMNS,
+            SessionTimes::columns(),
+            SignedInAccount::columns(),
             two_factor::enabled_at.nullable(),
             groups::name.nullable(),
         ));
@@ -296,7 +290,7 @@ pub fn delete(conn: &mut DbConnection, id_hash: &[u8]) -> QueryResult<usize> {
 /// started).
 pub fn list_live_for_user(conn: &mut DbConnection, user_id: i64, now: i64) -> QueryResult<Vec<SessionListing>> {
     let query = sessions::table
-        .select(SessionListing::COLUMNS)
+        .select(SessionListing::columns())
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::idle_expires_at.gt(now))
         .filter(sessions::absolute_expires_at.gt(now))

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sqlite::Sqlite;
 
 use super::schema::users;
 use super::{DbConnection, on_backend};
@@ -28,7 +29,8 @@ pub struct User {
 /// The columns of an account that every signed-in request reads: who it
 /// is and whether it may still be signed in. Never the password hash, which
 /// stays in the database unless a password is being checked.
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = users)]
 pub struct SignedInAccount {
     pub id: i64,
     pub email: String,
@@ -40,25 +42,11 @@ pub struct SignedInAccount {
 }
 
 impl SignedInAccount {
-    /// The columns to select for one, in its fields' order. Columns rather
-    /// than `as_select()`: one query serves both backends.
-    pub const COLUMNS: (
-        users::id,
-        users::email,
-        users::email_verified_at,
-        users::approval,
-        users::is_admin,
-        users::disabled_at,
-        users::deleted_at,
-    ) = (
-        users::id,
-        users::email,
-        users::email_verified_at,
-        users::approval,
-        users::is_admin,
-        users::disabled_at,
-        users::deleted_at,
-    );
+    /// Its columns in its fields' order, as a plain tuple: `as_select()`
+    /// would tie the query to one backend, and one query serves both.
+    pub fn columns() -> <Self as Selectable<Sqlite>>::SelectExpression {
+        <Self as Selectable<Sqlite>>::construct_selection()
+    }
 
     /// The facts that decide whether the account may stay signed in.
     pub fn state(&self) -> AccountState {
